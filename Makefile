@@ -1,0 +1,29 @@
+# gradest: `make demo` and `make test` create the environment when needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONSTRAINTS ?= constraints-cpu.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[all]"
+	touch $(STAMP)
+
+test: venv
+	$(PY) -m pytest -n 2 -q
+
+demo: venv
+	$(VENV)/bin/gradest run --quick
+
+bench: venv
+	$(VENV)/bin/asv machine --yes
+	$(VENV)/bin/asv run --quick -E existing:$(abspath $(PY)) --set-commit-hash $$(git rev-parse HEAD)
+
+clean:
+	rm -rf $(VENV) .asv results report

@@ -1,0 +1,268 @@
+"""The PyTorch implementation of `gradest.backends.base.Backend`.
+
+Transforms come from ``torch.func`` (``grad``, ``vmap``); ``jit`` is eager unless the backend
+was made with ``compile=True`` (then ``torch.compile``). Noise comes from a ``torch.Generator``
+on the backend's device seeded from (seed, stream, first replicate).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from gradest.backends.base import Backend, check_noise_kind, stream_id
+
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "bool": torch.bool,
+}
+
+
+def _tree_map(fn, tree):
+    if isinstance(tree, dict):
+        return {k: _tree_map(fn, v) for k, v in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_tree_map(fn, v) for v in tree)
+    return fn(tree)
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, device: str = "cpu", dtype: str = "float32", compile: bool = False):
+        self.device = device
+        self.dtype = dtype
+        self.compile = compile
+        self._torch_device = torch.device(device)
+        self._float = _DTYPES[dtype]
+
+    def _dt(self, dtype):
+        if dtype is None or dtype == "float":
+            return self._float
+        return _DTYPES[dtype]
+
+    # creation and conversion
+    def asarray(self, x, dtype=None):
+        if isinstance(x, torch.Tensor):
+            if dtype is None and not x.is_floating_point():
+                return x.to(self._torch_device)
+            return x.to(device=self._torch_device, dtype=self._dt(dtype))
+        arr = np.asarray(x)
+        if dtype is None and arr.dtype.kind not in "fc":
+            return torch.as_tensor(arr, device=self._torch_device)
+        return torch.as_tensor(arr, dtype=self._dt(dtype), device=self._torch_device)
+
+    def to_numpy(self, x):
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().numpy()
+        return np.asarray(x)
+
+    def zeros(self, shape):
+        return torch.zeros(tuple(shape), dtype=self._float, device=self._torch_device)
+
+    def ones(self, shape):
+        return torch.ones(tuple(shape), dtype=self._float, device=self._torch_device)
+
+    def arange(self, n):
+        return torch.arange(n, device=self._torch_device)
+
+    # elementwise
+    def exp(self, x):
+        return torch.exp(x)
+
+    def log(self, x):
+        return torch.log(x)
+
+    def log1p(self, x):
+        return torch.log1p(x)
+
+    def sqrt(self, x):
+        return torch.sqrt(x)
+
+    def abs(self, x):
+        return torch.abs(x)
+
+    def sign(self, x):
+        return torch.sign(x)
+
+    def tanh(self, x):
+        return torch.tanh(x)
+
+    def sigmoid(self, x):
+        return torch.sigmoid(x)
+
+    def log_sigmoid(self, x):
+        return torch.nn.functional.logsigmoid(x)
+
+    def softplus(self, x):
+        return torch.nn.functional.softplus(x)
+
+    def relu(self, x):
+        return torch.relu(x)
+
+    def where(self, cond, x, y):
+        return torch.where(cond, torch.as_tensor(x), torch.as_tensor(y))
+
+    def maximum(self, x, y):
+        return torch.maximum(torch.as_tensor(x), torch.as_tensor(y))
+
+    def minimum(self, x, y):
+        return torch.minimum(torch.as_tensor(x), torch.as_tensor(y))
+
+    def clip(self, x, lo, hi):
+        return torch.clamp(x, lo, hi)
+
+    def astype(self, x, dtype):
+        return x.to(self._dt(dtype))
+
+    # reductions
+    @staticmethod
+    def _dims(axis):
+        return tuple(axis) if isinstance(axis, (tuple, list)) else axis
+
+    def sum(self, x, axis=None, keepdims=False):
+        if axis is None:
+            return torch.sum(x)
+        return torch.sum(x, dim=self._dims(axis), keepdim=keepdims)
+
+    def mean(self, x, axis=None, keepdims=False):
+        if axis is None:
+            return torch.mean(x)
+        return torch.mean(x, dim=self._dims(axis), keepdim=keepdims)
+
+    def max(self, x, axis=None, keepdims=False):
+        if axis is None:
+            return torch.max(x)
+        return torch.amax(x, dim=self._dims(axis), keepdim=keepdims)
+
+    def argmax(self, x, axis=-1):
+        return torch.argmax(x, dim=axis)
+
+    def logsumexp(self, x, axis=-1, keepdims=False):
+        return torch.logsumexp(x, dim=self._dims(axis), keepdim=keepdims)
+
+    def softmax(self, x, axis=-1):
+        return torch.softmax(x, dim=axis)
+
+    def log_softmax(self, x, axis=-1):
+        return torch.log_softmax(x, dim=axis)
+
+    # indexing and shape
+    def one_hot(self, index, num_classes):
+        # a comparison rather than F.one_hot: it batches under torch.func.vmap
+        classes = torch.arange(num_classes, device=index.device)
+        return (index.unsqueeze(-1) == classes).to(self._float)
+
+    def take_along_axis(self, x, index, axis):
+        return torch.take_along_dim(x, index.long(), dim=axis)
+
+    def reshape(self, x, shape):
+        return torch.reshape(x, tuple(shape))
+
+    def expand_dims(self, x, axis):
+        return torch.unsqueeze(x, axis)
+
+    def broadcast_to(self, x, shape):
+        return torch.broadcast_to(x, tuple(shape))
+
+    def stack(self, xs, axis=0):
+        return torch.stack(list(xs), dim=axis)
+
+    def concatenate(self, xs, axis=0):
+        return torch.cat(list(xs), dim=axis)
+
+    def moveaxis(self, x, source, destination):
+        return torch.movedim(x, source, destination)
+
+    def matmul(self, a, b):
+        return torch.matmul(a, b)
+
+    def einsum(self, subscripts, *operands):
+        return torch.einsum(subscripts, *operands)
+
+    # autodiff
+    def stop_gradient(self, x):
+        return x.detach()
+
+    def grad(self, fn, has_aux=False):
+        return torch.func.grad(fn, has_aux=has_aux)
+
+    def value_and_grad(self, fn, has_aux=False):
+        return torch.func.grad_and_value(fn, has_aux=has_aux) if not has_aux else _swap_aux(fn)
+
+    def vmap(self, fn, in_axes=0, out_axes=0):
+        in_dims = tuple(in_axes) if isinstance(in_axes, list) else in_axes
+        return torch.func.vmap(fn, in_dims=in_dims, out_dims=out_axes)
+
+    def jit(self, fn):
+        return torch.compile(fn) if self.compile else fn
+
+    def block(self, x):
+        if self._torch_device.type == "cuda":
+            torch.cuda.synchronize(self._torch_device)
+        return x
+
+    # noise
+    def noise(self, seed, stream, kind, shape, first, count):
+        check_noise_kind(kind)
+        gen = torch.Generator(device=self._torch_device)
+        gen.manual_seed(_mix(seed, stream_id(stream), first))
+        size = (count, *tuple(shape))
+        opts = dict(generator=gen, dtype=self._float, device=self._torch_device)
+        if kind == "normal":
+            return torch.randn(size, **opts)
+        u = torch.rand(size, **opts)
+        tiny = torch.finfo(self._float).tiny
+        u = u.clamp(min=tiny, max=1.0 - torch.finfo(self._float).eps / 2)
+        if kind == "uniform":
+            return u
+        return -torch.log(-torch.log(u))
+
+    # memory
+    def reset_peak_memory(self):
+        if self._torch_device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self._torch_device)
+
+    def peak_memory_bytes(self):
+        if self._torch_device.type == "cuda":
+            return float(torch.cuda.max_memory_allocated(self._torch_device))
+        return math.nan
+
+
+def _swap_aux(fn):
+    """value_and_grad with aux in jax's layout: ((value, aux), grad)."""
+    inner = torch.func.grad_and_value(fn, has_aux=True)
+
+    def wrapped(*args, **kwargs):
+        g, (value, aux) = inner(*args, **kwargs)
+        return (value, aux), g
+
+    return wrapped
+
+
+def _mix(*ints: int) -> int:
+    """A 63-bit seed from several integers (splitmix64 steps), stable across processes."""
+    x = 0x9E3779B97F4A7C15
+    mask = (1 << 64) - 1
+    for v in ints:
+        x = (x ^ (int(v) & mask)) & mask
+        x = (x + 0x9E3779B97F4A7C15) & mask
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+        x ^= x >> 31
+    return x & ((1 << 63) - 1)
+
+
+def make_backend(device: str = "cpu", dtype: str = "float32", **options) -> TorchBackend:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "device='cuda' was asked for, but this torch has no CUDA device available "
+            f"(torch {torch.__version__}, cuda={torch.version.cuda}). Use device='cpu', or install a "
+            "CUDA build of torch on a machine with an NVIDIA GPU."
+        )
+    return TorchBackend(device=device, dtype=dtype, **options)

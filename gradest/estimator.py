@@ -1,0 +1,108 @@
+"""The estimator contract: a pair of pure functions, as an optax transformation is.
+
+An estimator is a `GradientEstimator` built by a factory (``reinforce(baseline="loo")``)::
+
+    state = est.init(dist)
+    per_sample, state = est.surrogate(f, dist, noise, state)
+
+Shapes, with S samples and a distribution of batch shape ``[*b]``:
+
+* ``dist``: a `gradest.distributions.Distribution` at the current parameters, its ``params``
+  carrying gradient to θ; ``dist.backend`` is the `Backend` to compute with.
+* ``f``: the cost, a callable ``z [S', *value_shape] -> [S', *b]`` for any leading S' (an
+  estimator may evaluate f at more points than S, e.g. relaxed or conditional samples). Tasks
+  may give f a closed-form ``f.expectation(dist) -> [*b]`` (see `gradest.task.Objective`).
+* ``noise``: dict name -> array ``[S, ...]`` as asked for by ``est.noise_spec(dist, S)``. The
+  harness draws it; the name ``"sample"`` holds the distribution's own noise, shared by all
+  estimators under one seed (common random numbers).
+* ``per_sample``: ``[S, *b]``. Its value is the cost at the samples the estimator evaluates
+  (f(z) for score-function and straight-through estimators, f at the relaxed sample for
+  relaxed ones), and the gradient of its mean with respect to θ is the estimate. So one output
+  serves training (minimize it) and benchmarking (differentiate it R times).
+* ``state``: a dict of arrays (baselines, running statistics); ``{}`` for stateless estimators.
+
+Metadata says what an estimator supports (``supports``: distribution kinds), whether it is
+``unbiased`` (checked by a z-test against the exact gradient), and ``min_samples``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple
+
+from gradest.distributions import Distribution
+
+
+class NoiseSpec(NamedTuple):
+    """Noise of ``kind`` ("uniform", "normal", "gumbel") and ``shape`` (leading axis S)."""
+
+    shape: tuple
+    kind: str
+
+
+def sample_noise_spec(dist: Distribution, num_samples: int) -> dict[str, NoiseSpec]:
+    """The distribution's own noise for S samples: what most estimators need."""
+    return {"sample": NoiseSpec((num_samples, *dist.noise_shape), dist.noise_kind)}
+
+
+def no_state(dist: Distribution) -> dict:
+    return {}
+
+
+class GradientEstimator(NamedTuple):
+    """A gradient estimator: ``init``, ``surrogate`` and what it supports.
+
+    Attributes:
+      init: ``(dist) -> state``.
+      surrogate: ``(f, dist, noise, state) -> (per_sample [S, *b], state)``.
+      noise_spec: ``(dist, S) -> {name: NoiseSpec}``; by default the distribution's own noise.
+      supports: distribution kinds it applies to.
+      unbiased: whether E[estimate] is the exact gradient.
+      name: registry name; options: the options it was built with (for labels and results).
+      min_samples: smallest S it works with (leave-one-out baselines need 2).
+      update_state: whether ``state`` changes from step to step (moving averages).
+      requires_exact: it needs the task's ground truth (the ``exact`` estimator).
+    """
+
+    init: Callable[[Distribution], Any]
+    surrogate: Callable[..., tuple[Any, Any]]
+    noise_spec: Callable[[Distribution, int], Mapping[str, NoiseSpec]] = sample_noise_spec
+    supports: frozenset = frozenset()
+    unbiased: bool = False
+    name: str = ""
+    options: Mapping[str, Any] = {}
+    min_samples: int = 1
+    update_state: bool = False
+    requires_exact: bool = False
+
+    @property
+    def label(self) -> str:
+        """``name`` with its options, e.g. ``reinforce[baseline=loo]``."""
+        if not self.options:
+            return self.name
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.name}[{opts}]"
+
+
+def magic_box(backend, f_value, log_prob, weight):
+    """Score-function surrogate whose value is ``f_value`` and whose gradient is
+    ∇f + weight * ∇log p, with ``weight`` treated as a constant (DiCE's magic box [1]).
+
+    [1] Foerster et al., DiCE: The Infinitely Differentiable Monte Carlo Estimator, ICML 2018."""
+    B = backend
+    return f_value + B.stop_gradient(weight) * (log_prob - B.stop_gradient(log_prob))
+
+
+def linear_surrogate(backend, value, params: Mapping, signal: Mapping, batch_ndim: int):
+    """A surrogate with value ``value`` [S, *b] and gradient Σ_s signal_s · ∂params/∂θ / S.
+
+    ``signal[name]`` [S, *param_shape] is a per-sample gradient estimate with respect to the
+    distribution parameter ``params[name]``; the result adds Σ over the parameter's non-batch
+    axes of stop_gradient(signal) * (param - stop_gradient(param)), so its value is unchanged
+    and its mean's gradient is the mean signal pulled back to θ by the chain rule."""
+    B = backend
+    out = value
+    for name, g in signal.items():
+        p = params[name]
+        term = B.stop_gradient(g) * (p - B.stop_gradient(p))  # [S, *param_shape]
+        axes = tuple(range(1 + batch_ndim, term.ndim))
+        out = out + (B.sum(term, axis=axes) if axes else term)
+    return out

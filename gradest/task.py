@@ -1,0 +1,131 @@
+"""The task contract: a loss L(θ) = E_{z~p_θ}[f(z)] + deterministic terms, to minimize.
+
+A task is an object (registered by `gradest.registry.register_task`) with:
+
+* ``param_layout``: ``[(name, shape), ...]``: θ is one flat vector, these blocks in this order
+  (the documented order of `gradient_samples` columns); ``init_params()`` gives θ₀ (NumPy).
+* ``distribution_kind``: "categorical", "bernoulli" or "normal".
+* ``problem(backend, params, noise=None, batch=None) -> Problem``: the distribution p_θ, the
+  cost f and the deterministic term at flat θ ``params``. ``noise`` is the task's own
+  randomness (``noise_spec(S)``, e.g. noisy rewards); ``None`` means f averaged over it, so
+  that exact enumeration gives the exact loss. ``batch`` selects data for data-driven tasks.
+* ``exact_loss(backend, params)``: the exact L(θ) as a backend scalar, or ``None`` where no
+  ground truth exists. The default enumerates a small discrete support or uses f's closed form.
+* ``metrics(backend, params) -> dict[str, float]``: task-specific numbers for training logs.
+
+All array work goes through the Backend, so a task is written once for torch and jax.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from gradest.backends.base import Backend
+from gradest.distributions import Distribution
+from gradest.estimator import NoiseSpec
+
+
+class Objective:
+    """The cost f: ``z [S, *value_shape] -> [S, *batch_shape]``, with an optional closed form.
+
+    ``expectation(dist) -> [*batch_shape]``, when given, is E_{z~dist}[f(z)] exactly (the
+    `exact` estimator uses it for continuous distributions)."""
+
+    def __init__(self, fn: Callable, expectation: Callable | None = None):
+        self.fn = fn
+        self.expectation = expectation
+
+    def __call__(self, z):
+        return self.fn(z)
+
+
+class Problem(NamedTuple):
+    dist: Distribution
+    f: Objective
+    extra: Any = 0.0  # deterministic part of the loss (a scalar)
+
+
+def unflatten(backend: Backend, params, layout: Sequence[tuple[str, tuple]]) -> dict:
+    """Split flat θ [P] into named blocks of ``layout``."""
+    out, start = {}, 0
+    for name, shape in layout:
+        size = int(np.prod(shape)) if len(shape) else 1
+        out[name] = backend.reshape(params[start:start + size], shape)
+        start += size
+    assert start == params.shape[0], f"θ has {params.shape[0]} entries, the layout {start}"
+    return out
+
+
+def layout_size(layout) -> int:
+    return int(sum(int(np.prod(s)) if len(s) else 1 for _, s in layout))
+
+
+def flatten_numpy(blocks: Mapping[str, Any], layout) -> np.ndarray:
+    return np.concatenate([np.asarray(blocks[name], dtype=np.float64).reshape(-1) for name, _ in layout])
+
+
+class Task:
+    """Base class with the defaults of the contract above. Subclasses set ``name``,
+    ``distribution_kind``, ``param_layout`` and implement ``init_params`` and ``problem``."""
+
+    name: str = ""
+    distribution_kind: str = ""
+    param_layout: list = []
+    options: dict = {}
+
+    @property
+    def num_params(self) -> int:
+        return layout_size(self.param_layout)
+
+    def param_names(self) -> list[str]:
+        """One name per entry of flat θ, e.g. ``logits[3]``."""
+        names = []
+        for name, shape in self.param_layout:
+            for idx in np.ndindex(*shape) if len(shape) else [()]:
+                names.append(f"{name}[{','.join(map(str, idx))}]" if idx else name)
+        return names
+
+    def init_params(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def problem(self, backend: Backend, params, noise=None, batch=None) -> Problem:
+        raise NotImplementedError
+
+    def noise_spec(self, num_samples: int) -> dict[str, NoiseSpec]:
+        return {}
+
+    def exact_loss(self, backend: Backend, params):
+        prob = self.problem(backend, params)
+        expected = expected_cost(backend, prob.f, prob.dist)
+        if expected is None:
+            return None
+        return backend.mean(expected) + prob.extra
+
+    def has_exact(self) -> bool:
+        return True
+
+    def metrics(self, backend: Backend, params) -> dict[str, float]:
+        return {}
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}({opts})"
+
+
+def expected_cost(backend: Backend, f: Objective, dist: Distribution, max_support: int | None = None):
+    """E_{z~dist}[f(z)] per batch element [*b], exactly: by enumerating a discrete support or by
+    f's closed form; ``None`` when neither exists."""
+    B = backend
+    if dist.is_discrete and dist.has_enumerate_support:
+        kwargs = {} if max_support is None else {"max_support": max_support}
+        values = dist.enumerate_support(**kwargs)  # [N, *value_shape]
+        log_p = dist.log_prob(values)  # [N, *b]
+        return B.sum(B.exp(log_p) * f(values), axis=0)
+    if f.expectation is not None:
+        return f.expectation(dist)
+    return None
