@@ -66,6 +66,10 @@ class Distribution:
     def noise_shape(self) -> tuple[int, ...]:
         return self.value_shape
 
+    def with_params(self, params: dict) -> "Distribution":
+        """The same kind of distribution (same event axes) at other ``params``."""
+        return type(self)(self.backend, **params, event_ndims=self.event_ndims)
+
     def _reduce_event(self, logp):
         """Sum per-variable log densities [S, *batch, *event] over the event axes."""
         if self.event_ndims == 0:

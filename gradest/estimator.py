@@ -21,6 +21,15 @@ Shapes, with S samples and a distribution of batch shape ``[*b]``:
   serves training (minimize it) and benchmarking (differentiate it R times).
 * ``state``: a dict of arrays (baselines, running statistics); ``{}`` for stateless estimators.
 
+Trainable estimator parameters φ (a learned baseline's network, RELAX's control variate)
+live in ``state["phi"]``, a flat array made by ``init``. The estimator then also gives
+``phi_loss(phi, f, dist, noise, state) -> scalar``; `gradest.train` minimizes it with the same
+optimizer family as θ (optax / torch.optim) after each θ step, with ``dist.params`` held
+constant; `gradient_samples` measures at φ as ``init`` made it (or as training left it).
+``phi_loss`` may differentiate the surrogate itself (RELAX minimizes the variance of the
+estimate, a second-order gradient): ``dist.with_params(new_params)`` rebuilds the distribution
+at other parameters for that.
+
 Metadata says what an estimator supports (``supports``: distribution kinds), whether it is
 ``unbiased`` (checked by a z-test against the exact gradient), and ``min_samples``.
 """
@@ -60,6 +69,7 @@ class GradientEstimator(NamedTuple):
       min_samples: smallest S it works with (leave-one-out baselines need 2).
       update_state: whether ``state`` changes from step to step (moving averages).
       requires_exact: it needs the task's ground truth (the ``exact`` estimator).
+      phi_loss: ``(phi, f, dist, noise, state) -> scalar`` for trainable ``state["phi"]``.
     """
 
     init: Callable[[Distribution], Any]
@@ -72,6 +82,7 @@ class GradientEstimator(NamedTuple):
     min_samples: int = 1
     update_state: bool = False
     requires_exact: bool = False
+    phi_loss: Callable | None = None
 
     @property
     def label(self) -> str:

@@ -12,6 +12,11 @@ A task is an object (registered by `gradest.registry.register_task`) with:
 * ``exact_loss(backend, params)``: the exact L(θ) as a backend scalar, or ``None`` where no
   ground truth exists. The default enumerates a small discrete support or uses f's closed form.
 * ``metrics(backend, params) -> dict[str, float]``: task-specific numbers for training logs.
+* ``train_batch(backend, seed, step)``: the data of one training step (passed to ``problem`` as
+  ``batch``), or ``None`` for tasks without data. ``batch=None`` in ``problem`` means the task's
+  fixed default batch (what `gradient_samples` measures on).
+* ``activation_elements(S)``: rough count of floats one replicate's surrogate holds (the
+  harness's chunk-size hint; 0 for toys).
 
 All array work goes through the Backend, so a task is written once for torch and jax.
 """
@@ -104,6 +109,12 @@ class Task:
 
     def has_exact(self) -> bool:
         return True
+
+    def train_batch(self, backend: Backend, seed: int, step: int):
+        return None
+
+    def activation_elements(self, num_samples: int) -> int:
+        return 0
 
     def metrics(self, backend: Backend, params) -> dict[str, float]:
         return {}
