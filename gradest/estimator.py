@@ -70,6 +70,9 @@ class GradientEstimator(NamedTuple):
       update_state: whether ``state`` changes from step to step (moving averages).
       requires_exact: it needs the task's ground truth (the ``exact`` estimator).
       phi_loss: ``(phi, f, dist, noise, state) -> scalar`` for trainable ``state["phi"]``.
+      requires: task capabilities it needs (a task lists its own in ``Task.capabilities``),
+        e.g. ``"log_weight"``: f(z) is a negative log importance weight, so a multi-sample
+        bound applies (VIMCO).
     """
 
     init: Callable[[Distribution], Any]
@@ -83,6 +86,7 @@ class GradientEstimator(NamedTuple):
     update_state: bool = False
     requires_exact: bool = False
     phi_loss: Callable | None = None
+    requires: frozenset = frozenset()
 
     @property
     def label(self) -> str:

@@ -58,6 +58,11 @@ def check_compatible(task, estimator, num_samples: int = 1) -> None:
         raise UnsupportedCombinationError(
             f"estimator {estimator.label!r} needs num_samples >= {estimator.min_samples} "
             f"(its baseline is computed from the other samples); got num_samples={num_samples}")
+    missing = set(estimator.requires) - set(getattr(task, "capabilities", ()))
+    if missing:
+        raise UnsupportedCombinationError(
+            f"estimator {estimator.label!r} needs the task capabilities {', '.join(sorted(missing))}, which task "
+            f"{task.name!r} does not offer (it offers: {', '.join(sorted(task.capabilities)) or 'none'})")
     if estimator.requires_exact and not task.has_exact():
         raise UnsupportedCombinationError(
             f"estimator {estimator.label!r} needs the task's exact loss, and task {task.name!r} with these "

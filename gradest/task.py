@@ -78,6 +78,8 @@ class Task:
     distribution_kind: str = ""
     param_layout: list = []
     options: dict = {}
+    #: what the task offers beyond the contract, matched against ``GradientEstimator.requires``
+    capabilities: frozenset = frozenset()
 
     @property
     def num_params(self) -> int:

@@ -95,6 +95,9 @@ class Backend(abc.ABC):
     def tanh(self, x): ...
 
     @abc.abstractmethod
+    def erf(self, x): ...
+
+    @abc.abstractmethod
     def sigmoid(self, x): ...
 
     @abc.abstractmethod

@@ -77,6 +77,9 @@ class JaxBackend(Backend):
     def tanh(self, x):
         return jnp.tanh(x)
 
+    def erf(self, x):
+        return jax.scipy.special.erf(x)
+
     def sigmoid(self, x):
         return jax.nn.sigmoid(x)
 

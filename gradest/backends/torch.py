@@ -93,6 +93,9 @@ class TorchBackend(Backend):
     def tanh(self, x):
         return torch.tanh(x)
 
+    def erf(self, x):
+        return torch.special.erf(x)
+
     def sigmoid(self, x):
         return torch.sigmoid(x)
 
