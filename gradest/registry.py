@@ -1,11 +1,28 @@
 """The registry of estimators and tasks: built-ins, local files and installed plugins.
 
-Built-ins are the modules of the ``gradest.estimators`` and ``gradest.tasks`` packages: each
-registers itself with the decorators below when imported, so adding one is adding one file.
-A local file uses the same decorators. Installed packages register through entry points in
-the groups ``gradest.estimators`` and ``gradest.tasks`` (the entry point's object is loaded;
-it registers on import, or, if it is an undecorated factory, under the entry point's name).
-Everything is discovered lazily, on the first listing or look-up.
+Three ways in, one registry per kind (``ESTIMATORS``, ``TASKS``):
+
+* **built-in**: the modules of the ``gradest.estimators`` and ``gradest.tasks`` packages
+  register themselves with the decorators below when imported, so adding one is adding a file.
+* **local**: any other module (a script, a notebook, a file of the user's project) uses the
+  same decorators. Registering a local name first imports the built-ins, so a clash with a
+  built-in is caught at once: it raises `ValueError` naming both sources.
+* **package**: an installed distribution declares entry points in the groups
+  ``gradest.estimators`` / ``gradest.tasks`` (``name = "module:object"``). Loading the object
+  either registers it (a decorated module) or, for an undecorated factory, the registry
+  registers it under the entry point's name.
+
+Discovery is lazy: the first listing or look-up imports the built-ins and then loads the
+entry points, once per process. Failure is contained: an entry point that fails to import, a
+plugin estimator that fails to build with its default options, or a plugin name that clashes
+with an existing one (built-in or another package) is skipped and reported once, as a
+`PluginWarning` naming the entry point, both sources where there is a clash, and the error;
+the built-ins and every other plugin keep working. The messages stay available in
+``Registry.plugin_errors`` / `plugin_warnings()` (e.g. for ``gradest list``).
+
+Every `Entry` records its ``source``: ``"built-in"``, ``"package <distribution name>"`` or
+``"local <module>"``; `describe_estimators` / `describe_tasks` give one row per entry with
+what it supports.
 """
 from __future__ import annotations
 
@@ -14,10 +31,15 @@ import inspect
 import pkgutil
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 ESTIMATOR_GROUP = "gradest.estimators"
 TASK_GROUP = "gradest.tasks"
+BUILT_IN = "built-in"
+
+
+class PluginWarning(RuntimeWarning):
+    """A plugin was skipped: it failed to import or to build, or its name clashes."""
 
 
 @dataclass
@@ -40,46 +62,96 @@ class Entry:
         return {p.name: p.default for p in sig.parameters.values()
                 if p.default is not inspect.Parameter.empty}
 
+    def required_options(self) -> list[str]:
+        """Options without a default: the entry cannot be built with defaults alone."""
+        sig = inspect.signature(self.factory)
+        return [p.name for p in sig.parameters.values()
+                if p.default is inspect.Parameter.empty
+                and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+    @property
+    def is_plugin(self) -> bool:
+        return self.source.startswith("package ")
+
 
 class Registry:
+    """Name -> `Entry` for one kind ("estimator" or "task"), with lazy discovery."""
+
     def __init__(self, kind: str, package: str, group: str):
         self.kind = kind
         self.package = package
         self.group = group
         self.entries: dict[str, Entry] = {}
         self._loaded = False
+        self._builtins_loaded = False
         self._loading_source: str | None = None
+        self._attempts: list[str] = []  # names an entry point's import tried to register
         self.plugin_errors: list[str] = []
 
-    # registration
-    def register(self, name: str, factory: Callable, *, description: str = "", **meta) -> None:
-        module = getattr(factory, "__module__", "?")
+    # ---- reporting -----------------------------------------------------------------------
+    def _report(self, message: str) -> None:
+        """Record ``message`` and warn, once per process."""
+        if message in self.plugin_errors:
+            return
+        self.plugin_errors.append(message)
+        warnings.warn(message, PluginWarning, stacklevel=4)
+
+    # ---- registration --------------------------------------------------------------------
+    def _source_of(self, module: str) -> str:
         if self._loading_source is not None:
-            source = self._loading_source
-        elif module.startswith(self.package + "."):
-            source = "built-in"
-        else:
-            source = f"local {module}"
+            return self._loading_source
+        if module == self.package or module.startswith(self.package + "."):
+            return BUILT_IN
+        return f"local {module}"
+
+    def register(self, name: str, factory: Callable, *, description: str = "", **meta) -> None:
+        if not isinstance(name, str) or not name or name != name.strip() or "/" in name:
+            raise ValueError(f"{self.kind} name must be a non-empty string without spaces at the ends "
+                             f"or '/', got {name!r}")
+        if not callable(factory):
+            raise TypeError(f"the {self.kind} {name!r} must be registered with a callable factory, "
+                            f"got {type(factory).__name__}")
+        module = getattr(factory, "__module__", None) or "?"
+        source = self._source_of(module)
+        if source.startswith("local "):
+            # a local name is checked against the built-ins now, not at first listing
+            self._load_builtins()
+        if self._loading_source is not None:
+            self._attempts.append(name)
         if name in self.entries:
             old = self.entries[name]
-            if old.factory is factory or (old.module == module and old.factory.__qualname__ == getattr(factory, "__qualname__", None)):
+            if old.factory is factory or (old.module == module and
+                                          old.factory.__qualname__ == getattr(factory, "__qualname__", None)):
+                if old.source.startswith("local ") and source.startswith("package "):
+                    old.source = source  # a plugin module imported by hand before discovery
                 return  # the same module imported twice
-            raise ValueError(
-                f"{self.kind} name {name!r} is registered twice: by {old.source} ({old.module}) and by "
-                f"{source} ({module}). Rename one of them; gradest never overrides silently.")
+            message = (f"{self.kind} name {name!r} is registered twice: by {old.source} ({old.module}) and "
+                       f"by {source} ({module})")
+            if source.startswith("package "):
+                self._report(f"gradest: {message}; the {self.kind} from {source} is skipped and the one from "
+                             f"{old.source} kept. Rename the plugin's entry point or registered name.")
+                return
+            raise ValueError(f"{message}. Rename one of them; gradest never overrides a name silently.")
         doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
         self.entries[name] = Entry(name, factory, self.kind, source, module, doc, dict(meta))
 
-    # discovery
-    def load(self) -> None:
-        if self._loaded:
+    # ---- discovery -----------------------------------------------------------------------
+    def _load_builtins(self) -> None:
+        if self._builtins_loaded:
             return
-        self._loaded = True
+        self._builtins_loaded = True
         package = importlib.import_module(self.package)
         for info in pkgutil.iter_modules(package.__path__):
             if info.name.startswith("_") or info.name.startswith("test"):
                 continue
             importlib.import_module(f"{self.package}.{info.name}")
+
+    def load(self) -> None:
+        """Import the built-ins, then load the entry points (once per process)."""
+        if self._loaded:
+            return
+        self._loaded = True
+        self._load_builtins()
         self._load_entry_points()
 
     def _load_entry_points(self) -> None:
@@ -87,23 +159,48 @@ class Registry:
 
         for ep in entry_points(group=self.group):
             dist = getattr(ep, "dist", None)
-            source = f"package {dist.name if dist is not None else ep.value.split(':')[0]}"
+            dist_name = dist.metadata["Name"] if dist is not None else ep.value.split(":")[0]
+            source = f"package {dist_name}"
+            where = f"{ep.name!r} = {ep.value!r} (group {self.group}, {source})"
             before = set(self.entries)
-            self._loading_source = source
+            self._loading_source, self._attempts = source, []
             try:
                 obj = ep.load()
-                if ep.name not in self.entries and callable(obj) and not set(self.entries) - before:
+                attempted = bool(self._attempts)
+                if not attempted:
+                    if not callable(obj):
+                        raise TypeError(f"it names a {type(obj).__name__} that registers no {self.kind}; "
+                                        f"point it at a factory or at a module that registers one")
                     self.register(ep.name, obj)
             except Exception as err:  # a broken plugin must not break gradest
-                message = (f"gradest: the {self.kind} plugin entry point {ep.name!r} = {ep.value!r} "
-                           f"(group {self.group}) failed to load and is skipped: "
-                           f"{type(err).__name__}: {err}")
-                self.plugin_errors.append(message)
-                warnings.warn(message, RuntimeWarning, stacklevel=3)
+                self._report(f"gradest: the {self.kind} plugin entry point {where} failed to load and is "
+                             f"skipped: {type(err).__name__}: {err}")
+                for name in set(self.entries) - before:
+                    del self.entries[name]
+                continue
             finally:
-                self._loading_source = None
+                self._loading_source, self._attempts = None, []
+            if self.kind == "estimator":
+                for name in sorted(set(self.entries) - before):
+                    self._check_builds(name, where)
 
-    # look-up
+    def _check_builds(self, name: str, where: str) -> None:
+        """Build a plugin estimator with its defaults; skip it with a warning if that fails."""
+        entry = self.entries[name]
+        if entry.required_options():
+            return  # needs options: built only when the user gives them
+        try:
+            est = entry.factory()
+            from gradest.estimator import GradientEstimator
+
+            if not isinstance(est, GradientEstimator):
+                raise TypeError(f"its factory returned {type(est).__name__}, not a GradientEstimator")
+        except Exception as err:
+            del self.entries[name]
+            self._report(f"gradest: the {self.kind} {name!r} of plugin entry point {where} fails to build "
+                         f"with its default options and is skipped: {type(err).__name__}: {err}")
+
+    # ---- look-up -------------------------------------------------------------------------
     def names(self) -> list[str]:
         self.load()
         return sorted(self.entries)
@@ -124,6 +221,11 @@ class Registry:
             raise ValueError(
                 f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for "
                 f"{self.kind} {name!r}; valid options: {', '.join(valid) if valid else '(none)'}")
+        missing = [o for o in entry.required_options() if o not in options]
+        if missing:
+            raise ValueError(f"{self.kind} {name!r} needs the option{'s' if len(missing) > 1 else ''} "
+                             f"{', '.join(map(repr, missing))}; give {'them' if len(missing) > 1 else 'it'} "
+                             f"as keyword arguments")
         return entry.factory(**options)
 
 
@@ -187,3 +289,83 @@ def get_task(name, **options):
     if not task.name:
         task.name = name
     return task
+
+
+# ---- descriptions (for `gradest list`) ---------------------------------------------------
+
+class EstimatorRow(NamedTuple):
+    """One registered estimator: ``supports`` its distribution kinds (sorted), ``unbiased``
+    whether it claims E[estimate] = ∇L (None where it cannot be built with defaults)."""
+
+    name: str
+    source: str
+    supports: tuple
+    unbiased: bool | None
+    description: str
+
+
+class TaskRow(NamedTuple):
+    """One registered task: ``distribution_kind`` of its p_θ and ``has_exact`` ground truth
+    (with default options; None where it cannot be built with defaults)."""
+
+    name: str
+    source: str
+    distribution_kind: str
+    has_exact: bool | None
+    description: str
+
+
+def describe_estimators() -> list[EstimatorRow]:
+    """One row per registered estimator (built with its default options), sorted by name.
+
+    An estimator that needs options, or fails to build, has ``supports=()`` and
+    ``unbiased=None``, and its description says why (a failure is also reported once)."""
+    rows = []
+    for name in ESTIMATORS.names():
+        entry = ESTIMATORS.entries[name]
+        supports, unbiased, description = (), None, entry.description
+        required = entry.required_options()
+        if required:
+            description = f"{description} (needs options: {', '.join(required)})".strip()
+        else:
+            try:
+                est = get_estimator(name)
+                supports, unbiased = tuple(sorted(est.supports)), bool(est.unbiased)
+            except Exception as err:
+                ESTIMATORS._report(f"gradest: the estimator {name!r} ({entry.source}) fails to build with its "
+                                   f"default options: {type(err).__name__}: {err}")
+                description = f"{description} (fails to build: {type(err).__name__})".strip()
+        rows.append(EstimatorRow(name, entry.source, supports, unbiased, description))
+    return rows
+
+
+def describe_tasks() -> list[TaskRow]:
+    """One row per registered task (built with its default options), sorted by name.
+
+    A task's distribution kind is read from its class where it is a class attribute, so a
+    task that fails to build still shows its kind; ``has_exact`` is None then."""
+    rows = []
+    for name in TASKS.names():
+        entry = TASKS.entries[name]
+        kind = getattr(entry.factory, "distribution_kind", "") or ""
+        has_exact, description = None, entry.description
+        required = entry.required_options()
+        if required:
+            description = f"{description} (needs options: {', '.join(required)})".strip()
+        else:
+            try:
+                task = get_task(name)
+                kind, has_exact = task.distribution_kind, bool(task.has_exact())
+            except Exception as err:
+                TASKS._report(f"gradest: the task {name!r} ({entry.source}) fails to build with its default "
+                              f"options: {type(err).__name__}: {err}")
+                description = f"{description} (fails to build: {type(err).__name__})".strip()
+        rows.append(TaskRow(name, entry.source, kind, has_exact, description))
+    return rows
+
+
+def plugin_warnings() -> list[str]:
+    """Every plugin problem reported so far (estimators, then tasks), after discovery."""
+    ESTIMATORS.load()
+    TASKS.load()
+    return [*ESTIMATORS.plugin_errors, *TASKS.plugin_errors]
