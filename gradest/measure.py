@@ -67,6 +67,9 @@ def check_compatible(task, estimator, num_samples: int = 1) -> None:
         raise UnsupportedCombinationError(
             f"estimator {estimator.label!r} needs the task's exact loss, and task {task.name!r} with these "
             f"options has none (too large to enumerate, or no closed form); use a sampling estimator")
+    reason = getattr(task, "incompatibility", lambda est: None)(estimator)
+    if reason:
+        raise UnsupportedCombinationError(reason)
 
 
 def _positive_int(name: str, value) -> int:
@@ -147,7 +150,21 @@ class GradientSampler:
         self.state = initial_state(self.task, self.estimator, B, self.params, self.num_samples, self.seed, batch)
         self.chunk_size = chunk_size or self._auto_chunk()
         loss = make_loss(self.task, self.estimator, B, batch)
-        self._estimate = B.jit(B.vmap(B.grad(loss, has_aux=True), in_axes=(None, 0, None)))
+        self._vgrad = B.vmap(B.grad(loss, has_aux=True), in_axes=(None, 0, None))
+        self._estimate = B.jit(self._vgrad)
+        self._fused: dict = {}  # jax: count -> jitted (θ, state, first) -> estimates, noise inside
+
+    def set_params(self, params) -> None:
+        """Measure at θ = ``params`` (flat NumPy vector) from now on, reusing the compiled
+        function; the estimator's state is re-initialized (and warmed up) at the new θ."""
+        theta = np.asarray(params, dtype=np.float64)
+        if theta.shape != (self.task.num_params,):
+            raise ValueError(f"params must be a flat vector of {self.task.num_params} entries for task "
+                             f"{self.task.name!r}, got shape {theta.shape}")
+        finite("params", theta, owner=f"task {self.task.name!r}")
+        self.params = self.backend.asarray(theta)
+        self.state = initial_state(self.task, self.estimator, self.backend, self.params, self.num_samples,
+                                   self.seed, self.batch)
 
     def _auto_chunk(self) -> int:
         itemsize = 8 if self.backend.dtype == "float64" else 4
@@ -158,9 +175,33 @@ class GradientSampler:
 
     def estimates(self, first: int, count: int):
         """Backend array [count, P] of the estimates of replicates first .. first+count-1."""
+        if self.backend.name == "jax":
+            grads, _ = self._fused_estimate(count)(self.params, self.state, first)
+            return grads
         noise = draw_noise(self.backend, self.specs, self.seed, first, count)
         grads, _ = self._estimate(self.params, noise, self.state)
         return grads
+
+    def _fused_estimate(self, count: int):
+        """JAX fast path: ``(θ, state, first) -> (estimates [count, P], state)`` with the noise
+        of replicates first .. first+count-1 drawn inside the same jitted function, through
+        `Backend.noise_fn` (the numbers of `draw_noise`, ``first`` traced: one compilation per
+        chunk size). Drawing the noise eagerly costs a dispatch per key derivation and per noise
+        array, which for cheap estimators took longer than the estimates themselves."""
+        fn = self._fused.get(count)
+        if fn is None:
+            B, seed, vgrad = self.backend, self.seed, self._vgrad
+            draws = {group: {name: B.noise_fn(f"{group}/{name}", spec.kind, spec.shape, count)
+                             for name, spec in group_specs.items()}
+                     for group, group_specs in self.specs.items()}
+
+            def fused(params, state, first):
+                noise = {group: {name: draw(seed, first) for name, draw in d.items()}
+                         for group, d in draws.items()}
+                return vgrad(params, noise, state)
+
+            fn = self._fused[count] = B.jit(fused)
+        return fn
 
     def run(self, num_replicates: int) -> np.ndarray:
         R = _positive_int("num_replicates", num_replicates)

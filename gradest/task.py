@@ -15,6 +15,7 @@ A task is an object (registered by `gradest.registry.register_task`) with:
 * ``train_batch(backend, seed, step)``: the data of one training step (passed to ``problem`` as
   ``batch``), or ``None`` for tasks without data. ``batch=None`` in ``problem`` means the task's
   fixed default batch (what `gradient_samples` measures on).
+* ``incompatibility(estimator)``: a reason to refuse an estimator (None: accept it).
 * ``activation_elements(S)``: rough count of floats one replicate's surrogate holds (the
   harness's chunk-size hint; 0 for toys).
 
@@ -111,6 +112,13 @@ class Task:
 
     def has_exact(self) -> bool:
         return True
+
+    def incompatibility(self, estimator) -> str | None:
+        """Why ``estimator`` cannot run on this task (a message naming the fix), or None.
+
+        `gradest.measure.check_compatible` raises with it; for refusals that the distribution
+        kind and capabilities cannot express (e.g. a deterministic configuration)."""
+        return None
 
     def train_batch(self, backend: Backend, seed: int, step: int):
         return None

@@ -216,6 +216,13 @@ class Backend(abc.ABC):
         the standard Gumbel distribution. The numbers are a function of (seed, stream, kind, shape,
         first, count) alone; the harness chunks replicates deterministically."""
 
+    def noise_fn(self, stream: str, kind: str, shape: Sequence[int], count: int) -> Callable:
+        """``(seed, first) -> noise(seed, stream, kind, shape, first, count)`` as a function.
+
+        JAX's can be traced: ``seed`` and ``first`` may be traced integers, so a jitted training
+        step draws its own noise; elsewhere it calls `noise` eagerly."""
+        return lambda seed, first: self.noise(seed, stream, kind, shape, first, count)
+
     # ---- memory ------------------------------------------------------------------------
     def reset_peak_memory(self) -> None:
         """Reset the device's peak-memory counter (no-op on CPU)."""

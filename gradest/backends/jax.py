@@ -190,6 +190,11 @@ class JaxBackend(Backend):
         return _draw(int(seed), stream_id(stream), kind, (int(count), *map(int, shape)), int(first),
                      self._float, self._jax_device)
 
+    def noise_fn(self, stream, kind, shape, count):
+        check_noise_kind(kind)
+        sid, size = stream_id(stream), (int(count), *map(int, shape))
+        return lambda seed, first: _draw(seed, sid, kind, size, first, self._float, self._jax_device)
+
     # memory
     def reset_peak_memory(self):
         pass  # jax exposes a peak since process start only
