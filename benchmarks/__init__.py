@@ -1,0 +1,12 @@
+"""gradest's asv benchmark suites (``asv run``; see docs/benchmarks.md).
+
+* `benchmarks.estimates`: time and peak memory of one vectorized call of R gradient estimates,
+  and GPU memory, over the registry's estimator x task x backend x device grid.
+* `benchmarks.statistics`: variance, squared bias, MSE and work-normalized variance over the
+  same grid, against the exact gradient.
+* `benchmarks.training`: time of one training step and the loss after a fixed training budget.
+* `benchmarks.references`: hand-written PyTorch / JAX / NumPy implementations next to gradest's
+  on the 10-armed bandit, so that the ratios show in one run.
+
+The grid itself (labels, task settings, skip rules) lives in `benchmarks._grid`.
+"""

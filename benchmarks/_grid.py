@@ -1,0 +1,284 @@
+"""The grid the asv suites are parameterized over: estimator x task x backend x device.
+
+The grid is generated from gradest's registry when asv imports the suites, so built-ins and
+installed plugins are benchmarked without touching this folder:
+
+* estimators: every registered name (`gradest.list_estimators`) with its default options, except
+  that the built-ins listed in `ESTIMATOR_VARIANTS` enter once per option variant that matters
+  for comparisons (REINFORCE with each baseline, Gumbel-softmax soft and hard). A grid label is
+  the name with the options set here, ``name[key=value,...]`` (options sorted), e.g.
+  ``reinforce[baseline=loo]``; `parse_label` inverts it. Labels name only the options chosen
+  here, not every default, so a new option with a default keeps a benchmark's history.
+* tasks: every registered task (`gradest.list_tasks`) with its default options, plus the
+  variants of `TASK_VARIANTS` (labelled the same way).
+* backends: ``torch`` and ``jax``; devices: ``cpu`` and ``cuda``.
+
+A grid point that cannot run is skipped, never failed: `prepare` raises NotImplementedError
+(asv's skip) for an unsupported estimator x task combination
+(`gradest.measure.UnsupportedCombinationError`), a plugin estimator that cannot be built
+without options, a framework that is not installed, and ``cuda`` without a GPU. Any other
+error is a real failure and shows as one.
+
+Sizes per task (`TASK_SETTINGS`): R of the timed vectorized call, R of the statistics, and the
+training budget. Every estimate averages ``NUM_SAMPLES`` samples (at least the estimator's
+``min_samples``), so estimators are compared at equal sample counts. Seeds are fixed (`SEED`).
+
+Both frameworks are imported when this module is imported: asv's fork server (see
+``launch_method`` in asv.conf.json) imports the suites once and forks a process per
+benchmark, so the import is paid once per run, not once per grid point. Importing a framework
+starts no threads and initializes no device, so forking afterwards is safe.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import itertools
+import math
+import os
+import shutil
+import traceback
+from typing import Any, NamedTuple
+
+import gradest
+from gradest.backends import BACKENDS, DEVICES, get_backend
+from gradest.measure import UnsupportedCombinationError, check_compatible, gradient_stats
+
+#: every gradient estimate averages this many samples (more where an estimator needs more)
+NUM_SAMPLES = 4
+#: the seed of every benchmark's noise
+SEED = 0
+
+
+def _baselines() -> list[str]:
+    from gradest.estimators.reinforce import BASELINES
+
+    return list(BASELINES)
+
+
+#: option variants of built-in estimators; other estimators enter once, with default options
+ESTIMATOR_VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "reinforce": [{"baseline": b} for b in _baselines()],
+    "gumbel_softmax": [{"hard": False}, {"hard": True}],
+}
+#: option variants of tasks; other tasks enter once, with default options
+TASK_VARIANTS: dict[str, list[dict[str, Any]]] = {}
+
+
+class TaskSettings(NamedTuple):
+    """Sizes of the benchmarks of one task."""
+
+    #: R, the replicates of one timed vectorized call (time_estimate, peakmem_estimate) and of
+    #: the statistics (track_variance, ...): one R, so that both use one compiled function
+    replicates: int
+    #: the training budget of track_loss_after_training
+    train_steps: int
+
+
+TASK_SETTINGS = {
+    "bandit": TaskSettings(10_000, 200),
+    "binary_toy": TaskSettings(10_000, 200),
+    "gaussian_quadratic": TaskSettings(10_000, 200),
+    "lasso_huber": TaskSettings(10_000, 200),
+    "categorical_vae": TaskSettings(200, 20),
+}
+#: sizes of a task not listed above (e.g. a plugin's)
+DEFAULT_TASK_SETTINGS = TaskSettings(1_000, 50)
+
+PARAM_NAMES = ["estimator", "task", "backend", "device"]
+
+
+# ---- labels ---------------------------------------------------------------------------------
+def make_label(name: str, options: dict | None = None) -> str:
+    """``name`` or ``name[key=value,...]`` with the options sorted by key."""
+    if not options:
+        return name
+    return f"{name}[{','.join(f'{k}={v}' for k, v in sorted(options.items()))}]"
+
+
+def _parse_value(text: str):
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return {"True": True, "False": False, "None": None}.get(text, text)
+
+
+def parse_label(label: str) -> tuple[str, dict]:
+    """The inverse of `make_label`: ``(name, options)`` (values back to bool/int/float/str)."""
+    if not isinstance(label, str) or not label:
+        raise ValueError(f"a grid label is a non-empty string such as 'reinforce[baseline=loo]', got {label!r}")
+    if "[" not in label:
+        return label, {}
+    if not label.endswith("]"):
+        raise ValueError(f"malformed grid label {label!r}: options go in brackets, e.g. 'reinforce[baseline=loo]'")
+    name, _, inner = label[:-1].partition("[")
+    options = {}
+    for item in inner.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"malformed option {item!r} in grid label {label!r}; write key=value")
+        options[key] = _parse_value(value)
+    return name, options
+
+
+def estimator_labels() -> list[str]:
+    """Grid labels of the estimators: registry order, variants in `ESTIMATOR_VARIANTS` order."""
+    return [make_label(name, opts) for name in gradest.list_estimators()
+            for opts in ESTIMATOR_VARIANTS.get(name, [{}])]
+
+
+def task_labels() -> list[str]:
+    return [make_label(name, opts) for name in gradest.list_tasks() for opts in TASK_VARIANTS.get(name, [{}])]
+
+
+def grid_params() -> list[list[str]]:
+    """asv ``params``: [estimators, tasks, backends, devices]."""
+    return [estimator_labels(), task_labels(), list(BACKENDS), list(DEVICES)]
+
+
+def grid_points(params: list[list[str]] | None = None):
+    """Every (estimator, task, backend, device) of ``params`` (default: the whole grid)."""
+    return list(itertools.product(*(grid_params() if params is None else params)))
+
+
+def settings(task_label: str) -> TaskSettings:
+    return TASK_SETTINGS.get(parse_label(task_label)[0], DEFAULT_TASK_SETTINGS)
+
+
+# ---- skipping -------------------------------------------------------------------------------
+def gpu_present() -> bool:
+    """Whether an NVIDIA driver is installed (cheap: no framework, no device initialized)."""
+    return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
+
+
+def backend_or_skip(backend: str, device: str, dtype: str = "float32"):
+    """The `gradest.backends.Backend`, or NotImplementedError when it cannot exist here."""
+    if device == "cuda" and not gpu_present():
+        raise NotImplementedError("device 'cuda' skipped: this machine has no NVIDIA GPU")
+    try:
+        return get_backend(backend, device=device, dtype=dtype)
+    except ImportError as err:
+        raise NotImplementedError(f"backend {backend!r} skipped: {err}") from err
+    except RuntimeError as err:  # gradest's "no CUDA device for this framework" error
+        raise NotImplementedError(f"{backend} on {device} skipped: {err}") from err
+
+
+@functools.lru_cache(maxsize=None)
+def build_task(task_label: str):
+    """The task of a grid label (cached: data-driven tasks load their data once per process)."""
+    name, options = parse_label(task_label)
+    return gradest.get_task(name, **options)
+
+
+def build_estimator(label: str):
+    """The estimator of a grid label; NotImplementedError for a plugin that needs options."""
+    name, options = parse_label(label)
+    try:
+        return gradest.get_estimator(name, **options)
+    except TypeError as err:  # a factory with required arguments
+        raise NotImplementedError(
+            f"estimator {name!r} cannot be built with default options ({err}); add its options to "
+            "ESTIMATOR_VARIANTS in benchmarks/_grid.py to benchmark it") from err
+
+
+class Case(NamedTuple):
+    """One runnable grid point."""
+
+    task: Any
+    estimator: Any
+    backend: Any  # a gradest Backend
+    num_samples: int
+    settings: TaskSettings
+
+
+def prepare(estimator: str, task: str, backend: str, device: str) -> Case:
+    """The objects of one grid point, or NotImplementedError (asv: skipped) naming why it
+    cannot run here. Cheap checks (compatibility) come before any framework work."""
+    est = build_estimator(estimator)
+    task_obj = build_task(task)
+    num_samples = max(NUM_SAMPLES, int(est.min_samples))
+    try:
+        check_compatible(task_obj, est, num_samples)
+    except UnsupportedCombinationError as err:
+        raise NotImplementedError(f"unsupported combination: {err}") from err
+    return Case(task_obj, est, backend_or_skip(backend, device), num_samples, settings(task))
+
+
+# ---- statistics of the whole grid (asv setup_cache of benchmarks.statistics) --------------
+STAT_KEYS = ("variance", "bias_sq", "mse", "work_normalized_variance", "seconds_per_estimate",
+             "cosine_to_exact")
+
+
+def grid_statistics(points) -> dict:
+    """{(estimator, task, backend, device): entry} for the given grid points, where entry is
+    ``{"stats": {key: float}}``, ``{"skip": reason}`` or ``{"error": traceback}`` (one broken
+    grid point fails alone)."""
+    out = {}
+    for point in points:
+        point = tuple(point)
+        try:
+            case = prepare(*point)
+        except NotImplementedError as err:
+            out[point] = {"skip": str(err)}
+            continue
+        try:
+            stats = gradient_stats(case.task, case.estimator, backend=case.backend,
+                                   num_replicates=case.settings.replicates,
+                                   num_samples=case.num_samples, seed=SEED)
+            out[point] = {"stats": {k: float(stats[k]) for k in STAT_KEYS}}
+        except Exception:  # reported by the grid point's own benchmarks
+            out[point] = {"error": traceback.format_exc()}
+    return out
+
+
+def lookup(cache: dict, point) -> dict:
+    """The statistics of one grid point from `grid_statistics`' result (asv's setup_cache)."""
+    entry = cache.get(tuple(point))
+    if entry is None:
+        raise NotImplementedError(f"grid point {point} is not in the statistics cache")
+    if "skip" in entry:
+        raise NotImplementedError(entry["skip"])
+    if "error" in entry:
+        raise RuntimeError(f"computing the statistics of {point} failed:\n{entry['error']}")
+    return entry["stats"]
+
+
+def finite_or_nan(value) -> float:
+    value = float(value)
+    return value if math.isfinite(value) else math.nan
+
+
+# ---- pre-import and compilation cache (see the module docstring) ---------------------------
+def jax_cache_dir() -> str | None:
+    """Where compiled JAX functions are cached under asv: ``$JAX_COMPILATION_CACHE_DIR`` when
+    set, else ``.asv/jax-cache`` beside asv.conf.json; None outside asv (no side effects on
+    a process that merely imports the suites, e.g. pytest)."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    if os.environ.get("ASV") != "true":
+        return None
+    root = os.environ.get("ASV_CONF_DIR") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(root, ".asv", "jax-cache")
+
+
+def _preimport() -> None:
+    for name in BACKENDS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    cache = jax_cache_dir()
+    if cache and "jax" in BACKENDS:
+        try:
+            import jax
+        except ImportError:
+            return
+        # one compilation per function for the whole run: the time, memory and statistics
+        # benchmarks of a grid point, each its own process, compile the same function
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+_preimport()

@@ -1,0 +1,63 @@
+"""Cost of gradient estimates over the grid: time and peak memory of one vectorized call.
+
+What is timed is the public path, `gradest.GradientSampler.run(R)`: R independent estimates of
+dL/dθ at the task's initial θ, each averaging `_grid.NUM_SAMPLES` samples, drawn from the fixed
+seed `_grid.SEED`, returned as a NumPy array [R, P] (which waits for the device: the copy to
+the host synchronizes). R per task is `_grid.TASK_SETTINGS`. The sampler is built and called
+once in ``setup`` (jit compilation, allocator warm-up) so that the timed call is the steady
+state.
+
+* ``GradientEstimate.time_estimate``: seconds of one call of R estimates.
+* ``GradientEstimate.peakmem_estimate``: peak resident memory of the process around that call.
+* ``GpuMemory.track_gpu_peak_memory``: peak device memory of that call on ``cuda``
+  (`Backend.peak_memory_bytes`: torch's max_memory_allocated after a reset; jax's allocator
+  peak since the process started, which includes the warm-up of the same call). Skipped on cpu.
+"""
+from __future__ import annotations
+
+from gradest import measure as _measure
+
+from . import _grid
+
+
+class _SamplerSetup:
+    """The grid and the setup shared by the classes below (no benchmarks of its own)."""
+
+    params = _grid.grid_params()
+    param_names = _grid.PARAM_NAMES
+    version = "1"
+    timeout = 600
+
+    def setup(self, estimator, task, backend, device):
+        case = _grid.prepare(estimator, task, backend, device)
+        self.backend = case.backend
+        self.replicates = case.settings.replicates
+        self.sampler = _measure.GradientSampler(case.task, case.estimator, backend=case.backend,
+                                       num_samples=case.num_samples, seed=_grid.SEED)
+        self.sampler.run(self.replicates)  # warm-up: compilation and allocation
+
+
+class GradientEstimate(_SamplerSetup):
+    """One vectorized call of R gradient estimates (`GradientSampler.run`)."""
+
+    def time_estimate(self, estimator, task, backend, device):
+        self.sampler.run(self.replicates)
+
+    def peakmem_estimate(self, estimator, task, backend, device):
+        self.sampler.run(self.replicates)
+
+
+class GpuMemory(_SamplerSetup):
+    """Peak GPU memory of one vectorized call of R gradient estimates (cuda only)."""
+
+    def setup(self, estimator, task, backend, device):
+        if device != "cuda":
+            raise NotImplementedError("GPU memory is tracked on device 'cuda' only")
+        super().setup(estimator, task, backend, device)
+
+    def track_gpu_peak_memory(self, estimator, task, backend, device):
+        self.backend.reset_peak_memory()
+        self.sampler.run(self.replicates)
+        return self.backend.peak_memory_bytes()
+
+    track_gpu_peak_memory.unit = "bytes"

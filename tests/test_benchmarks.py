@@ -1,0 +1,294 @@
+"""The asv suites in benchmarks/: grid generation, skipping, and small runs of each kind.
+
+The benchmark modules are imported as asv imports them (the package ``benchmarks`` beside
+asv.conf.json). Sizes are shrunk with monkeypatch so that every test takes seconds; the
+statistical checks compare with exact values (enumeration) at a stated number of standard
+errors, and fixed seeds make them deterministic.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)  # asv imports benchmark_dir's parent the same way
+
+import gradest  # noqa: E402
+from gradest.registry import ESTIMATORS  # noqa: E402
+from gradest.testing import z_test  # noqa: E402
+from benchmarks import _grid, estimates, references, statistics, training  # noqa: E402
+
+BACKENDS = ["torch", "jax"]
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _need(backend: str) -> None:
+    if not _has(backend):
+        pytest.skip(f"{backend} is not installed")
+
+
+@pytest.fixture
+def small(monkeypatch):
+    """Shrink the per-task sizes: R = 2,000 replicates, 5 training steps."""
+    shrunk = {name: _grid.TaskSettings(2_000, 5) for name in gradest.list_tasks()}
+    monkeypatch.setattr(_grid, "TASK_SETTINGS", shrunk)
+    monkeypatch.setattr(_grid, "DEFAULT_TASK_SETTINGS", _grid.TaskSettings(2_000, 5))
+
+
+# ---- the grid comes from the registry -------------------------------------------------------
+def test_labels_round_trip():
+    for name, options in [("reinforce", {"baseline": "loo"}), ("gumbel_softmax", {"hard": True}),
+                          ("x", {"a": 0.5, "b": 3, "c": "none", "d": False}), ("pathwise", {})]:
+        assert _grid.parse_label(_grid.make_label(name, options)) == (name, options)
+    assert _grid.make_label("gumbel_softmax", {"temperature": 0.5, "hard": False}) == \
+        "gumbel_softmax[hard=False,temperature=0.5]"
+    for bad in ["", "reinforce[baseline=loo", "reinforce[baseline]"]:
+        with pytest.raises(ValueError, match="label|option"):
+            _grid.parse_label(bad)
+
+
+def test_grid_is_generated_from_the_registry():
+    from gradest.estimators.reinforce import BASELINES
+
+    labels = _grid.estimator_labels()
+    assert len(labels) == len(set(labels))
+    names = {_grid.parse_label(label)[0] for label in labels}
+    assert names == set(gradest.list_estimators())
+    assert [f"reinforce[baseline={b}]" for b in BASELINES] == [l for l in labels if l.startswith("reinforce")]
+    assert {"gumbel_softmax[hard=False]", "gumbel_softmax[hard=True]"} <= set(labels)
+    assert _grid.task_labels() == gradest.list_tasks()
+    for cls in (estimates.GradientEstimate, estimates.GpuMemory, statistics.EstimatorStatistics,
+                training.TrainStep, training.TrainLoss):
+        assert cls.params == [labels, _grid.task_labels(), ["torch", "jax"], ["cpu", "cuda"]]
+        assert cls.param_names == ["estimator", "task", "backend", "device"]
+        assert isinstance(cls.version, str)  # explicit: refactors keep the history
+    for label in labels:  # every label builds the estimator it names
+        est = _grid.build_estimator(label)
+        assert est.name == _grid.parse_label(label)[0]
+
+
+def test_a_newly_registered_estimator_appears_with_default_options():
+    from gradest.estimators.reinforce import reinforce
+
+    name = "zz_bench_plugin"
+    assert name not in gradest.list_estimators()
+
+    def plugin(baseline: str = "loo") -> gradest.estimator.GradientEstimator:  # a plugin's factory
+        return reinforce(baseline=baseline)._replace(name=name)
+
+    gradest.register_estimator(name)(plugin)
+    try:
+        assert name in _grid.estimator_labels()
+        assert [name] * 4 == [p[0] for p in _grid.grid_points([[name], ["bandit"], ["torch", "jax"], ["cpu", "cuda"]])]
+        case = _grid.prepare(name, "bandit", "torch", "cpu") if _has("torch") else None
+        if case is not None:
+            assert case.estimator.options == {"baseline": "loo"} and case.num_samples == _grid.NUM_SAMPLES
+    finally:
+        del ESTIMATORS.entries[name]
+    assert name not in _grid.estimator_labels()
+
+
+# ---- skipping: NotImplementedError in setup, never a failure ---------------------------------
+@pytest.mark.parametrize("cls", [estimates.GradientEstimate, training.TrainStep, training.TrainLoss])
+@pytest.mark.parametrize("point", [("pathwise", "bandit"), ("arm", "gaussian_quadratic"),
+                                   ("reinforce[baseline=none]", "lasso_huber"), ("vimco", "binary_toy")])
+def test_unsupported_combinations_are_skipped(cls, point, backend_name):
+    with pytest.raises(NotImplementedError, match="unsupported combination"):
+        cls().setup(*point, backend_name, "cpu")
+
+
+def test_unsupported_combinations_are_skipped_in_the_statistics():
+    points = [("pathwise", "bandit", "torch", "cpu"), ("exact", "bandit", "jax", "cuda")]
+    cache = _grid.grid_statistics(points)
+    assert set(cache) == set(points) and all("skip" in entry for entry in cache.values())
+    for point in points:
+        with pytest.raises(NotImplementedError):
+            statistics.EstimatorStatistics().setup(cache, *point)
+    with pytest.raises(RuntimeError, match="boom"):  # a failure is reported, not skipped
+        statistics.EstimatorStatistics().setup({points[0]: {"error": "boom"}}, *points[0])
+
+
+def test_missing_gpu_and_missing_framework_are_skipped(monkeypatch, backend_name):
+    monkeypatch.setattr(_grid, "gpu_present", lambda: False)
+    with pytest.raises(NotImplementedError, match="no NVIDIA GPU"):
+        estimates.GradientEstimate().setup("exact", "bandit", backend_name, "cuda")
+    with pytest.raises(NotImplementedError, match="on device .cuda. only"):
+        estimates.GpuMemory().setup("exact", "bandit", backend_name, "cpu")
+    with pytest.raises(NotImplementedError):
+        references.ReinforceBandit().setup("gradest", backend_name, "cuda")
+
+    def missing(name, **kwargs):
+        raise ImportError(f"No module named {name!r}")
+
+    monkeypatch.setattr(_grid, "get_backend", missing)
+    with pytest.raises(NotImplementedError, match="not installed|No module"):
+        estimates.GradientEstimate().setup("exact", "bandit", backend_name, "cpu")
+
+
+# ---- one small benchmark of each kind, run as asv runs it -----------------------------------
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_gradient_estimate_time_and_peakmem(small, backend_name):
+    _need(backend_name)
+    point = ("reinforce[baseline=loo]", "bandit", backend_name, "cpu")
+    bench = estimates.GradientEstimate()
+    bench.setup(*point)
+    assert bench.replicates == 2_000 and bench.sampler.num_samples == _grid.NUM_SAMPLES
+    assert bench.time_estimate(*point) is None
+    assert bench.peakmem_estimate(*point) is None
+    grads = bench.sampler.run(bench.replicates)  # what the timed call computes
+    exact = gradest.exact_gradient("bandit", backend=backend_name)
+    result = z_test(grads, exact)  # unbiased: Bonferroni over 10 coordinates, alpha 1e-4
+    assert result.passed, result
+
+
+def _binary_toy_truth(t: float, S: int):
+    """Exact variance (trace of covariance), and the variance of its estimator's summands, of
+    REINFORCE without baseline on binary_toy (one coordinate, θ = 0, p = 1/2), averaging S
+    samples: the estimate is (1/S) Σ_s f(b_s)(b_s - 1/2), enumerated over the number of ones."""
+    from math import comb
+
+    g1, g0 = 0.5 * (1 - t) ** 2, -0.5 * t**2  # f(b)(b - p) for b = 1, 0
+    values = np.array([(k * g1 + (S - k) * g0) / S for k in range(S + 1)])
+    probs = np.array([comb(S, k) for k in range(S + 1)], dtype=float) / 2**S
+    mean = probs @ values
+    var = probs @ (values - mean) ** 2
+    fourth = probs @ (values - mean) ** 4
+    return float(mean), float(var), float(fourth - var**2)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_statistics_against_enumeration(small, backend_name):
+    _need(backend_name)
+    point = ("reinforce[baseline=none]", "binary_toy", backend_name, "cpu")
+    cache = _grid.grid_statistics([point])
+    bench = statistics.EstimatorStatistics()
+    bench.setup(cache, *point)
+    variance = bench.track_variance(cache, *point)
+    bias_sq = bench.track_bias_sq(cache, *point)
+    mse = bench.track_mse(cache, *point)
+    wnv = bench.track_work_normalized_variance(cache, *point)
+    R = 2_000
+    mean, var, var_of_sq = _binary_toy_truth(0.45, _grid.NUM_SAMPLES)
+    assert mean == pytest.approx(float(gradest.exact_gradient("binary_toy", backend=backend_name)[0]), rel=1e-5)
+    # the sample variance is within 4 standard errors (sqrt(Var[(g - mean)²] / R)) of the truth
+    assert abs(variance - var) < 4.0 * math.sqrt(var_of_sq / R), (variance, var)
+    # unbiased: R ‖mean - exact‖² / var ~ χ²(1); P(χ²(1) > 15.1) = 1e-4
+    assert bias_sq < 15.1 * var / R
+    assert mse == pytest.approx(variance * (R - 1) / R + bias_sq, rel=1e-6)
+    seconds = bench.stats["seconds_per_estimate"]
+    assert 0 < seconds < 1 and wnv == pytest.approx(variance * seconds)
+    for method in (bench.track_variance, bench.track_bias_sq, bench.track_mse,
+                   bench.track_work_normalized_variance):
+        assert method.unit
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_training_step_and_loss(small, backend_name):
+    _need(backend_name)
+    point = ("reinforce[baseline=moving_average]", "binary_toy", backend_name, "cpu")
+    step = training.TrainStep()
+    step.setup(*point)
+    assert step.time_train_step(*point) is None
+    assert math.isfinite(step.step())
+    bench = training.TrainLoss()
+    bench.setup(*point)
+    loss = bench.track_loss_after_training(*point)
+    t = 0.45  # L(θ) = p (1 - t)² + (1 - p) t² lies between t² and (1 - t)²
+    assert t**2 <= loss <= (1 - t) ** 2
+    assert bench.track_loss_after_training.unit == "loss"
+
+
+def test_gpu_memory_is_a_track_in_bytes():
+    assert estimates.GpuMemory.track_gpu_peak_memory.unit == "bytes"
+    if not _grid.gpu_present():
+        with pytest.raises(NotImplementedError):
+            estimates.GpuMemory().setup("exact", "bandit", "torch", "cuda")
+
+
+# ---- the reference implementations estimate the same gradient -------------------------------
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_reinforce_references_are_unbiased(monkeypatch, backend_name):
+    _need(backend_name)
+    monkeypatch.setattr(references, "R", 2_000)
+    monkeypatch.setattr(references, "R_LOOP", {"torch": 300, "jax": 300})
+    exact = gradest.exact_gradient("bandit", backend=backend_name)
+    for impl in references.IMPLEMENTATIONS:
+        call, count = references.reinforce_call(impl, backend_name, "cpu")
+        out = call()
+        grads = np.stack([np.asarray(g) for g in out]) if isinstance(out, list) else np.asarray(
+            out.detach().cpu() if hasattr(out, "detach") else out)
+        assert grads.shape == (count, references.NUM_ARMS)
+        result = z_test(grads, exact)  # Bonferroni over 10 coordinates, alpha 1e-4
+        assert result.passed, (impl, result)
+
+
+def test_reference_benchmarks_run(monkeypatch):
+    _need("torch")
+    monkeypatch.setattr(references, "R", 2_000)
+    monkeypatch.setattr(references, "R_LOOP", {"torch": 100, "jax": 100})
+    bench = references.ReinforceBandit()
+    bench.setup("python_loop", "torch", "cpu")
+    assert bench.time_call("python_loop", "torch", "cpu") is None
+    assert 0 < bench.track_seconds_per_estimate("python_loop", "torch", "cpu") < 1
+    ratios = references.ReinforceBanditRatios()
+    ratios.ratio_rounds = 2
+    ratios.setup("torch", "cpu")
+    assert ratios.track_speedup_over_python_loop("torch", "cpu") > 1  # vectorized beats a loop
+    assert 0 < ratios.track_ratio_to_handwritten("torch", "cpu") < 100
+    for method in (bench.track_seconds_per_estimate, ratios.track_speedup_over_python_loop,
+                   ratios.track_ratio_to_handwritten):
+        assert method.unit
+
+
+def test_numpy_floor_is_unbiased(monkeypatch):
+    monkeypatch.setattr(references, "R", 4_000)
+    bench = references.NumpyReinforceBandit()
+    bench.setup()
+    result = z_test(bench.call(), gradest.exact_gradient("bandit"))
+    assert result.passed, result
+    assert bench.track_seconds_per_estimate() > 0
+
+
+@pytest.mark.parametrize("backend_name,hard", [("torch", False), ("torch", True), ("jax", True)])
+def test_gumbel_softmax_reference_matches_gradest_in_mean(monkeypatch, backend_name, hard):
+    """gradest's Gumbel-softmax and the framework's estimate the same (biased) expectation:
+    a two-sample z-test per coordinate, Bonferroni over 10 coordinates at alpha 1e-4."""
+    _need(backend_name)
+    monkeypatch.setattr(references, "R", 4_000)
+    out = {}
+    for impl in ("gradest", "reference"):
+        g = references.gumbel_softmax_call(impl, backend_name, "cpu", hard)()
+        out[impl] = np.asarray(g.detach().cpu() if hasattr(g, "detach") else g, dtype=np.float64)
+        assert out[impl].shape == (4_000, references.NUM_ARMS)
+    a, b = out["gradest"], out["reference"]
+    se = np.sqrt(a.var(axis=0, ddof=1) / len(a) + b.var(axis=0, ddof=1) / len(b))
+    z = np.abs(a.mean(axis=0) - b.mean(axis=0)) / np.maximum(se, 1e-9)
+    assert z.max() < NormalDist().inv_cdf(1 - 1e-4 / 20), z
+
+
+# ---- the JAX fast path of GradientSampler draws draw_noise's numbers -------------------------
+def test_fused_jax_noise_matches_draw_noise():
+    """`GradientSampler.run` on jax draws the noise inside the jitted call: the estimates are
+    those of the eager path (noise from `draw_noise`), chunk by chunk."""
+    _need("jax")
+    from gradest.measure import GradientSampler, draw_noise
+
+    sampler = GradientSampler("bandit", "reinforce", backend="jax", seed=3, num_samples=2, chunk_size=7)
+    fused = sampler.run(14)
+    eager = np.concatenate([
+        np.asarray(sampler._estimate(sampler.params, draw_noise(sampler.backend, sampler.specs, 3, first, 7),
+                                     sampler.state)[0])
+        for first in (0, 7)])
+    np.testing.assert_allclose(fused, eager, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(fused[:7], fused[7:])  # the chunks have their own noise
