@@ -401,41 +401,56 @@ def _check_estimator_on(ctx, est, task, b, S, R, alpha, seed):
     theta = B.asarray(task.init_params())
     float_dtype = np.dtype(B.dtype)
 
+    # noise_spec and surrogate at S + 1 (the sampler below runs at S: both sizes are covered), with
+    # phi_loss and its gradient in the same compiled call
+    s = S + 1
+    dist = task.problem(B, theta).dist
+    specs = dict(est.noise_spec(dist, s))
+    for k, spec in specs.items():
+        if spec.kind not in NOISE_KINDS or len(spec.shape) < 1 or int(spec.shape[0]) != s:
+            ctx.fail("noise_spec", tl, b, f"noise {k!r} must have a kind in {NOISE_KINDS} and shape "
+                                          f"[S={s}, ...], got kind {spec.kind!r} and shape {tuple(spec.shape)}")
+    state = est.init(dist)
+    has_phi = est.phi_loss is not None
+    if has_phi and (not isinstance(state, dict) or "phi" not in state):
+        ctx.fail("phi_loss", tl, b, "the estimator gives phi_loss, so init must put its parameters in state['phi']")
+
     def evaluate(theta, tnoise, noise, state):
         prob = task.problem(B, theta, noise=None if est.requires_exact else tnoise)
-        return est.surrogate(prob.f, prob.dist, noise, state)
+        per_sample, new_state = est.surrogate(prob.f, prob.dist, noise, state)
+        if not has_phi:
+            return per_sample, new_state, None, None
+        const = task.problem(B, B.stop_gradient(theta), noise=None if est.requires_exact else tnoise)
+        g, value = _grad_and_value(B, lambda p: est.phi_loss(p, const.f, const.dist, noise, state))(state["phi"])
+        return per_sample, new_state, value, g
 
-    evaluate = B.jit(evaluate)
-    # noise_spec and surrogate, at S and S + 1
-    for s in (S, S + 1):
-        dist = task.problem(B, theta).dist
-        specs = dict(est.noise_spec(dist, s))
-        for k, spec in specs.items():
-            if spec.kind not in NOISE_KINDS or len(spec.shape) < 1 or int(spec.shape[0]) != s:
-                ctx.fail("noise_spec", tl, b, f"noise {k!r} must have a kind in {NOISE_KINDS} and shape "
-                                              f"[S={s}, ...], got kind {spec.kind!r} and shape {tuple(spec.shape)}")
-        state = est.init(dist)
-        noise = _draw_backend_noise(B, specs, seed)
-        tnoise = _draw_backend_noise(B, task.noise_spec(s), seed + 1)
-        per_sample, new_state = evaluate(theta, tnoise, noise, state)
-        want = (s, *dist.batch_shape)
-        if _shape(per_sample) != want:
-            ctx.fail("surrogate", tl, b, f"per-sample surrogate must have shape [S, *batch_shape] = {want} "
-                                         f"at S={s}, got {_shape(per_sample)}")
-        values = B.to_numpy(per_sample)
-        if values.dtype != float_dtype:
-            ctx.fail("surrogate", tl, b, f"per-sample surrogate has dtype {values.dtype}, the backend computes in "
-                                         f"{float_dtype}; create constants with backend.asarray / zeros")
-        if not _finite(values):
-            ctx.fail("surrogate", tl, b, f"per-sample surrogate has non-finite values at S={s}: {values!r}")
-        old, new = _flat_state(_tree_numpy(B, state)), _flat_state(_tree_numpy(B, new_state))
-        if set(old) != set(new) or any(_shape(old[k]) != _shape(new[k]) for k in old):
-            ctx.fail("surrogate", tl, b, f"the returned state must keep init's keys and shapes: init made "
-                                         f"{ {k: _shape(v) for k, v in old.items()} }, surrogate returned "
-                                         f"{ {k: _shape(v) for k, v in new.items()} }")
-        if est.phi_loss is not None and s == S:
-            _check_phi(ctx, est, task, B, theta, tnoise, noise, state, tl, b)
-    ctx.ok("surrogate", tl, b, f"[S, *{tuple(dist.batch_shape)}] at S={S} and S={S + 1}")
+    noise = _draw_backend_noise(B, specs, seed)
+    tnoise = _draw_backend_noise(B, task.noise_spec(s), seed + 1)
+    per_sample, new_state, phi_value, phi_grad = B.jit(evaluate)(theta, tnoise, noise, state)
+    want = (s, *dist.batch_shape)
+    if _shape(per_sample) != want:
+        ctx.fail("surrogate", tl, b, f"per-sample surrogate must have shape [S, *batch_shape] = {want} "
+                                     f"at S={s}, got {_shape(per_sample)}")
+    values = B.to_numpy(per_sample)
+    if values.dtype != float_dtype:
+        ctx.fail("surrogate", tl, b, f"per-sample surrogate has dtype {values.dtype}, the backend computes in "
+                                     f"{float_dtype}; create constants with backend.asarray / zeros")
+    if not _finite(values):
+        ctx.fail("surrogate", tl, b, f"per-sample surrogate has non-finite values at S={s}: {values!r}")
+    old, new = _flat_state(_tree_numpy(B, state)), _flat_state(_tree_numpy(B, new_state))
+    if set(old) != set(new) or any(_shape(old[k]) != _shape(new[k]) for k in old):
+        ctx.fail("surrogate", tl, b, f"the returned state must keep init's keys and shapes: init made "
+                                     f"{ {k: _shape(v) for k, v in old.items()} }, surrogate returned "
+                                     f"{ {k: _shape(v) for k, v in new.items()} }")
+    if has_phi:
+        value, g = B.to_numpy(phi_value), B.to_numpy(phi_grad)
+        if value.shape != () or not _finite(value):
+            ctx.fail("phi_loss", tl, b, f"phi_loss must be a finite scalar, got shape {value.shape} value {value!r}")
+        if g.shape != _shape(state["phi"]) or not _finite(g):
+            ctx.fail("phi_loss", tl, b, f"the gradient of phi_loss must be finite with φ's shape "
+                                        f"{_shape(state['phi'])}, got shape {g.shape}, finite={_finite(g)}")
+        ctx.ok("phi_loss", tl, b, "finite scalar with a finite gradient")
+    ctx.ok("surrogate", tl, b, f"{want} at S={s}")
 
     # gradient samples: shapes, finiteness, determinism
     sampler = GradientSampler(task, est, backend=b, num_samples=S, seed=seed)
@@ -450,16 +465,14 @@ def _check_estimator_on(ctx, est, task, b, S, R, alpha, seed):
         ctx.fail("gradient_samples", tl, b, f"{int((~np.isfinite(grads)).sum())} non-finite estimates, first "
                                             f"at [replicate, param] = {bad}")
     ctx.ok("gradient_samples", tl, b, f"[{R}, {P}] at S={S}")
-    again = GradientSampler(task, est, backend=b, num_samples=S, seed=seed)
-    repeat = again.run(R)
+    repeat = sampler.run(R)
     if not np.array_equal(grads, repeat):
         ctx.fail("determinism", tl, b, f"the same seed gave different estimates (max |difference| "
                                        f"{np.max(np.abs(grads - repeat)):.3g}); draw randomness only from the noise "
                                        f"the harness passes in")
     zero_variance = bool(np.all(grads == grads[0]))
     if not zero_variance:
-        again.seed = seed + 1
-        other = again.run(R)
+        other = GradientSampler(task, est, backend=b, num_samples=S, seed=seed + 1).run(R)
         if np.array_equal(grads, other):
             ctx.fail("determinism", tl, b, f"seeds {seed} and {seed + 1} gave identical estimates; use the noise "
                                            f"the harness passes in rather than fixed numbers")
@@ -485,24 +498,6 @@ def _check_estimator_on(ctx, est, task, b, S, R, alpha, seed):
                      f"|z| = {result.max_z:.2f} standard errors (se {se:.3g}) > the Bonferroni threshold "
                      f"{result.threshold:.2f} (alpha={alpha:g} over {P} coordinates)")
         ctx.ok("unbiased", tl, b, f"max |z| {result.max_z:.2f} <= {result.threshold:.2f} (R={R}, S={S})")
-
-
-def _check_phi(ctx, est, task, B, theta, tnoise, noise, state, tl, b):
-    if not isinstance(state, dict) or "phi" not in state:
-        ctx.fail("phi_loss", tl, b, "the estimator gives phi_loss, so init must put its parameters in state['phi']")
-    phi = state["phi"]
-
-    def loss(p, theta):
-        prob = task.problem(B, B.stop_gradient(theta), noise=None if est.requires_exact else tnoise)
-        return est.phi_loss(p, prob.f, prob.dist, noise, state)
-
-    g, value = B.jit(lambda p, theta: _grad_and_value(B, lambda q: loss(q, theta))(p))(phi, theta)
-    value, g = B.to_numpy(value), B.to_numpy(g)
-    if value.shape != () or not _finite(value):
-        ctx.fail("phi_loss", tl, b, f"phi_loss must be a finite scalar, got shape {value.shape} value {value!r}")
-    if g.shape != _shape(phi) or not _finite(g):
-        ctx.fail("phi_loss", tl, b, f"the gradient of phi_loss must be finite with φ's shape {_shape(phi)}, "
-                                    f"got shape {g.shape}, finite={_finite(g)}")
 
 
 def _check_estimator_parity(ctx, est, task, S, seed, rtol, atol):
