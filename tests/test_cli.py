@@ -1,0 +1,140 @@
+"""The ``gradest`` command in-process: ``list``, ``run`` end to end on a tiny sweep (results,
+resume, report), ``report``, and clear errors (exit code 2, no traceback) for bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gradest import cli
+
+TINY_RUN = ["run", "--tasks", "bandit", "--estimators", "reinforce:baseline=loo", "exact", "--backends", "torch",
+            "--quick", "--seeds", "2", "--num-replicates", "30", "--train-steps", "4", "--no-progress",
+            "--kinds", "gradient", "train", "temperature"]
+
+
+def test_list_shows_sources_and_support(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("reinforce", "gumbel_softmax", "pathwise", "exact", "bandit", "binary_toy", "gaussian_quadratic"):
+        assert name in out
+    assert "built-in" in out and "categorical" in out and "bernoulli" in out and "normal" in out
+    assert "Estimators" in out and "Tasks" in out and "exact truth" in out
+
+
+def test_list_shows_each_plugin_problem_once(capsys, monkeypatch):
+    from gradest import registry
+
+    message = "gradest: the estimator plugin entry point 'bad' = 'nowhere:x' failed to load and is skipped"
+    monkeypatch.setattr(registry.ESTIMATORS, "plugin_errors", [message, message])
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out.replace("\n", " ")
+    assert out.count("'bad' = 'nowhere:x'") == 1
+
+
+def test_run_end_to_end_then_resume(tmp_path, capsys):
+    out = tmp_path / "results"
+    assert cli.main([*TINY_RUN, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    last = captured.out.strip().splitlines()[-1]
+    assert last == str((out / "report" / "index.html").resolve())  # the report's path is the last line
+    assert Path(last).exists()
+    table = pd.read_csv(out / "results.csv")
+    # gradient: 2 estimators x S in {1, 4, 16} x 2 seeds; reinforce loo at S=1 is skipped
+    grad = table[table["kind"] == "gradient"]
+    assert len(grad) == 12
+    assert (grad.loc[grad["num_samples"] == 1, "status"] == "skipped").sum() == 2
+    assert set(grad.loc[grad["status"] == "done", "estimator"]) == {"exact", "reinforce[baseline=loo]"}
+    assert (grad.loc[grad["estimator"] == "exact", "variance"] == 0).all()
+    assert len(table[table["kind"] == "train"]) == 4
+    assert table["key"].is_unique
+    history = pd.read_csv(out / "history.csv")
+    assert len(history) == 4 * 4 and set(history["step"]) == {0, 1, 2, 3}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["backends"] == ["torch"] and manifest["quick"] is True
+    assert "0 reused" in captured.err
+
+    # the same command again: every cell is reused, nothing is duplicated
+    assert cli.main([*TINY_RUN, "--out", str(out), "--no-report"]) == 0
+    err = capsys.readouterr().err
+    assert f"{len(table)} reused" in err
+    again = pd.read_csv(out / "results.csv")
+    assert len(again) == len(table) and again["key"].is_unique
+    pd.testing.assert_frame_equal(again.sort_values("key").reset_index(drop=True),
+                                  table.sort_values("key").reset_index(drop=True))
+
+
+def test_report_command(tmp_path, capsys):
+    out = tmp_path / "results"
+    assert cli.main([*TINY_RUN, "--out", str(out), "--no-report", "--kinds", "gradient"]) == 0
+    capsys.readouterr()
+    assert cli.main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == str((tmp_path / "rep" / "index.html").resolve())
+    page = Path(last).read_text()
+    assert "variance_vs_samples.png" in page and "reinforce[baseline=loo]" in page
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--tasks", "bandit", "nope"], "unknown task 'nope'; known tasks: bandit, binary_toy"),
+    (["run", "--estimators", "reinforce,nope"], "unknown estimator 'nope'; known estimators: "),
+    (["run", "--backends", "tensorflow"], "unknown backend 'tensorflow'; known backends: torch, jax"),
+    (["run", "--device", "tpu"], "unknown device 'tpu'; known devices: cpu, cuda"),
+    (["run", "--kinds", "gradients"], "unknown kind 'gradients'; known kinds: gradient, temperature"),
+    (["run", "--seeds", "0"], "--seeds must be a positive integer"),
+    (["run", "--num-replicates", "1"], "--num-replicates must be at least 2"),
+    (["run", "--estimators", "reinforce:loo"], "is not of the form key=value"),
+    (["report", "does/not/exist"], "no such results folder or file: does/not/exist"),
+])
+def test_bad_input_exits_2_with_a_message(argv, message, capsys, tmp_path):
+    assert cli.main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # nothing was run
+
+
+def test_unknown_option_value_of_an_estimator_fails_the_cell_not_the_sweep(tmp_path, capsys):
+    code = cli.main(["run", "--tasks", "bandit", "--estimators", "reinforce:baseline=median", "--backends", "torch",
+                     "--seeds", "1", "--num-replicates", "10", "--kinds", "gradient", "--no-progress", "--no-report",
+                     "--out", str(tmp_path)])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "failed" in err and "unknown baseline 'median'" in err
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert (table["status"] == "failed").all()
+    assert cli.main(["run", "--tasks", "bandit", "--estimators", "reinforce:baseline=median", "--backends",
+                     "torch", "--seeds", "1", "--num-replicates", "10", "--kinds", "gradient", "--no-progress",
+                     "--no-report", "--strict", "--out", str(tmp_path)]) == 1
+
+
+def test_missing_backend_is_a_clear_error(monkeypatch, capsys, tmp_path):
+    import gradest.backends as backends
+
+    def not_installed(name, device, dtype, options):
+        raise ImportError(f"the {name} backend needs the {name} package, which is not installed (No module "
+                          f"named {name!r}). Install it: pip install jax optax")
+
+    monkeypatch.setattr(backends, "_cached", not_installed)
+    assert cli.main(["run", "--tasks", "bandit", "--backends", "jax", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "the jax backend needs the jax package, which is not installed" in err and "pip install" in err
+    assert "Traceback" not in err
+
+
+def test_default_backends_are_the_installed_ones(monkeypatch, capsys, tmp_path):
+    import gradest.backends as backends
+
+    monkeypatch.setattr(backends, "available_backends", lambda: ["torch"])
+    code = cli.main(["run", "--tasks", "bandit", "--estimators", "exact", "--seeds", "1", "--num-replicates", "4",
+                     "--kinds", "gradient", "--no-progress", "--no-report", "--out", str(tmp_path)])
+    assert code == 0
+    assert "backend jax not installed; sweeping torch" in capsys.readouterr().err
+    assert set(pd.read_csv(tmp_path / "results.csv")["backend"]) == {"torch"}
+
+
+def test_no_command_prints_help(capsys):
+    assert cli.main([]) == 2
+    assert "run" in capsys.readouterr().out

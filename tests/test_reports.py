@@ -1,0 +1,390 @@
+"""The reports: asv's JSON and result folders -> tidy frames -> figures -> index.html / summary.md.
+
+Sample data are built here (small tidy frames, asv result files with skipped and failed
+entries), so these tests need neither a sweep nor asv runs."""
+from __future__ import annotations
+
+import json
+import math
+import struct
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gradest.reports import build_report, estimator_labels
+from gradest.reports import figures as FG
+from gradest.reports import frames as F
+from gradest.reports.asv_results import is_asv_path, load_asv
+from gradest.reports.load import load_results
+from gradest.reports.style import Palette, theme, tick_label
+
+ESTIMATORS = ["exact", "reinforce[baseline=none]", "reinforce[baseline=loo]",
+              "gumbel_softmax[hard=False,temperature=1.0]"]
+
+
+# ---- sample data ------------------------------------------------------------------------
+
+
+def sample_cells(seed: int = 0) -> pd.DataFrame:
+    """Gradient, temperature, train and lasso_delta rows as `gradest run` writes them."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    scale = {"exact": 0.0, "reinforce[baseline=none]": 1.0, "reinforce[baseline=loo]": 0.3,
+             "gumbel_softmax[hard=False,temperature=1.0]": 0.05}
+    for task in ("bandit", "binary_toy"):
+        for est in ESTIMATORS:
+            for backend in ("torch", "jax"):
+                for S in (1, 4, 16):
+                    for seed_ in (0, 1):
+                        status = "skipped" if (est == "reinforce[baseline=loo]" and S == 1) else "done"
+                        var = scale[est] / S * (1 + 0.1 * rng.standard_normal())
+                        bias = 0.02 if est.startswith("gumbel") else 1e-3 * rng.random()
+                        rows.append({"kind": "gradient", "task": task, "estimator": est,
+                                     "estimator_name": est.split("[")[0], "backend": backend, "num_samples": S,
+                                     "seed": seed_, "status": status,
+                                     "reason": "needs num_samples >= 2" if status == "skipped" else "",
+                                     "num_replicates": 200, "variance": var, "variance_low": var * 0.8,
+                                     "variance_high": var * 1.2, "bias_norm": bias, "bias_norm_low": 0.0,
+                                     "bias_norm_high": bias * 2, "bias_sq": bias**2, "mse": var + bias**2,
+                                     "mse_low": (var + bias**2) * 0.8, "mse_high": (var + bias**2) * 1.2,
+                                     "cosine_to_exact": 0.5, "seconds_per_estimate": 1e-5 * S * (2 if backend == "jax" else 1)})
+    for hard in (False, True):
+        for tau in (0.1, 0.5, 2.0):
+            for seed_ in (0, 1):
+                rows.append({"kind": "temperature", "task": "bandit", "backend": "torch", "seed": seed_,
+                             "num_samples": 1, "status": "done", "hard": hard, "temperature": tau,
+                             "estimator": f"gumbel_softmax[hard={hard},temperature={tau}]",
+                             "estimator_name": "gumbel_softmax", "variance": 0.01 / tau, "variance_low": 0.008 / tau,
+                             "variance_high": 0.012 / tau, "bias_norm": 0.05 * tau, "bias_norm_low": 0.04 * tau,
+                             "bias_norm_high": 0.06 * tau, "mse": 0.01 / tau + (0.05 * tau) ** 2,
+                             "mse_low": 0.008 / tau, "mse_high": 0.012 / tau + 0.01})
+    for est in ESTIMATORS:
+        for seed_ in (0, 1, 2):
+            rows.append({"kind": "train", "task": "bandit", "estimator": est, "estimator_name": est.split("[")[0],
+                         "backend": "torch", "seed": seed_, "num_samples": 4, "status": "done", "steps": 20,
+                         "final_exact_loss": -0.9 + 0.01 * seed_, "final_loss": -0.9})
+    rows.append({"kind": "train", "task": "bandit", "estimator": "broken", "estimator_name": "broken",
+                 "backend": "torch", "seed": 0, "num_samples": 4, "status": "failed",
+                 "reason": "RuntimeError: out of memory"})
+    for backend in ("torch", "jax"):
+        for delta in (1.0, 0.1, 0.01):
+            rows.append({"kind": "lasso_delta", "task": "lasso_huber", "estimator": "exact", "estimator_name": "exact",
+                         "backend": backend, "seed": 0, "num_samples": 1, "status": "done", "delta": delta,
+                         "steps": 100, "objective_gap": 0.05 * delta, "relaxation_bound": 1.0 * delta,
+                         "relative_objective_gap": 0.04 * delta})
+    return pd.DataFrame(rows)
+
+
+def sample_history() -> pd.DataFrame:
+    rows = []
+    for est in ESTIMATORS:
+        for seed_ in (0, 1, 2):
+            for step in range(0, 20, 2):
+                loss = -0.35 - 0.5 * (1 - math.exp(-step / (5 + ESTIMATORS.index(est)))) + 0.01 * seed_
+                rows.append({"kind": "train", "task": "bandit", "estimator": est, "backend": "torch", "seed": seed_,
+                             "step": step, "loss": loss + 0.05, "exact_loss": loss})
+    for backend in ("torch", "jax"):
+        for delta in (1.0, 0.1, 0.01):
+            for step in range(0, 100, 10):
+                rows.append({"kind": "lasso_delta", "task": "lasso_huber", "estimator": "exact", "backend": backend,
+                             "seed": 0, "delta": delta, "step": step, "loss": 1.0,
+                             "objective_gap": 5.0 * math.exp(-step / 10) + 0.04 * delta})
+    return pd.DataFrame(rows)
+
+
+def write_run_folder(path, cells=None, history=None) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (sample_cells() if cells is None else cells).to_csv(path / "results.csv", index=False)
+    (sample_history() if history is None else history).to_csv(path / "history.csv", index=False)
+    (path / "manifest.json").write_text(json.dumps({"command": "gradest run", "quick": True,
+                                                    "backends": ["torch", "jax"], "cells": 10}))
+
+
+def asv_result(commit: str, date_ms: int, results: dict, version: int = 2) -> dict:
+    data = {"commit_hash": commit, "env_name": "existing-py_venv_bin_python", "date": date_ms,
+            "params": {"machine": "box", "python": "3.11"}, "python": "3.11", "requirements": {},
+            "env_vars": {}, "durations": {}, "version": version}
+    if version == 2:
+        data["result_columns"] = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
+                                  "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat",
+                                  "samples", "profile"]
+    data["results"] = results
+    return data
+
+
+def write_asv(root, commits=(("a1b2c3d4e5f6", 1_700_000_000_000, 1.0),)) -> None:
+    """An asv results tree: benchmarks.json, machine.json and one result file per commit, with
+    a skipped (NaN) and a failed (null) combination and a benchmark that failed as a whole."""
+    results = root / ".asv" / "results"
+    (results / "box").mkdir(parents=True)
+    (results / "benchmarks.json").write_text(json.dumps({
+        "bench_gradients.GradientSuite.time_estimate": {
+            "name": "bench_gradients.GradientSuite.time_estimate", "type": "time", "unit": "seconds",
+            "param_names": ["estimator", "backend"],
+            "params": [["'reinforce[baseline=none]'", "'exact'"], ["'torch'", "'jax'"]]},
+        "bench_gradients.GradientSuite.peakmem_estimate": {
+            "name": "bench_gradients.GradientSuite.peakmem_estimate", "type": "peakmem", "unit": "bytes",
+            "param_names": ["backend"], "params": [["'torch'", "'jax'"]]},
+        "bench_gradients.GradientSuite.track_variance": {
+            "name": "bench_gradients.GradientSuite.track_variance", "type": "track", "unit": "variance",
+            "param_names": [], "params": []},
+        "version": 2}))
+    (results / "box" / "machine.json").write_text(json.dumps({"machine": "box", "version": 1}))
+    for commit, date, factor in commits:
+        text = json.dumps(asv_result(commit, date, {
+            # 4 combinations: torch/jax x two estimators; one skipped (NaN), one failed (null)
+            "bench_gradients.GradientSuite.time_estimate": [
+                [1.5e-5 * factor, float("nan"), None, 2.0e-6 * factor],
+                [["'reinforce[baseline=none]'", "'exact'"], ["'torch'", "'jax'"]], "v1", date, 3.0,
+                [1.4e-5, None, None, 1.9e-6], [1.6e-5, None, None, 2.1e-6]],
+            "bench_gradients.GradientSuite.peakmem_estimate": [None, [["'torch'", "'jax'"]], "v1"],
+            "bench_gradients.GradientSuite.track_variance": [[0.25 * factor], [], "v1"],
+        }))
+        assert "NaN" in text  # asv writes NaN tokens (json.dump's default)
+        (results / "box" / f"{commit[:8]}-existing-py_venv_bin_python.json").write_text(text)
+
+
+# ---- asv loader ---------------------------------------------------------------------------
+
+
+def test_asv_loader_keeps_skipped_and_failed_entries_as_missing(tmp_path):
+    write_asv(tmp_path)
+    frame = load_asv(tmp_path / ".asv" / "results")
+    assert len(frame) == 4 + 2 + 1
+    time_rows = frame[frame["benchmark"].str.endswith("time_estimate")].reset_index(drop=True)
+    # cartesian product, first parameter slowest; quotes of asv's reprs removed
+    assert list(time_rows["params"]) == ["estimator=reinforce[baseline=none], backend=torch",
+                                         "estimator=reinforce[baseline=none], backend=jax",
+                                         "estimator=exact, backend=torch", "estimator=exact, backend=jax"]
+    assert list(time_rows["status"]) == ["ok", "skipped", "failed", "ok"]
+    assert time_rows["value"][0] == 1.5e-5 and time_rows["value"][3] == 2.0e-6
+    assert time_rows["value"][1:3].isna().all()
+    assert time_rows["ci_low"][0] == 1.4e-5 and time_rows["ci_high"][3] == 2.1e-6
+    assert list(time_rows["param:backend"]) == ["torch", "jax", "torch", "jax"]
+    assert set(time_rows["unit"]) == {"seconds"} and set(time_rows["type"]) == {"time"}
+    peak = frame[frame["benchmark"].str.endswith("peakmem_estimate")]
+    assert list(peak["status"]) == ["failed", "failed"]  # a benchmark that failed as a whole
+    track = frame[frame["type"] == "track"]
+    assert track["value"].tolist() == [0.25] and track["params"].tolist() == [""]
+    assert set(frame["commit"]) == {"a1b2c3d4e5f6"} and set(frame["machine"]) == {"box"}
+    assert frame["date"].iloc[0] == pd.Timestamp(1_700_000_000_000, unit="ms")
+
+
+def test_asv_loader_reads_version_1_files_and_ignores_junk(tmp_path):
+    folder = tmp_path / "results" / "box"
+    folder.mkdir(parents=True)
+    v1 = asv_result("ffff0000", 1_600_000_000_000, {
+        "suite.time_a": {"result": [1.0, None], "params": [["1", "2"]], "stats": [{"ci_99": [0.9, 1.1]}, None]},
+        "suite.time_b": 2.5}, version=1)
+    v1.pop("version")
+    (folder / "ffff0000-env.json").write_text(json.dumps(v1))
+    (folder / "broken-env.json").write_text("{ not json")
+    assert is_asv_path(tmp_path)
+    frame = load_asv(tmp_path)
+    assert sorted(frame["benchmark"]) == ["suite.time_a", "suite.time_a", "suite.time_b"]
+    a = frame[frame["benchmark"] == "suite.time_a"]
+    assert list(a["status"]) == ["ok", "failed"] and a["ci_low"].iloc[0] == 0.9
+    assert list(a["params"]) == ["param0=1", "param0=2"]
+    assert frame.loc[frame["benchmark"] == "suite.time_b", "value"].item() == 2.5
+
+
+def test_asv_loader_single_file_and_not_asv(tmp_path):
+    write_asv(tmp_path)
+    file = next((tmp_path / ".asv" / "results" / "box").glob("a1b2*.json"))
+    assert len(load_asv(file)) == 7
+    (tmp_path / "other").mkdir()
+    assert not is_asv_path(tmp_path / "other")
+    with pytest.raises(ValueError, match="no asv results"):
+        load_asv(tmp_path / "other")
+
+
+# ---- result folders ---------------------------------------------------------------------
+
+
+def test_load_results_reads_run_folders_and_asv(tmp_path):
+    write_run_folder(tmp_path / "run")
+    write_asv(tmp_path / "run")  # .asv inside the run folder is found too
+    res = load_results([tmp_path / "run"])
+    assert len(res.cells) == len(sample_cells()) and len(res.history) == len(sample_history())
+    assert len(res.asv) == 7
+    assert res.manifests[0]["command"] == "gradest run"
+    with pytest.raises(ValueError, match="neither a `gradest run` results folder"):
+        load_results([tmp_path])
+    with pytest.raises(ValueError, match="no such results folder"):
+        load_results([tmp_path / "missing"])
+
+
+def test_load_results_falls_back_to_cell_records(tmp_path):
+    """A sweep killed before it consolidated: results.csv is missing, the cells/ records are read."""
+    from gradest.sweep import Cell, ResultStore
+
+    store = ResultStore(tmp_path)
+    grad = Cell("gradient", "bandit", "exact", "torch", seed=1, num_samples=4, settings={"num_replicates": 10})
+    train = Cell("train", "bandit", "reinforce", "jax", estimator_options={"baseline": "loo"}, settings={"steps": 2})
+    skip = Cell("gradient", "bandit", "pathwise", "torch", settings={"num_replicates": 10})
+    store.save_cell(grad, {"status": "done", "label": "exact", "row": {"variance": 0.0, "bias_norm": 1e-8}})
+    store.save_cell(train, {"status": "done", "label": "reinforce[baseline=loo]", "row": {"final_loss": -0.5},
+                            "history": pd.DataFrame({"step": [0, 1], "loss": [-0.3, -0.5]})})
+    store.save_cell(skip, {"status": "skipped", "reason": "does not support", "label": "pathwise"})
+    assert not (tmp_path / "results.csv").exists()
+    res = load_results([tmp_path])
+    cells = res.cells.set_index("key")
+    assert sorted(cells.index) == sorted([grad.key, train.key, skip.key])
+    assert cells.loc[grad.key, "variance"] == 0.0 and cells.loc[grad.key, "num_replicates"] == 10
+    assert cells.loc[grad.key, "seed"] == 1 and cells.loc[grad.key, "num_samples"] == 4
+    assert cells.loc[skip.key, "status"] == "skipped" and cells.loc[skip.key, "reason"] == "does not support"
+    assert cells.loc[train.key, "estimator"] == "reinforce[baseline=loo]"
+    assert list(res.history["step"]) == [0, 1] and set(res.history["key"]) == {train.key}
+    assert set(res.history["backend"]) == {"jax"} and list(res.history["loss"]) == [-0.3, -0.5]
+
+
+# ---- frames -------------------------------------------------------------------------------
+
+
+def test_gradient_stats_average_over_seeds():
+    cells = sample_cells()
+    stats = F.gradient_stats(cells)
+    one = stats[(stats["task"] == "bandit") & (stats["estimator"] == "reinforce[baseline=none]")
+                & (stats["backend"] == "torch") & (stats["num_samples"] == 4)]
+    raw = cells[(cells["task"] == "bandit") & (cells["estimator"] == "reinforce[baseline=none]")
+                & (cells["backend"] == "torch") & (cells["num_samples"] == 4)]
+    assert one["variance"].item() == pytest.approx(raw["variance"].mean())
+    assert one["seeds"].item() == 2
+    assert one["bias_sq_floor"].item() == pytest.approx(raw["variance"].mean() / 200)
+    # skipped cells are not averaged in
+    assert not ((stats["estimator"] == "reinforce[baseline=loo]") & (stats["num_samples"] == 1)).any()
+    assert F.reference_samples(stats) == 4  # the smallest S that every estimator has
+
+
+def test_band_over_seeds():
+    assert F.band([2.0]) == (2.0, 2.0, 2.0, "none")
+    assert F.band([1.0, 3.0]) == (2.0, 1.0, 3.0, "range")
+    mean, low, high, kind = F.band([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n), sd = 1
+    assert (mean, kind) == (2.0, "ci95") and low == pytest.approx(2 - half) and high == pytest.approx(2 + half)
+
+
+def test_summary_table_and_status_counts():
+    table = F.summary_table(sample_cells())
+    assert {"task", "estimator", "S", "variance", "bias²", "MSE", "s/estimate (torch)", "s/estimate (jax)",
+            "final training loss"} <= set(table.columns)
+    row = table[(table["task"] == "bandit") & (table["estimator"] == "exact")]
+    assert row["final training loss"].item() == pytest.approx(-0.89)
+    counts = F.status_counts(sample_cells()).set_index("kind")
+    assert counts.loc["gradient", "skipped"] == 2 * 2 * 2  # tasks x backends x seeds, at S=1
+    assert counts.loc["train", "failed"] == 1
+
+
+def test_tick_labels():
+    assert tick_label(1.0) == "1" and tick_label(0.05) == "0.05" and tick_label(200.0) == "200"
+    assert tick_label(1e-5) == "10⁻⁵" and tick_label(2e-7) == "2×10⁻⁷" and tick_label(1e6) == "10⁶"
+    assert tick_label(0.0) == "" and tick_label(float("nan")) == ""
+
+
+# ---- figures ------------------------------------------------------------------------------
+
+
+def _png_size(path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.fixture(scope="module")
+def palette():
+    theme()
+    return Palette.from_labels(ESTIMATORS + ["gumbel_softmax[hard=True,temperature=1.0]"])
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """The report of the sample run folder and an asv tree of one commit, built once."""
+    root = tmp_path_factory.mktemp("report")
+    write_run_folder(root / "run")
+    write_asv(root / "bench", [("a1b2c3d4e5f6", 1_700_000_000_000, 1.0)])
+    index = build_report([root / "run", root / "bench" / ".asv"], root / "report")
+    return index
+
+
+@pytest.mark.parametrize("name", ["variance_vs_samples", "bias_variance_mse", "efficiency_frontier",
+                                  "training_curves", "temperature_sweep", "lasso_delta_sweep", "asv_summary"])
+def test_each_figure_is_drawn_from_sample_data(name, report):
+    folder = report.parent
+    width, height = _png_size(folder / f"{name}.png")
+    assert 300 < width < 4000 and 200 < height < 4000
+    svg = (folder / f"{name}.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
+    page = report.read_text()
+    assert f"src='{name}.png'" in page and f"href='{name}.svg'" in page
+
+
+def test_figure_records_and_their_data(tmp_path, palette):
+    cells = sample_cells()
+    fig = FG.variance_vs_samples(cells, palette, tmp_path)
+    assert fig.name == "variance_vs_samples" and sorted(fig.files) == ["variance_vs_samples.png",
+                                                                      "variance_vs_samples.svg"]
+    assert "slope −1" in fig.caption and "named in the panel" in fig.caption
+    svg = (tmp_path / fig.svg).read_text()
+    # every estimator with a variance is in the legend; exact (zero variance) is named in the panel
+    for est in ESTIMATORS[1:]:
+        assert est in svg
+    assert "zero variance: exact" not in svg  # exact is the reference: left out, not listed
+
+
+def test_asv_history_over_commits(tmp_path, palette):
+    write_asv(tmp_path, [("a1b2c3d4e5f6", 1_700_000_000_000, 1.0), ("0123456789ab", 1_700_100_000_000, 1.3),
+                         ("ba9876543210", 1_700_200_000_000, 0.8)])
+    fig = FG.asv_history(load_asv(tmp_path / ".asv" / "results"), palette, tmp_path)
+    assert fig is not None and "3 commits" in fig.caption
+    svg = (tmp_path / fig.svg).read_text()
+    assert "a1b2c3d4" in svg and "ba987654" in svg  # commits on the x axis, oldest first
+    assert svg.index("a1b2c3d4") < svg.index("ba987654")
+
+
+def test_figures_skip_missing_data(tmp_path, palette):
+    empty = pd.DataFrame()
+    assert FG.variance_vs_samples(empty, palette, tmp_path) is None
+    assert FG.bias_variance_mse(empty, palette, tmp_path) is None
+    assert FG.training_curves(empty, palette, tmp_path) is None
+    assert FG.temperature_sweep(empty, palette, tmp_path) is None
+    assert FG.lasso_delta_sweep(empty, empty, palette, tmp_path) is None
+    assert FG.asv_summary(empty, palette, tmp_path) is None
+    only_one_commit = pd.DataFrame({"benchmark": ["a"], "status": ["ok"], "commit": ["c"], "value": [1.0],
+                                    "date": [pd.Timestamp(0)], "params": [""], "unit": ["seconds"], "type": ["time"]})
+    assert FG.asv_history(only_one_commit, palette, tmp_path) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_palette_is_one_mapping_for_all_figures():
+    labels = ["reinforce[baseline=loo]", "exact", "pathwise", "exact"]
+    a, b = Palette.from_labels(labels), Palette.from_labels(list(reversed(labels)))
+    assert a.colors == b.colors and len(a.colors) == 3
+    assert len({a(lab) for lab in labels}) == 3
+    many = Palette.from_labels([f"est{i}" for i in range(30)])
+    assert len(set(many.colors.values())) == 30
+
+
+# ---- the report --------------------------------------------------------------------------
+
+
+def test_build_report_writes_the_pages(report):
+    page = report.read_text()
+    assert "RuntimeError: out of memory" in page  # failed cells are listed
+    assert "Skipped cells (8)" in page
+    assert "asv measurements failed or skipped (4)" in page
+    md = (report.parent / "summary.md").read_text()
+    assert "| task | estimator |" in md and "![Training curves](training_curves.png)" in md
+    assert "| bandit | exact |" in md
+
+
+def test_estimator_labels_cover_every_source():
+    from gradest.reports.load import Results
+
+    res = Results(cells=sample_cells(), history=sample_history(),
+                  asv=pd.DataFrame({"param:estimator": ["vimco"]}))
+    labels = estimator_labels(res)
+    assert set(ESTIMATORS) <= set(labels) and "vimco" in labels and "broken" in labels
+    # the temperature rows' per-τ labels are not estimators of their own
+    assert "gumbel_softmax[hard=True,temperature=0.1]" not in labels
+    assert "gumbel_softmax[hard=True,temperature=1.0]" in labels
