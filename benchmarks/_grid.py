@@ -25,8 +25,11 @@ training budget. Every estimate averages ``NUM_SAMPLES`` samples (at least the e
 
 Both frameworks are imported when this module is imported: asv's fork server (see
 ``launch_method`` in asv.conf.json) imports the suites once and forks a process per
-benchmark, so the import is paid once per run, not once per grid point. Importing a framework
-starts no threads and initializes no device, so forking afterwards is safe.
+benchmark and grid point, so the import is paid once per run, not once per grid point.
+Importing a framework starts no threads and initializes no device, so forking afterwards is
+safe. Under asv the tasks are also built here (data sets loaded once), and compiled JAX
+functions are cached on disk (`jax_cache_dir`), so that the time, memory, statistics and
+training benchmarks of one grid point, each its own process, compile each function once.
 """
 from __future__ import annotations
 
@@ -194,7 +197,10 @@ class Case(NamedTuple):
 
 def prepare(estimator: str, task: str, backend: str, device: str) -> Case:
     """The objects of one grid point, or NotImplementedError (asv: skipped) naming why it
-    cannot run here. Cheap checks (compatibility) come before any framework work."""
+    cannot run here. Cheap checks (a GPU at all, compatibility) come before any framework
+    work: most of the grid is skipped, and each grid point is a process."""
+    if device == "cuda" and not gpu_present():
+        raise NotImplementedError("device 'cuda' skipped: this machine has no NVIDIA GPU")
     est = build_estimator(estimator)
     task_obj = build_task(task)
     num_samples = max(NUM_SAMPLES, int(est.min_samples))
@@ -268,6 +274,12 @@ def _preimport() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    if os.environ.get("ASV") == "true":
+        for label in task_labels():  # built (data loaded) once, in the fork server
+            try:
+                build_task(label)
+            except Exception:  # reported by the grid points of that task
+                pass
     cache = jax_cache_dir()
     if cache and "jax" in BACKENDS:
         try:
