@@ -57,12 +57,23 @@ classes, or 2 × 3) the base class enumerates all K^L configurations for every d
 the batch, so `exact` and `gradest.exact_gradient` give the true gradient of the real model;
 beyond that ``has_exact()`` is False and the `exact` estimator is refused.
 
-Metrics (``metrics(B, θ)``; fixed data subsets of ``eval_points`` images and fixed Gumbel
-noise from ``METRIC_SEED`` via ``backend.noise``, so curves are smooth across steps):
-``train_neg_elbo`` and ``test_neg_elbo`` (-ELBO, reconstruction averaged over
-``eval_samples`` samples plus the analytic KL), ``train_kl``, ``test_neg_iw_bound`` (the
-``iw_samples``-sample bound -log (1/k) Σ_k w_k [4]; omitted when iw_samples = 0) and, when the
-latent space is enumerable, ``test_nll``: the exact -log p(x) = -log Σ_z p(x|z) p(z).
+Metrics (``metrics(B, θ)``, one compiled function per task options and backend; the first
+``eval_points`` train and test images, binarized once, and fixed Gumbel noise drawn with
+``backend.noise`` from ``METRIC_SEED``, so curves are smooth across steps): ``train_neg_elbo``
+and ``test_neg_elbo`` (-ELBO per image: reconstruction averaged over ``eval_samples`` samples
+plus the analytic KL), ``train_kl``, ``test_neg_iw_bound`` (the ``iw_samples``-sample bound
+-log (1/k) Σ_k w_k [4], an upper bound of -log p(x) in expectation; omitted when
+iw_samples = 0) and, when the latent space is enumerable, ``test_nll``: the exact
+-log p(x) = -log Σ_z p(x|z) p(z).
+
+Options (None means the dataset's default): ``dataset``, ``data_dir``, ``num_latents`` L,
+``num_categories`` K, ``hidden`` (encoder hidden sizes), ``batch_size``, ``binarize``,
+``init_seed``, ``config``, ``kl``, ``iw_samples`` (16), ``eval_points`` (200),
+``eval_samples`` (4). Digits defaults, small enough for CPU: 4 latents × 4 classes, hidden
+(64,), batch 50, static binarization, ``default_learning_rate`` 3e-3 for Adam. MNIST defaults:
+those of ``config="jang2017"``. VIMCO on the default (analytic-KL) task is refused by
+`gradest.measure.check_compatible` (missing capability "log_weight"): build the task with
+``kl="sampled"``.
 
 ``config="jang2017"``: MNIST, 20 latents × 10 classes, encoder 784-512-256-(20×10), decoder
 (20×10)-256-512-784, batch 100, dynamic binarization, ``default_learning_rate`` 3e-4 (Adam):
@@ -109,6 +120,9 @@ DEFAULTS = {
     "mnist": {"num_latents": 20, "num_categories": 10, "hidden": (512, 256), "batch_size": 100,
               "binarize": "dynamic", "learning_rate": 3e-4},
 }
+
+#: compiled metric functions, keyed by (task repr, backend name, device, dtype)
+_METRIC_FNS: dict = {}
 
 # keys of numpy.random.default_rng streams (data, not estimator noise)
 _DEFAULT_BATCH_KEY = 0xDEFA
@@ -212,7 +226,6 @@ class CategoricalVAE(Task):
             self._eval_train = _data.binarize_dynamic(self.data.train[:eval_points], [METRIC_SEED, 0])
             self._eval_test = _data.binarize_dynamic(self.data.test[:eval_points], [METRIC_SEED, 1])
         self._theta0 = None
-        self._metric_fns = {}
 
     # ---- sizes -------------------------------------------------------------------------
     @property
@@ -226,6 +239,13 @@ class CategoricalVAE(Task):
 
     def has_exact(self) -> bool:
         return self.num_configurations <= EXACT_MAX_CONFIGS
+
+    def exact_loss(self, backend, params):
+        """The exact -ELBO of the default batch, enumerating the K^L configurations of every
+        image (the base class's enumeration); None beyond ``EXACT_MAX_CONFIGS``."""
+        if not self.has_exact():
+            return None
+        return super().exact_loss(backend, params)
 
     def activation_elements(self, num_samples: int) -> int:
         width = 2 * sum(self.hidden) + 2 * self.num_latents * self.num_categories + 2 * self.num_pixels
@@ -306,7 +326,9 @@ class CategoricalVAE(Task):
     def _batch_array(self, B, batch):
         if batch is None:
             return B.asarray(self._default)
-        x = B.asarray(batch, dtype="float") if isinstance(batch, np.ndarray) else batch
+        if isinstance(batch, (np.ndarray, list, tuple)):
+            batch = B.asarray(np.asarray(batch, dtype=np.float64))
+        x = batch
         shape = tuple(x.shape)
         if len(shape) != 2 or shape[1] != self.num_pixels:
             raise ValueError(f"batch of categorical_vae must be binarized images [batch, {self.num_pixels}] "
@@ -322,19 +344,27 @@ class CategoricalVAE(Task):
                              f"[S, {want[0]}, {want[1]}, {want[2]}] = [samples, batch, num_latents, "
                              f"num_categories], got shape {shape}")
 
-    def train_batch(self, backend, seed: int, step: int):
-        """Binarized images [batch_size, D] of training step ``step``: epoch step // steps_per_epoch
-        walks a permutation of the training set seeded by (seed, epoch)."""
-        seed, step = int(seed) % (1 << 63), int(step)
+    def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
+        """The permutation of the training set that epoch ``epoch`` walks (seeded by seed, epoch)."""
+        seed = int(seed) % (1 << 63)
+        return np.random.default_rng([_EPOCH_KEY, seed, int(epoch)]).permutation(self.data.train.shape[0])
+
+    def batch_indices(self, seed: int, step: int) -> np.ndarray:
+        """Training-set indices [batch_size] of step ``step``: its place in the epoch's permutation."""
+        step = int(step)
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
         epoch, position = divmod(step, self.steps_per_epoch)
-        order = np.random.default_rng([_EPOCH_KEY, seed, epoch]).permutation(self.data.train.shape[0])
-        index = order[position * self.batch_size:(position + 1) * self.batch_size]
+        return self.epoch_order(seed, epoch)[position * self.batch_size:(position + 1) * self.batch_size]
+
+    def train_batch(self, backend, seed: int, step: int):
+        """Binarized images [batch_size, D] of training step ``step`` (see `batch_indices`); with
+        dynamic binarization, pixels drawn ~ Bernoulli(intensity) from (seed, step)."""
+        index = self.batch_indices(seed, step)
         if self.binarize == "static":
             x = self._train_bin[index]
         else:
-            x = _data.binarize_dynamic(self.data.train[index], [_DYNAMIC_KEY, seed, step])
+            x = _data.binarize_dynamic(self.data.train[index], [_DYNAMIC_KEY, int(seed) % (1 << 63), int(step)])
         return backend.asarray(x)
 
     # ---- the task contract -------------------------------------------------------------
@@ -368,53 +398,50 @@ class CategoricalVAE(Task):
     # ---- metrics -----------------------------------------------------------------------
     def metrics(self, backend, params) -> dict[str, float]:
         B = backend
-        key = (B.name, B.device, B.dtype)
-        if key not in self._metric_fns:
-            self._metric_fns[key] = self._build_metrics(B)
-        values = self._metric_fns[key](B.stop_gradient(B.asarray(params)))
+        # one compiled function per (options, backend), shared by equal task instances: the data
+        # and the metric noise are functions of the options alone
+        key = (repr(self), B.name, B.device, B.dtype)
+        if key not in _METRIC_FNS:
+            _METRIC_FNS[key] = self._build_metrics(B)
+        values = _METRIC_FNS[key](B.stop_gradient(B.asarray(params)))
         return {name: float(B.to_numpy(v)) for name, v in values.items()}
 
     def _build_metrics(self, B):
-        """A jitted θ -> {name: scalar}, with the data and the noise fixed (drawn here, once)."""
+        """A jitted θ -> {name: scalar}. The data, the enumerated support and the noise are
+        constants of the function: the noise is drawn inside it from ``METRIC_SEED`` (one
+        ``backend.noise`` call for all metrics, so jax compiles one function instead of running
+        its random number generator eagerly, and every call sees the same numbers)."""
         L, K = self.num_latents, self.num_categories
-        train_x, test_x = B.asarray(self._eval_train), B.asarray(self._eval_test)  # [n, D]
-
-        def gumbel(stream, x, count):  # [count, n, L, K]
-            return B.noise(METRIC_SEED, f"categorical_vae/metrics/{stream}", "gumbel",
-                           (x.shape[0], L, K), 0, count)
-
-        noise = {"train": gumbel("train", train_x, self.eval_samples),
-                 "test": gumbel("test", test_x, self.eval_samples)}
-        if self.iw_samples:
-            noise["iw"] = gumbel("iw", test_x, self.iw_samples)
-        support = None
-        if self.has_exact():
-            support = Categorical(B, B.zeros((L, K)), event_ndims=1).enumerate_support(EXACT_MAX_CONFIGS)  # [N, L, K]
-
-        def neg_elbo(blocks, x, eps):
-            logits = self.encoder_logits(B, blocks, x)
-            z = Categorical(B, logits, event_ndims=1).sample(eps)  # [S, n, L, K]
-            kl = self.analytic_kl(B, logits)  # [n]
-            return B.mean(self.reconstruction_cost(B, blocks, x, z)) + B.mean(kl), B.mean(kl)
+        n_train = self._eval_train.shape[0]
+        x_np = np.concatenate([self._eval_train, self._eval_test])  # [n_train + n_test, D]
+        n = x_np.shape[0]
+        S, k = self.eval_samples, self.iw_samples
+        enumerable = self.has_exact()
 
         def fn(params):
             blocks = self._blocks(B, params)
-            out = {}
-            out["train_neg_elbo"], out["train_kl"] = neg_elbo(blocks, train_x, noise["train"])
-            out["test_neg_elbo"], _ = neg_elbo(blocks, test_x, noise["test"])
-            if self.iw_samples:
-                dist = Categorical(B, self.encoder_logits(B, blocks, test_x), event_ndims=1)
-                z = dist.sample(noise["iw"])  # [k, n, L, K]
-                log_w = (-self.reconstruction_cost(B, blocks, test_x, z) + self.log_prior(B, z)
-                         - dist.log_prob(z))  # [k, n]
-                bound = B.logsumexp(log_w, axis=0) - math.log(self.iw_samples)  # [n]
+            x = B.asarray(x_np)  # [n, D]: the train subset, then the test subset
+            logits = self.encoder_logits(B, blocks, x)  # [n, L, K]
+            eps = B.noise(METRIC_SEED, "categorical_vae/metrics", "gumbel", (n, L, K), 0, max(S, k))
+            z = Categorical(B, logits, event_ndims=1).sample(eps[:S])  # [S, n, L, K]
+            kl = self.analytic_kl(B, logits)  # [n]
+            neg_elbo = B.mean(self.reconstruction_cost(B, blocks, x, z), axis=0) + kl  # [n]
+            out = {"train_neg_elbo": B.mean(neg_elbo[:n_train]), "train_kl": B.mean(kl[:n_train]),
+                   "test_neg_elbo": B.mean(neg_elbo[n_train:])}
+            x_test = x[n_train:]  # [m, D]
+            if k:
+                dist = Categorical(B, logits[n_train:], event_ndims=1)
+                zk = dist.sample(eps[:k, n_train:])  # [k, m, L, K]
+                log_w = (-self.reconstruction_cost(B, blocks, x_test, zk) + self.log_prior(B, zk)
+                         - dist.log_prob(zk))  # [k, m]
+                bound = B.logsumexp(log_w, axis=0) - math.log(k)  # [m]
                 out["test_neg_iw_bound"] = -B.mean(bound)
-            if support is not None:
+            if enumerable:
+                support = Categorical(B, B.zeros((L, K)), event_ndims=1).enumerate_support(EXACT_MAX_CONFIGS)
                 dec = self.decoder_logits(B, blocks, support)  # [N, D]
-                # log p(x|z) for every (z, x): [N, n]
-                log_px = B.matmul(dec, B.moveaxis(test_x, 0, 1)) - B.sum(B.softplus(dec), axis=-1, keepdims=True)
-                log_joint = log_px - L * math.log(K)
-                out["test_nll"] = -B.mean(B.logsumexp(log_joint, axis=0))
+                # log p(x|z) for every configuration z and test image x: [N, m]
+                log_px = B.matmul(dec, B.moveaxis(x_test, 0, 1)) - B.sum(B.softplus(dec), axis=-1, keepdims=True)
+                out["test_nll"] = -B.mean(B.logsumexp(log_px - L * math.log(K), axis=0))
             return out
 
         return B.jit(fn)
