@@ -92,7 +92,14 @@ def substitute_each(B, f, base, alternatives, batch_ndim: int, var_shape, tail_n
     alternatives = B.stop_gradient(alternatives)
     z = B.where(mask, B.expand_dims(alternatives, 1), B.expand_dims(B.expand_dims(base, 1), 1))
     z = B.broadcast_to(z, (S, n, M) + value_shape)  # [S, n, M, *value]
-    out = f(B.reshape(z, (S * n * M,) + value_shape))  # [S*n*M, *b]
+    try:
+        out = f(B.reshape(z, (S * n * M,) + value_shape))  # [S*n*M, *b]
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"this estimator evaluates the cost f at {S * n * M} points (S={S} samples x {n} variables x "
+            f"{M} substituted values), and f failed on them: {err}. A cost with per-sample noise of its own "
+            f"(e.g. bandit with reward_noise) only accepts [S, ...] inputs; use num_samples=1 or a task "
+            f"without such noise") from err
     assert tuple(out.shape) == (S * n * M,) + b_shape, (
         f"f returned shape {tuple(out.shape)} for {S * n * M} points; expected [S', *{b_shape}]")
     out = B.moveaxis(B.reshape(out, (S, n, M) + b_shape), 1, -1)  # [S, M, *b, n]

@@ -255,6 +255,25 @@ def test_unsupported_combinations_are_refused_early():
             GradientSampler("gaussian_quadratic", name)
 
 
+@pytest.mark.parametrize("name", ["indecater", "mvd"])
+def test_extra_evaluations_of_a_noisy_cost_fail_clearly(backend_name, name):
+    """Estimators that evaluate f at S·n·M substituted points cannot feed a cost that carries
+    per-sample noise [S, ...] of its own; the error says so and names the way out."""
+    task = (gradest.get_task("bandit", reward_noise="gaussian") if name == "indecater"
+            else gradest.get_task("gaussian_quadratic"))
+    est = gradest.get_estimator(name)
+    if name == "mvd":  # give gaussian_quadratic's cost a per-sample shift, as a noisy task would
+        class Noisy(type(task)):
+            def problem(self, backend, params, noise=None, batch=None):
+                prob = super().problem(backend, params)
+                shift = backend.asarray(np.arange(2.0))  # [S=2]
+                return prob._replace(f=Objective(lambda z: prob.f(z) + shift))
+        task = Noisy()
+    noise = numpy_noise(task, est, 2, seed=0)
+    with pytest.raises(ValueError, match="num_samples=1"):
+        evaluate_surrogate(task, est, get_backend(backend_name, dtype="float64"), noise)
+
+
 # ---- conformance kit and parity ----------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["gumbel_rao", "mvd", "reinmax", "indecater"])
