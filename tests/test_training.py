@@ -1,0 +1,246 @@
+"""`gradest.train`: learning, carried state, the gradient basket, optimizers (and their parity
+across backends), φ training, history, determinism, divergence and bad input."""
+import math
+
+import numpy as np
+import pytest
+
+import gradest
+from gradest.backends import get_backend
+from gradest.estimator import GradientEstimator
+from gradest.measure import GradientSampler, UnsupportedCombinationError, draw_noise, noise_specs
+from gradest.training import OPTIMIZERS, TRACK_STATS, TrainingDivergedError
+
+
+def test_bandit_learns_with_reinforce_loo_and_exact(backend_name):
+    for estimator, S in ((("reinforce", {"baseline": "loo"}), 4), (("exact", {}), 1)):
+        result = gradest.train("bandit", gradest.get_estimator(estimator[0], **estimator[1]), backend=backend_name,
+                               steps=100, num_samples=S, learning_rate=0.1, eval_every=10)
+        h = result.history
+        first, last = h.iloc[0], h.iloc[-1]
+        # from the uniform policy (expected reward 0.35, regret 0.65) to mostly the best arm
+        assert first["expected_reward"] == pytest.approx(0.3518518, abs=1e-5)
+        assert last["expected_reward"] > first["expected_reward"] + 0.4, estimator
+        assert last["regret"] < first["regret"] / 3 and last["prob_best_arm"] > 0.5
+        # the exact loss is minus the expected reward
+        np.testing.assert_allclose(h["exact_loss"], -h["expected_reward"], atol=1e-5)
+        assert result.params.shape == (10,) and np.argmax(result.params) == 9
+        assert result.estimator == gradest.get_estimator(estimator[0], **estimator[1]).label
+        assert (result.task, result.backend, result.steps, result.num_samples) == ("bandit", backend_name, 100, S)
+
+
+def test_bandit_with_noisy_rewards_learns(backend_name):
+    task = gradest.get_task("bandit", reward_noise="gaussian", noise_scale=0.5)
+    result = gradest.train(task, ("reinforce"), backend=backend_name, steps=200, num_samples=2,
+                           learning_rate=0.1, eval_every=199)
+    h = result.history
+    assert h["expected_reward"].iloc[-1] > h["expected_reward"].iloc[0] + 0.3
+
+
+def test_moving_average_state_is_carried(backend_name):
+    est = gradest.get_estimator("reinforce", baseline="moving_average", decay=0.5)
+    result = gradest.train("bandit", est, backend=backend_name, steps=7, num_samples=3, learning_rate=0.05)
+    assert float(result.state["steps"]) == 7.0  # one update per step, carried across steps
+    # the average is a decayed mean of the step losses (f = -reward: negative)
+    losses = result.history["loss"].to_numpy()
+    expected = 0.0
+    for loss in losses:
+        expected = 0.5 * expected + 0.5 * loss
+    assert float(result.state["average"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_gradient_basket(backend_name):
+    track = ["exact", ("reinforce", {"baseline": "none"})]
+    result = gradest.train("bandit", gradest.get_estimator("reinforce", baseline="loo"), backend=backend_name, steps=12, num_samples=2, every=5,
+                           eval_every=4, track=track, track_replicates=400, learning_rate=0.3)
+    h = result.history
+    labels = ["exact", "reinforce[baseline=none]"]
+    assert result.tracked == labels
+    assert list(h["step"]) == [0, 4, 5, 8, 10, 11]  # eval_every rows, basket rows, the last step
+    for label in labels:
+        for stat in TRACK_STATS:
+            col = h[f"{label}/{stat}"]
+            measured = h["step"].isin([0, 5, 10])
+            assert np.all(np.isfinite(col[measured])) and col[~measured].isna().all()
+    assert np.all(h.loc[h["step"].isin([0, 5, 10]), "exact/variance"] == 0)
+    assert np.allclose(h.loc[h["step"].isin([0, 5, 10]), "exact/cosine_to_exact"], 1.0)
+    basket = h[h["step"].isin([0, 5, 10])]
+    # unbiased estimators: the bias is within a few standard errors of the mean estimate
+    for label in labels[1:]:
+        se = np.sqrt(basket[f"{label}/variance"] / 400)
+        assert np.all(basket[f"{label}/bias_norm"] < 5 * se + 1e-6)
+    # at θ₀ (uniform policy) the variance of plain REINFORCE with S = 2 is known by enumeration:
+    # one sample's estimate is g(a) = f(a) (onehot(a) - p); the basket's estimate of the trace of
+    # its covariance from 400 replicates has a relative standard error of about 0.1: allow 3.5 of them
+    rewards = gradest.get_task("bandit").rewards
+    p = np.full(10, 0.1)
+    g = -rewards[:, None] * (np.eye(10) - p)  # [a, K]
+    per_sample = p @ (g ** 2).sum(axis=1) - np.sum((p @ g) ** 2)
+    assert basket["reinforce[baseline=none]/variance"].iloc[0] == pytest.approx(per_sample / 2, rel=0.35)
+
+
+def test_sampler_set_params_matches_a_fresh_sampler(backend_name):
+    theta = np.linspace(-1, 1, 10)
+    # the moving average's state is re-warmed at the new θ (torch: eager warm-up is cheap)
+    baseline = "moving_average" if backend_name == "torch" else "loo"
+    sampler = GradientSampler("bandit", gradest.get_estimator("reinforce", baseline=baseline),
+                              backend=backend_name, num_samples=2, seed=4)
+    before = sampler.run(64)
+    sampler.set_params(theta)
+    fresh = GradientSampler("bandit", gradest.get_estimator("reinforce", baseline=baseline),
+                            backend=backend_name, num_samples=2, seed=4, params=theta)
+    after = sampler.run(64)
+    np.testing.assert_allclose(after, fresh.run(64), rtol=1e-6)
+    assert not np.allclose(before, after)
+    with pytest.raises(ValueError, match="10 entries"):
+        sampler.set_params(np.zeros(3))
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_optimizers_agree_across_backends(optimizer):
+    """With exact gradients the trajectory is deterministic: torch.optim and optax must agree."""
+    params = {}
+    for backend in ("torch", "jax"):
+        result = gradest.train("bandit", "exact", backend=backend, steps=25, optimizer=optimizer,
+                               learning_rate=0.3, dtype="float64", eval_every=25)
+        params[backend] = result.params
+        assert result.optimizer == optimizer
+    assert not np.allclose(params["torch"], 0.0)
+    # (adagrad: torch adds eps=1e-10 outside the square root, optax none: ~1e-9 relative)
+    np.testing.assert_allclose(params["torch"], params["jax"], rtol=1e-7, atol=1e-9)
+
+
+def test_track_entries():
+    from gradest.training import _resolve_track
+
+    est = gradest.get_estimator("gumbel_softmax", temperature=0.5)
+    resolved = _resolve_track(["exact", ("reinforce", {"baseline": "loo"}), est])
+    assert [label for label, _ in resolved] == ["exact", "reinforce[baseline=loo]",
+                                                "gumbel_softmax[hard=False,temperature=0.5]"]
+    assert resolved[2][1] is est
+    assert [label for label, _ in _resolve_track("exact")] == ["exact"]
+
+
+def test_unknown_optimizer_and_bad_options():
+    with pytest.raises(ValueError, match="known optimizers: adam, sgd"):
+        gradest.train("bandit", "exact", steps=3, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="steps"):
+        gradest.train("bandit", "exact", steps=0)
+    with pytest.raises(TypeError):
+        gradest.train("bandit", "exact")  # steps is required
+    with pytest.raises(ValueError, match="learning_rate"):
+        gradest.train("bandit", "exact", steps=3, learning_rate=-1.0)
+    with pytest.raises(ValueError, match="eval_every"):
+        gradest.train("bandit", "exact", steps=3, eval_every=0)
+    with pytest.raises(ValueError, match="num_samples"):
+        gradest.train("bandit", "exact", steps=3, num_samples=0)
+    with pytest.raises(ValueError, match="track entries"):
+        gradest.train("bandit", "exact", steps=3, track=[42])
+    with pytest.raises(ValueError, match="more than once"):
+        gradest.train("bandit", "exact", steps=3, track=["exact", "exact"])
+    with pytest.raises(ValueError, match="10 entries"):
+        gradest.train("bandit", "exact", steps=3, params=np.zeros(4))
+    with pytest.raises(ValueError, match="unknown estimator"):
+        gradest.train("bandit", "nope", steps=3)
+    with pytest.raises(UnsupportedCombinationError, match="does not support"):
+        gradest.train("gaussian_quadratic", "gumbel_softmax", steps=3)
+    with pytest.raises(UnsupportedCombinationError, match="num_samples >= 2"):
+        gradest.train("bandit", ("reinforce"), steps=3, track=[("reinforce", {"baseline": "loo"})])
+
+
+def test_divergence_is_reported(backend_name):
+    with pytest.raises(TrainingDivergedError, match=r"step \d+.*'pathwise'.*learning_rate=1000"):
+        gradest.train("gaussian_quadratic", "pathwise", backend=backend_name, steps=200, optimizer="sgd",
+                      learning_rate=1000.0)
+
+
+def test_history_columns_and_determinism(backend_name):
+    kwargs = dict(backend=backend_name, steps=12, num_samples=3, learning_rate=0.2, eval_every=5)
+    a = gradest.train("bandit", ("reinforce"), seed=3, **kwargs)
+    b = gradest.train("bandit", ("reinforce"), seed=3, **kwargs)
+    c = gradest.train("bandit", ("reinforce"), seed=4, **kwargs)
+    h = a.history
+    assert list(h.columns) == ["step", "seconds", "loss", "exact_loss", "expected_reward", "regret", "prob_best_arm"]
+    assert list(h["step"]) == [0, 5, 10, 11]
+    assert np.all(np.diff(h["seconds"]) >= 0) and np.all(h["seconds"] > 0)
+    np.testing.assert_array_equal(a.params, b.params)
+    np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
+    assert not np.array_equal(a.params, c.params)
+    # the first step's loss is the surrogate at θ₀ on the noise draw_noise gives for step 0
+    B = get_backend(backend_name)
+    task, est = gradest.get_task("bandit"), gradest.get_estimator("reinforce")
+    theta0 = B.asarray(task.init_params())
+    noise = draw_noise(B, noise_specs(task, est, B, theta0, 3), 3, first=0, count=1)
+    z = B.to_numpy(noise["estimator"]["sample"][0]).argmax(-1)
+    assert h["loss"].iloc[0] == pytest.approx(-task.rewards[z].mean(), rel=1e-6)
+
+
+def test_jax_noise_fn_matches_noise():
+    B = get_backend("jax")
+    import jax
+
+    draw = B.noise_fn("estimator/sample", "normal", (2, 3), 1)
+    traced = jax.jit(draw)(11, 6)  # seed and first traced
+    np.testing.assert_array_equal(np.asarray(traced), np.asarray(B.noise(11, "estimator/sample", "normal", (2, 3), 6, 1)))
+
+
+def _learned_baseline(second_order: bool = False) -> GradientEstimator:
+    """A test estimator with trainable φ: REINFORCE with a learned constant baseline b = φ[0].
+
+    phi_loss: the squared error (f - b)² (first order), or the squared norm of the estimate with
+    respect to the logits (second order: differentiates the surrogate, as RELAX does)."""
+
+    def init(dist):
+        return {"phi": dist.backend.zeros((1,))}
+
+    def surrogate(f, dist, noise, state):
+        B = dist.backend
+        z = dist.sample(noise["sample"])  # [S, K]
+        fz = f(z)  # [S]
+        log_p = dist.log_prob(z)  # [S]
+        return fz + (B.stop_gradient(fz) - state["phi"][0]) * (log_p - B.stop_gradient(log_p)), state
+
+    def phi_loss(phi, f, dist, noise, state):
+        B = dist.backend
+        if not second_order:
+            fz = B.stop_gradient(f(dist.sample(noise["sample"])))
+            return B.mean((fz - phi[0]) ** 2)
+
+        def estimate_loss(logits):
+            per_sample, _ = surrogate(f, dist.with_params({"logits": logits}), noise, {"phi": phi})
+            return B.mean(per_sample)
+
+        g = B.grad(estimate_loss)(dist.params["logits"])  # [K]
+        return B.sum(g * g)
+
+    return GradientEstimator(init=init, surrogate=surrogate, supports=frozenset({"categorical"}), unbiased=True,
+                             name="learned_baseline", options={"second_order": second_order}, phi_loss=phi_loss)
+
+
+def test_phi_is_trained(backend_name):
+    # first order: φ tracks E[f] = the exact loss (the policy converges, so the target settles)
+    result = gradest.train("bandit", _learned_baseline(), backend=backend_name, steps=300, num_samples=4,
+                           learning_rate=0.05, eval_every=50)
+    phi = float(result.state["phi"][0])
+    final_loss = result.history["exact_loss"].iloc[-1]
+    assert final_loss < -0.9  # it learned
+    assert phi == pytest.approx(final_loss, abs=0.1)
+    # second order (the φ gradient goes through the gradient of the surrogate): φ moves from 0
+    # towards the costs (negative), and training still works
+    result2 = gradest.train("bandit", _learned_baseline(second_order=True), backend=backend_name, steps=60,
+                            num_samples=4, learning_rate=0.05, eval_every=59)
+    assert float(result2.state["phi"][0]) < -0.3
+    assert result2.history["expected_reward"].iloc[-1] > result2.history["expected_reward"].iloc[0]
+
+
+def test_phi_estimator_needs_phi_in_state():
+    est = _learned_baseline()._replace(init=lambda dist: {})
+    with pytest.raises(ValueError, match="'phi'"):
+        gradest.train("bandit", est, steps=2, num_samples=2)
+
+
+def test_progress_bar(capsys):
+    gradest.train("bandit", "exact", steps=3)
+    assert capsys.readouterr().err == ""  # silent under pytest
+    result = gradest.train("bandit", "exact", steps=3, progress=True)
+    assert len(result.history) == 3
