@@ -39,6 +39,7 @@ import itertools
 import math
 import os
 import shutil
+import sys
 import traceback
 from typing import Any, NamedTuple
 
@@ -256,13 +257,18 @@ def finite_or_nan(value) -> float:
 
 
 # ---- pre-import and compilation cache (see the module docstring) ---------------------------
+def under_asv() -> bool:
+    """Whether asv's benchmark runner imported the suites (not, e.g., pytest)."""
+    return os.environ.get("ASV") == "true" or "asv_runner" in sys.modules
+
+
 def jax_cache_dir() -> str | None:
     """Where compiled JAX functions are cached under asv: ``$JAX_COMPILATION_CACHE_DIR`` when
     set, else ``.asv/jax-cache`` beside asv.conf.json; None outside asv (no side effects on
     a process that merely imports the suites, e.g. pytest)."""
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return os.environ["JAX_COMPILATION_CACHE_DIR"]
-    if os.environ.get("ASV") != "true":
+    if not under_asv():
         return None
     root = os.environ.get("ASV_CONF_DIR") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return os.path.join(root, ".asv", "jax-cache")
@@ -274,7 +280,7 @@ def _preimport() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
-    if os.environ.get("ASV") == "true":
+    if under_asv():
         for label in task_labels():  # built (data loaded) once, in the fork server
             try:
                 build_task(label)
