@@ -113,3 +113,10 @@ def test_noise_is_deterministic_distinct_and_right(backend, kind):
 def test_unknown_noise_kind(backend):
     with pytest.raises(ValueError, match="known kinds: uniform, normal, gumbel"):
         backend.noise(0, "s", "cauchy", (1,), 0, 1)
+
+
+def test_value_and_grad_layout_without_aux(backend):
+    B = backend
+    value, g = B.value_and_grad(lambda w: B.sum(w * w))(B.asarray([1.0, -2.0]))
+    assert float(B.to_numpy(value)) == 5.0
+    np.testing.assert_allclose(B.to_numpy(g), [2.0, -4.0])

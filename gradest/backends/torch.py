@@ -196,7 +196,7 @@ class TorchBackend(Backend):
         return torch.func.grad(fn, has_aux=has_aux)
 
     def value_and_grad(self, fn, has_aux=False):
-        return torch.func.grad_and_value(fn, has_aux=has_aux) if not has_aux else _swap_aux(fn)
+        return _value_and_grad(fn, has_aux)
 
     def vmap(self, fn, in_axes=0, out_axes=0):
         in_dims = tuple(in_axes) if isinstance(in_axes, list) else in_axes
@@ -237,13 +237,13 @@ class TorchBackend(Backend):
         return math.nan
 
 
-def _swap_aux(fn):
-    """value_and_grad with aux in jax's layout: ((value, aux), grad)."""
-    inner = torch.func.grad_and_value(fn, has_aux=True)
+def _value_and_grad(fn, has_aux):
+    """torch.func.grad_and_value in jax's layout: (value, grad), or ((value, aux), grad)."""
+    inner = torch.func.grad_and_value(fn, has_aux=has_aux)
 
     def wrapped(*args, **kwargs):
-        g, (value, aux) = inner(*args, **kwargs)
-        return (value, aux), g
+        g, value = inner(*args, **kwargs)
+        return value, g
 
     return wrapped
 
