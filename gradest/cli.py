@@ -12,6 +12,7 @@ missing backend) with a message and no traceback. The last line ``run`` and ``re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import warnings
 from pathlib import Path
@@ -56,8 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="torch and/or jax (default: every installed one)")
     run.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     run.add_argument("--seeds", type=int, default=None, metavar="N",
-                     help="seeds 0..N-1 per cell (default: 2 with --quick, else 3)")
-    run.add_argument("--quick", action="store_true", help="small budgets (the demo: a few minutes on a laptop)")
+                     help="seeds 0..N-1 per cell, on every backend (default: 2 with --quick, else 3)")
+    run.add_argument("--quick", action="store_true",
+                     help="small budgets (the demo: a few minutes on a laptop): every estimator on the first "
+                          "backend, a core set (exact, reinforce loo, gumbel-softmax, pathwise) at S=4 and one "
+                          "seed on the others")
     run.add_argument("--num-replicates", type=int, default=None, metavar="R",
                      help="gradient estimates per statistic (default: 200 with --quick, else 2000)")
     run.add_argument("--train-steps", type=int, default=None, metavar="N",
@@ -192,7 +196,8 @@ def cmd_run(args) -> int:
         raise UsageError("the selection has no cells to run (check --tasks/--estimators/--kinds)")
     out = Path(args.out)
     manifest = {"command": "gradest run", "arguments": {k: v for k, v in vars(args).items() if k != "command"},
-                "tasks": tasks, "estimators": estimators, "backends": backends, "quick": bool(args.quick)}
+                "tasks": tasks, "estimators": estimators, "backends": backends, "quick": bool(args.quick),
+                "budget": dataclasses.asdict(sweep.QUICK if args.quick else sweep.FULL)}
     result = sweep.run_sweep(cells, out, progress=not args.no_progress, manifest=manifest, console=console)
     _print_sweep_summary(console, result)
     code = EXIT_FAILED_CELLS if args.strict and result.counts.get("failed") else EXIT_OK

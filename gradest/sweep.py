@@ -28,7 +28,6 @@ skipped with the reason; any other error as failed with its message, and the swe
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -103,6 +102,11 @@ class Budget:
     secondary_sample_sizes: tuple | None = None
     #: whether the temperature sweep also runs on the backends after the first
     secondary_temperature: bool = True
+    #: seeds on the backends after the first (None: as on the first)
+    secondary_seeds: int | None = None
+    #: replicates of the temperature sweep's cells (None: the task's); resolving a small bias
+    #: needs many: the noise floor of the measured bias² is variance / R
+    temperature_replicates: int | None = None
 
 
 QUICK = Budget(
@@ -113,8 +117,8 @@ QUICK = Budget(
     task_train_steps={"categorical_vae": 20},
     task_learning_rates={"bandit": 0.1, "binary_toy": 0.1, "gaussian_quadratic": 0.05},
     task_sample_sizes={"categorical_vae": (1, 4)}, task_num_replicates={"categorical_vae": 100},
-    secondary_estimators=("exact", "reinforce:baseline=loo", "gumbel_softmax:hard=false", "pathwise"),
-    secondary_sample_sizes=(4,), secondary_temperature=False,
+    secondary_estimators=("reinforce:baseline=loo", "gumbel_softmax:hard=false", "pathwise"),
+    secondary_sample_sizes=(4,), secondary_temperature=False, secondary_seeds=1, temperature_replicates=400,
 )
 
 FULL = Budget(
@@ -268,7 +272,8 @@ def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = 
     if num_replicates is not None:
         if int(num_replicates) < 2:
             raise ValueError(f"num_replicates must be at least 2 (a variance needs two estimates), got {num_replicates}")
-        budget = dataclasses.replace(budget, num_replicates=int(num_replicates), task_num_replicates={})
+        budget = dataclasses.replace(budget, num_replicates=int(num_replicates), task_num_replicates={},
+                                     temperature_replicates=None)
     if train_steps is not None:
         if int(train_steps) < 1:
             raise ValueError(f"train_steps must be a positive integer, got {train_steps!r}")
@@ -299,6 +304,11 @@ def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = 
             return sizes
         return tuple(S for S in budget.secondary_sample_sizes if S in sizes) or sizes[-1:]
 
+    def seeds_of(backend):
+        if backend == primary or budget.secondary_seeds is None or seeds is not None:
+            return seed_list
+        return seed_list[:budget.secondary_seeds]
+
     def replicates(task):
         return int(budget.task_num_replicates.get(task, budget.num_replicates))
 
@@ -311,24 +321,25 @@ def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = 
             for backend in backends:
                 for est, opts in backend_variants(backend):
                     for S in sample_sizes(task, backend):
-                        for seed in seed_list:
+                        for seed in seeds_of(backend):
                             add("gradient", task, est, opts, backend, seed, S, {"num_replicates": replicates(task)})
     temperature_task = next((t for t in TEMPERATURE_TASKS if t in task_names), None)
     if "temperature" in kinds and temperature_task and any(e == TEMPERATURE_ESTIMATOR for e, _ in variants):
         for backend in backends if budget.secondary_temperature else backends[:1]:
             for hard in (False, True):
                 for tau in budget.temperatures:
-                    for seed in seed_list:
+                    for seed in seeds_of(backend):
                         add("temperature", temperature_task, TEMPERATURE_ESTIMATOR,
                             {"temperature": float(tau), "hard": hard}, backend, seed, 1,
-                            {"num_replicates": replicates(temperature_task), "temperature": float(tau)})
+                            {"num_replicates": budget.temperature_replicates or replicates(temperature_task),
+                             "temperature": float(tau)})
     if "train" in kinds:
         for task in task_names:
             steps = int(budget.task_train_steps.get(task, budget.train_steps))
             lr = budget.task_learning_rates.get(task)
             for backend in backends:
                 for est, opts in backend_variants(backend):
-                    for seed in seed_list:
+                    for seed in seeds_of(backend):
                         settings = {"steps": steps}
                         if lr is not None:
                             settings["learning_rate"] = lr
@@ -354,8 +365,6 @@ class CellRunner:
 
     def __init__(self):
         self._tasks: dict[str, Any] = {}
-        self._samplers: dict[str, Any] = {}
-        self._exact_cache: dict[str, Any] = {}
 
     def task(self, cell: Cell):
         key = canonical([cell.task, cell.task_options])
@@ -388,46 +397,15 @@ class CellRunner:
         out["cpu_s"] = time.process_time() - cpu_start
         return out
 
-    def _sampler(self, cell, task, est):
-        """A `GradientSampler` for the cell, reusing the one of the previous cell when only the
-        seed differs (same compiled function: a JAX sweep over seeds compiles once)."""
-        from gradest.measure import GradientSampler, initial_state
-
-        group = canonical([cell.task, cell.task_options, est.label, cell.backend, cell.device, cell.num_samples])
-        cached = self._samplers.get(group)
-        if cached is None:
-            self._samplers.clear()  # cells of one group are consecutive: keep one
-            cached = GradientSampler(task, est, backend=cell.backend, device=cell.device,
-                                     num_samples=cell.num_samples, seed=cell.seed)
-            self._samplers[group] = cached
-        if cached.seed == cell.seed:
-            return cached
-        sampler = copy.copy(cached)  # shares the compiled estimate function
-        sampler.seed = int(cell.seed)
-        sampler.state = initial_state(task, est, sampler.backend, sampler.params, sampler.num_samples,
-                                      sampler.seed, sampler.batch)
-        return sampler
-
-    def _exact(self, cell, task, sampler):
-        from gradest.measure import exact_gradient
-
-        key = canonical([cell.task, cell.task_options, cell.backend, cell.device])
-        if key not in self._exact_cache:
-            self._exact_cache[key] = exact_gradient(task, backend=sampler.backend)
-        return self._exact_cache[key]
-
     def _run_gradient(self, cell, task, est):
-        """What `gradest.gradient_stats` measures, with the sampler reused across seeds."""
-        from gradest.measure import summarize
+        from gradest.measure import gradient_stats
 
-        sampler = self._sampler(cell, task, est)
-        R = int(cell.settings["num_replicates"])
-        grads = sampler.run(R)
-        row = summarize(grads, self._exact(cell, task, sampler))
-        best, low, high = sampler.time_per_estimate(TIMING_REPEATS, min(sampler.chunk_size, R))
-        row.update({"seconds_per_estimate": best, "seconds_low": low, "seconds_high": high,
-                    "work_normalized_variance": row["variance"] * best, "num_params": task.num_params})
-        return {k: _scalar(v) for k, v in row.items()}, None
+        stats = gradient_stats(task, est, backend=cell.backend, device=cell.device,
+                               num_replicates=int(cell.settings["num_replicates"]),
+                               num_samples=cell.num_samples, seed=cell.seed, timing_repeats=TIMING_REPEATS)
+        row = {k: _scalar(v) for k, v in stats.items()
+               if k not in ("task", "estimator", "backend", "device", "num_samples", "seed")}
+        return row, None
 
     _run_temperature = _run_gradient
 
@@ -674,6 +652,7 @@ def run_sweep(cells: Sequence[Cell], out, *, progress: bool = True, manifest: di
         **(manifest or {}), "cells": len(cells), "cell_format": CELL_FORMAT,
         "written_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(), "machine": platform.node(), "platform": platform.platform(),
+        "versions": _versions(),
     })
     runner = runner or CellRunner()
     todo, reused = [], 0
@@ -696,6 +675,20 @@ def run_sweep(cells: Sequence[Cell], out, *, progress: bool = True, manifest: di
         results, history = store.consolidate(cells)
     counts = {s: int((results["status"] == s).sum()) if len(results) else 0 for s in STATUSES}
     return SweepResult(store.root, list(cells), results, history, counts, reused)
+
+
+def _versions() -> dict:
+    """gradest's and the frameworks' versions (those imported: a sweep imports its backends)."""
+    import sys
+
+    import gradest
+
+    out = {"gradest": gradest.__version__}
+    for name in ("numpy", "pandas", "torch", "jax", "optax", "sklearn"):
+        module = sys.modules.get(name)
+        if module is not None:
+            out[name] = getattr(module, "__version__", "?")
+    return out
 
 
 class _NoProgress:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
 from gradest.reports import frames as F
 from gradest.reports.style import (Palette, backend_line, backend_marker, figure_legend, finish, grid, legend_width,
@@ -309,6 +309,7 @@ def training_curves(history: pd.DataFrame, palette: Palette, out: Path) -> Figur
         values = part[["mean", "low", "high"]].to_numpy().ravel()
         _log_if_decades(ax, values)
         ax.set_title(task)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("training step")
         ax.set_ylabel("exact loss L(θ)" if col == "exact_loss" else "loss (surrogate, per step)")
     handles = _legend_handles(palette, bands["estimator"], bands["backend"])
@@ -349,6 +350,8 @@ def temperature_sweep(cells: pd.DataFrame, palette: Palette, out: Path) -> Figur
                 labels[label] = "straight-through (hard=True)" if hard else "relaxed (hard=False)"
                 ax.errorbar(line["temperature"], line[q], yerr=_yerr(line, q), color=palette(label),
                             ls=backend_line(backend), marker=backend_marker(backend), ms=4, capsize=2)
+                if q == "bias_sq" and "bias_sq_floor" in line.columns:
+                    ax.plot(line["temperature"], line["bias_sq_floor"], color=palette(label), ls=":", lw=1.0)
             log_axis(ax, "x")
             log_axis(ax, "y")
             ax.set_xlabel("temperature τ (log)")
@@ -359,13 +362,16 @@ def temperature_sweep(cells: pd.DataFrame, palette: Palette, out: Path) -> Figur
     if len(backends) > 1:
         handles += [Line2D([], [], color="0.3", ls=backend_line(b), marker=backend_marker(b), label=f"backend {b}")
                     for b in backends]
+    if "bias_sq_floor" in stats.columns:
+        handles.append(Line2D([], [], color="0.3", ls=":", label="bias² noise floor variance/R"))
     room = _legend_room(handles, "gumbel_softmax")
     finish(fig, legend=room, heights=[2.9] * len(tasks), title="Gumbel-softmax: bias and variance vs temperature")
     figure_legend(fig, handles, "gumbel_softmax", room)
-    caption = ("Gumbel-softmax gradient estimates (S = 1) at θ₀ against the temperature τ, mean over seeds, 95% "
-               "intervals. Lower τ brings the relaxed sample closer to the discrete one (less bias) at the price "
-               "of more variance; the straight-through variant is hard in the forward pass. Colours are those of "
-               "the τ = 1 variants in the other figures.")
+    caption = (f"Gumbel-softmax gradient estimates (S = 1) at θ₀ on {', '.join(tasks)} against the temperature τ, "
+               "mean over seeds, 95% intervals. Lower τ brings the relaxed sample closer to the discrete one (less "
+               "bias) at the price of more variance; the straight-through variant is hard in the forward pass. "
+               "Dotted: variance/R, the bias² that R replicates of an unbiased estimator would show (bias below "
+               "it is not resolved). Colours are those of the τ = 1 variants in the other figures.")
     return Figure("temperature_sweep", "Gumbel-softmax temperature sweep", caption, save(fig, out, "temperature_sweep"))
 
 
@@ -436,6 +442,8 @@ def _unit_scale(unit: str, values) -> tuple[float, str]:
         return scale, f"time ({name})"
     if unit == "bytes":
         return 2.0**20, "peak memory (MiB)"
+    if unit == "x":
+        return 1.0, "ratio (×)"
     return 1.0, unit or "value"
 
 
@@ -484,35 +492,45 @@ def asv_summary(asv: pd.DataFrame, palette: Palette, out: Path, max_rows: int = 
     ok = asv[asv["status"] == "ok"].copy()
     if ok.empty:
         return None
+    ok["unit"] = ok["unit"].fillna("").astype(str)
     latest = ok.sort_values("date").groupby(["benchmark", "params"], dropna=False).tail(1)
-    groups = [(t, part) for t, part in latest.groupby("type")]
+    groups = [(key, part) for key, part in latest.groupby(["type", "unit"])]  # one unit per panel
     heights = [min(len(p), max_rows) * 0.22 + 0.3 for _, p in groups]
     fig, axes = subplots(len(groups), 1, 5.0, heights)
-    label_room = 0.0
-    truncated = False
-    for ax, (kind, part) in zip(axes[:, 0], groups):
+    label_room, truncated = 0.0, False
+    for ax, ((kind, unit), part) in zip(axes[:, 0], groups):
         part = part.sort_values("value", ascending=False)
         truncated |= len(part) > max_rows
-        part = part.head(max_rows).iloc[::-1]
-        scale, label = _unit_scale(part["unit"].iloc[0], part["value"])
+        part = part.head(max_rows).iloc[::-1].reset_index(drop=True)
+        scale, label = _unit_scale(unit, part["value"])
         labels = [f"{_short(b)} ({p})" if p else _short(b) for b, p in zip(part["benchmark"], part["params"])]
         colors = []
         for _, row in part.iterrows():
             est = row.get("param:estimator")
-            colors.append(palette(est) if isinstance(est, str) and est in palette.colors else "C0")
+            colors.append(palette(est) if isinstance(est, str) and est in palette.colors else "#1f77b4")
         y = np.arange(len(part))
-        ax.barh(y, part["value"] / scale, color=colors, height=0.7)
+        values = part["value"].to_numpy(float) / scale
+        ax.hlines(y, 0, 1, transform=ax.get_yaxis_transform(), color="0.92", lw=0.8, zorder=0)
+        if part[["ci_low", "ci_high"]].notna().all(axis=None):
+            lo = np.clip(values - part["ci_low"].to_numpy(float) / scale, 0, None)
+            hi = np.clip(part["ci_high"].to_numpy(float) / scale - values, 0, None)
+            ax.errorbar(values, y, xerr=np.vstack([lo, hi]), fmt="none", ecolor="0.35", elinewidth=0.9, capsize=2)
+        ax.scatter(values, y, color=colors, s=30, zorder=3, edgecolor="white", linewidth=0.5)
         ax.set_yticks(y)
         ax.set_yticklabels(labels, fontsize=7)
+        ax.set_ylim(-0.6, len(y) - 0.4)
+        ax.grid(axis="y", visible=False)
         label_room = max([label_room] + [text_width(t, 7) for t in labels])
-        _log_if_decades(ax, part["value"] / scale, axis="x")
+        if (values > 0).all() and F.spans_decades(values):
+            log_axis(ax, "x")
         ax.set_xlabel(label)
-        ax.set_title(f"{kind} benchmarks")
-    finish(fig, left=label_room + 0.3, heights=heights, hspace=0.9,
+        ax.set_title(f"{kind} benchmarks" + (f" ({unit})" if unit and unit not in ("seconds", "bytes") else ""))
+    finish(fig, left=label_room + 0.35, heights=heights, hspace=0.9,
            title=f"asv benchmarks at commit {str(ok['commit'].iloc[-1])[:8]}")
     n_bad = int((asv["status"] != "ok").sum())
     caption = ("asv measurements of the one commit in the results (its latest run per benchmark and parameter "
-               "combination), largest first" + (f", the {max_rows} largest per type" if truncated else "") +
-               f". {n_bad} failed or skipped measurement{'s are' if n_bad != 1 else ' is'} kept as missing and "
-               f"listed below.")
+               "combination), largest first" + (f", the {max_rows} largest per panel" if truncated else "") +
+               "; whiskers: asv's 99% confidence interval where it reports one. One panel per benchmark type and "
+               f"unit. {n_bad} failed or skipped measurement{'s are' if n_bad != 1 else ' is'} kept as missing "
+               f"and listed below.")
     return Figure("asv_summary", "asv benchmarks", caption, save(fig, out, "asv_summary"))

@@ -70,7 +70,8 @@ def temperature_stats(cells: pd.DataFrame) -> pd.DataFrame:
     frame["hard"] = frame["hard"].map(lambda v: str(v).lower() in ("true", "1"))
     keys = ["task", "backend", "hard", "temperature"]
     stats = [c for c in ("variance", "variance_low", "variance_high", "bias_norm", "bias_norm_low",
-                         "bias_norm_high", "bias_sq", "mse", "mse_low", "mse_high") if c in frame.columns]
+                         "bias_norm_high", "bias_sq", "mse", "mse_low", "mse_high", "num_replicates")
+             if c in frame.columns]
     for c in stats + ["temperature"]:
         frame[c] = pd.to_numeric(frame[c], errors="coerce")
     out = frame.groupby(keys)[stats].mean().reset_index()
@@ -78,6 +79,8 @@ def temperature_stats(cells: pd.DataFrame) -> pd.DataFrame:
         out["bias_sq"] = out["bias_norm"] ** 2
         out["bias_sq_low"] = out["bias_norm_low"] ** 2
         out["bias_sq_high"] = out["bias_norm_high"] ** 2
+    if "num_replicates" in out.columns:
+        out["bias_sq_floor"] = out["variance"] / out["num_replicates"]
     return out
 
 

@@ -90,14 +90,17 @@ def tick_label(value: float) -> str:
 
 
 def log_axis(ax, which: str = "y") -> None:
-    """A log scale on ``which`` with a few labelled ticks for the current limits: every decade
-    (or every few) over wide ranges, 1-2-5 steps over narrow ones; no minor labels."""
+    """A log scale on ``which`` with a few labelled ticks for the data drawn so far: every
+    decade (or every few) over wide ranges, 1-2-5 steps over one or two decades, finer below;
+    no minor labels."""
     axis = ax.yaxis if which == "y" else ax.xaxis
     (ax.set_yscale if which == "y" else ax.set_xscale)("log")
-    lo, hi = ax.get_ylim() if which == "y" else ax.get_xlim()
+    lo, hi = ax.dataLim.intervaly if which == "y" else ax.dataLim.intervalx
+    if not (lo > 0 and hi > lo and math.isfinite(hi)):
+        lo, hi = ax.get_ylim() if which == "y" else ax.get_xlim()
     decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
-    if decades > 1.5:
-        locator = LogLocator(base=10, numticks=7)
+    if decades > 2.5:
+        locator = LogLocator(base=10, numticks=8)
     elif decades > 0.6:
         locator = LogLocator(base=10, subs=(1.0, 2.0, 5.0))
     else:
@@ -105,7 +108,7 @@ def log_axis(ax, which: str = "y") -> None:
     axis.set_major_locator(locator)
     axis.set_major_formatter(FuncFormatter(lambda v, _: tick_label(v)))
     axis.set_minor_formatter(NullFormatter())
-    if decades <= 1.5:
+    if decades <= 2.5:
         axis.set_minor_locator(NullLocator())
 
 
@@ -113,8 +116,8 @@ def log_axis(ax, which: str = "y") -> None:
 
 
 def text_width(text: str, points: float = LEGEND_FONT_PT) -> float:
-    """Rough width in inches of ``text`` at ``points`` (average glyph ~0.56 em)."""
-    return len(str(text)) * points * 0.56 / 72.0
+    """Rough width in inches of ``text`` at ``points`` (average glyph ~0.6 em, generous)."""
+    return len(str(text)) * points * 0.6 / 72.0
 
 
 def legend_width(labels, title: str = "") -> float:

@@ -138,3 +138,32 @@ def test_default_backends_are_the_installed_ones(monkeypatch, capsys, tmp_path):
 def test_no_command_prints_help(capsys):
     assert cli.main([]) == 2
     assert "run" in capsys.readouterr().out
+
+
+def test_interrupted_run_resumes(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in the middle of a sweep: exit code 130 with a hint, finished cells kept; the same
+    command again runs only the missing cells."""
+    from gradest import sweep
+
+    argv = ["run", "--tasks", "bandit", "--estimators", "exact", "reinforce", "--backends", "torch", "--seeds", "1",
+            "--num-replicates", "8", "--kinds", "gradient", "--no-progress", "--no-report", "--quick",
+            "--out", str(tmp_path)]
+    real = sweep.CellRunner.__call__
+    calls = []
+
+    def interrupt_after_three(self, cell):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(cell.key)
+        return real(self, cell)
+
+    monkeypatch.setattr(sweep.CellRunner, "__call__", interrupt_after_three)
+    assert cli.main(argv) == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
+    assert sorted(pd.read_csv(tmp_path / "results.csv")["key"]) == sorted(calls)
+
+    monkeypatch.setattr(sweep.CellRunner, "__call__", real)
+    assert cli.main(argv) == 0
+    assert "3 reused" in capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert len(table) == 5 * 3 and table["key"].is_unique  # (exact + 4 baselines) x S in {1, 4, 16}

@@ -40,6 +40,26 @@ def test_plan_covers_the_grid_with_unique_keys():
     assert {c.task for c in temps} == {"bandit"}
 
 
+def test_quick_plan_runs_the_registry_on_the_first_backend_and_a_core_set_on_the_others():
+    cells = sweep.plan(None, None, ["torch", "jax"], quick=True)
+    torch_grad = {(c.estimator, tuple(sorted(c.estimator_options.items())))
+                  for c in cells if c.backend == "torch" and c.kind == "gradient"}
+    jax_grad = [c for c in cells if c.backend == "jax" and c.kind == "gradient"]
+    assert {c.estimator for c in jax_grad} == {"reinforce", "gumbel_softmax", "pathwise"}
+    assert {(c.estimator, tuple(sorted(c.estimator_options.items()))) for c in jax_grad} <= torch_grad
+    assert {c.num_samples for c in jax_grad} == {4} and {c.seed for c in jax_grad} == {0}
+    assert {c.estimator for c in cells if c.backend == "torch"} == set(gradest.list_estimators())
+    assert {c.seed for c in cells if c.backend == "torch" and c.kind == "train"} == {0, 1}
+    assert {c.backend for c in cells if c.kind == "temperature"} == {"torch"}
+    assert {c.task for c in cells if c.kind == "temperature"} == {"categorical_vae"}
+    assert {c.backend for c in cells if c.kind == "lasso_delta"} == {"torch", "jax"}
+    vae = {c.num_samples for c in cells if c.task == "categorical_vae" and c.kind == "gradient"}
+    assert vae == {1, 4}
+    # named estimators run on every backend, and --seeds applies everywhere
+    named = sweep.plan(["bandit"], ["straight_through"], ["torch", "jax"], quick=True, seeds=3, kinds=["gradient"])
+    assert {(c.backend, c.seed) for c in named} == {(b, s) for b in ("torch", "jax") for s in range(3)}
+
+
 def test_plan_defaults_to_every_registered_estimator_and_task():
     cells = sweep.plan(None, None, ["torch"], budget=TINY, kinds=["gradient"])
     assert {c.task for c in cells} == set(gradest.list_tasks())
@@ -85,12 +105,12 @@ def test_cell_key_depends_on_every_setting():
 
 @pytest.mark.parametrize("backend_name", ["torch", "jax"])
 def test_gradient_cells_equal_the_harness_statistics(backend_name):
-    """The sweep reuses one compiled sampler across seeds: its numbers must be exactly those of
-    gradest.gradient_stats for each seed (same noise), also for a stateful baseline."""
+    """A gradient cell's numbers are exactly those of gradest.gradient_stats for its seed (same
+    noise), here for a stateful baseline (its state is warmed up from the seed)."""
     pytest.importorskip(backend_name)
     runner = CellRunner()
-    for opts in ({"baseline": "moving_average"}, {"baseline": "loo"}):
-        for seed in (0, 1):  # the second seed goes through the cached sampler
+    for opts in ({"baseline": "moving_average"},):
+        for seed in (1,):
             cell = Cell("gradient", "binary_toy", "reinforce", backend_name, seed=seed, num_samples=4,
                         estimator_options=opts, task_options={"target": [0.45, 0.3]},
                         settings={"num_replicates": 50})
