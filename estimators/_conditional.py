@@ -25,14 +25,17 @@ of [1, 2] is
 
     ĝ = [f(b) - c(z̃)] ∇ log p(b) + ∇ c(z) - ∇ c(z̃),
 
-unbiased for every c that is differentiable in z, because z and z̃ have the same law and
-E[∇ c(z̃) | b]-terms cancel the score term's bias exactly. `relaxed_surrogate` returns the
-per-sample surrogate whose value is f(b) and whose gradient is ĝ (plus ∇f(b) where f itself
-depends on θ; the direct θ-dependence of c cancels in expectation for the same reason).
+unbiased for every c that is differentiable in z: z̃ given b has the law of z given b, and
+E_b[∇_α E[c(z̃) | b]] + E[c(z̃) ∇ log p(b)] = ∇_α E[c(z)] = E[∇ c(z)], so the control-variate
+terms have mean zero.
 
-The weight f(b) - c(z̃) is NOT wrapped in stop_gradient: it multiplies log p - sg(log p), which
-is zero in value, so the first-order gradient is the same, and the dependence of the weight
-on the control variate's parameters φ survives for the second-order gradient that
+`relaxed_signal` computes each sample's ĝ with respect to the logits as one gradient (taken
+with respect to a copy of the logits per sample, so f's own parameters, e.g. a decoder's, get
+no gradient from the relaxed evaluations), and `relaxed_surrogate` turns it into the
+per-sample surrogate (value f(b); gradient ∇f(b) where f depends on θ directly, plus ĝ pulled
+back through the logits; `gradest.estimator.linear_surrogate`). The weight f(b) - c(z̃)
+multiplies log p - sg(log p), which is zero in value, so it needs no stop_gradient and its
+dependence on the control variate's parameters φ survives for the second-order gradient that
 `variance_phi_loss` takes (the variance of ĝ as a function of φ, as RELAX trains c [2]).
 
 [1] Tucker, Mnih, Maddison, Lawson & Sohl-Dickstein, REBAR: Low-variance, unbiased gradient
@@ -49,7 +52,7 @@ from typing import Callable
 
 import numpy as np
 
-from gradest.estimator import NoiseSpec, sample_noise_spec
+from gradest.estimator import NoiseSpec, linear_surrogate, sample_noise_spec
 from gradest.validation import positive
 
 #: distribution kinds with a conditional relaxation here
@@ -73,17 +76,22 @@ def _check_kind(dist, who: str) -> None:
         raise ValueError(f"{who} needs a bernoulli or categorical distribution, got {dist.kind!r}")
 
 
+def continuous(dist, sample_noise):
+    """z [S, *value]: the continuous variable whose threshold / argmax is the exact sample,
+    from the distribution's own noise, with gradient to the logits. ``dist`` may have logits
+    with a leading S axis (one copy per sample) or not."""
+    _check_kind(dist, "continuous")
+    B = dist.backend
+    if dist.kind == "bernoulli":
+        return dist.logits + B.log1p(-sample_noise) - B.log(sample_noise)  # [S, *value]
+    return dist.log_probs() + sample_noise  # [S, *value]
+
+
 def perturbed(dist, sample_noise):
     """(b, z): the exact sample [S, *value] (no gradient) and its continuous z [S, *value]
     (gradient to the logits), both from the distribution's own noise."""
-    _check_kind(dist, "perturbed")
-    B = dist.backend
-    b = B.stop_gradient(dist.sample(sample_noise))  # [S, *value]
-    if dist.kind == "bernoulli":
-        z = dist.logits + B.log1p(-sample_noise) - B.log(sample_noise)  # [S, *value]
-    else:
-        z = dist.log_probs() + sample_noise  # [S, *value]
-    return b, z
+    b = dist.backend.stop_gradient(dist.sample(sample_noise))  # [S, *value]
+    return b, continuous(dist, sample_noise)
 
 
 def conditional(dist, b, v):
@@ -115,25 +123,46 @@ def relax(dist, z, temperature):
     return B.softmax(z / temperature, axis=-1)
 
 
-def relaxed_surrogate(f, dist, noise, control: Callable):
-    """Per-sample surrogate [S, *b] of the estimator ĝ above; value f(b).
+def relaxed_signal(f, dist, noise, control: Callable):
+    """(f(b) [S, *b], signal [S, *logits.shape]): the cost at the exact samples and each
+    sample's estimate ĝ_s with respect to the logits.
 
-    ``control(z) -> [S, *b]`` is the control variate c, evaluated at z and at z̃."""
+    ``control(z) -> [S, *b]`` is the control variate c (it may depend on φ), evaluated at z and
+    z̃. The signal is the gradient, with respect to one copy of the logits per sample, of
+    Σ_s [w_s (log p(b_s) - sg log p(b_s)) + c(z_s) - c(z̃_s)], w = f(b) - c(z̃): taken with
+    respect to the distribution's parameters only, so where f itself depends on θ (a decoder)
+    the relaxed evaluations add nothing to that part of the gradient. w is not wrapped in
+    stop_gradient: it multiplies a term that is zero in value, so the signal is the same, and
+    its dependence on φ survives for `variance_phi_loss`."""
     B = dist.backend
-    b, z = perturbed(dist, noise["sample"])  # [S, *value] each
-    z_tilde = conditional(dist, b, noise["conditional"])  # [S, *value]
+    u, v = noise["sample"], noise["conditional"]  # [S, *value] each
+    b = B.stop_gradient(dist.sample(u))  # [S, *value]
     fb = f(b)  # [S, *b]
-    c_z = control(z)  # [S, *b]
-    c_tilde = control(z_tilde)  # [S, *b]
-    log_p = dist.log_prob(b)  # [S, *b]
-    assert tuple(fb.shape) == tuple(log_p.shape) == tuple(c_z.shape), (
-        f"f(b) {tuple(fb.shape)}, log p(b) {tuple(log_p.shape)} and c(z) {tuple(c_z.shape)} must all "
-        "be [S, *batch_shape]")
-    weight = fb - c_tilde  # not stop_gradient: see the module docstring
-    score_term = weight * (log_p - B.stop_gradient(log_p))
-    return (fb + score_term
-            + (c_z - B.stop_gradient(c_z))
-            - (c_tilde - B.stop_gradient(c_tilde)))
+    fixed = {k: B.stop_gradient(x) for k, x in dist.params.items()}
+    S = int(u.shape[0])
+
+    def total(logits):  # logits [S, *value]: one copy per sample
+        copy = dist.with_params({**fixed, "logits": logits})
+        z = continuous(copy, u)  # [S, *value]
+        z_tilde = conditional(copy, b, v)  # [S, *value]
+        log_p = copy.log_prob(b)  # [S, *b]
+        c_z, c_tilde = control(z), control(z_tilde)  # [S, *b] each
+        assert tuple(fb.shape) == tuple(log_p.shape) == tuple(c_z.shape), (
+            f"f(b) {tuple(fb.shape)}, log p(b) {tuple(log_p.shape)} and c(z) {tuple(c_z.shape)} must all "
+            "be [S, *batch_shape]")
+        weight = B.stop_gradient(fb) - c_tilde  # [S, *b]
+        return B.sum(weight * (log_p - B.stop_gradient(log_p)) + c_z - c_tilde)
+
+    copies = B.zeros((S, *fixed["logits"].shape)) + fixed["logits"]  # [S, *value]
+    return fb, B.grad(total)(copies)
+
+
+def relaxed_surrogate(f, dist, noise, control: Callable):
+    """Per-sample surrogate [S, *b] of the estimator ĝ above: value f(b), gradient ∇f(b) (where
+    f depends on θ directly) plus the mean signal pulled back through the logits."""
+    fb, signal = relaxed_signal(f, dist, noise, control)
+    return linear_surrogate(dist.backend, fb, dist.params, {"logits": signal},
+                            batch_ndim=len(dist.batch_shape))
 
 
 def flat_event(dist, z):
@@ -146,27 +175,20 @@ def event_width(dist) -> int:
     return int(np.prod(dist.event_shape)) if len(dist.event_shape) else 1
 
 
-def variance_phi_loss(surrogate_at: Callable) -> Callable:
-    """``phi_loss(phi, f, dist, noise, state)``: ‖ĝ‖², ĝ the estimate's gradient with respect
-    to the distribution's parameters at φ.
+def variance_phi_loss(signal_at: Callable) -> Callable:
+    """``phi_loss(phi, f, dist, noise, state)``: ‖ĝ‖², ĝ = mean_s signal_s the estimate with
+    respect to the logits at φ.
 
-    ``surrogate_at(f, dist, noise, phi) -> [S, *b]`` is the surrogate at φ. E‖ĝ‖² =
+    ``signal_at(f, dist, noise, phi) -> (f(b), signal [S, *logits.shape])``. E‖ĝ‖² =
     ‖∇L‖² + tr Cov ĝ and E ĝ does not depend on φ for an unbiased estimator, so the gradient of
     this loss with respect to φ is an unbiased estimate of the gradient of the variance
     (a second-order gradient: ĝ is itself a gradient) [2]."""
 
     def phi_loss(phi, f, dist, noise, state):
         B = dist.backend
-        params = {k: B.stop_gradient(v) for k, v in dist.params.items()}
-        total = 0.0
-        for name in sorted(params):
-            def mean_surrogate(p, name=name):
-                at = dist.with_params({**params, name: p})
-                return B.mean(surrogate_at(f, at, noise, phi))
-
-            g = B.grad(mean_surrogate)(params[name])  # [*param_shape]
-            total = total + B.sum(g * g)
-        return total
+        _, signal = signal_at(f, dist, noise, phi)  # [S, *logits.shape]
+        g = B.mean(signal, axis=0)  # [*logits.shape]
+        return B.sum(g * g)
 
     return phi_loss
 

@@ -122,5 +122,5 @@ def nvil(normalize: bool = True, hidden: int = 16, decay: float = 0.9, init_seed
     return GradientEstimator(
         init=init, surrogate=surrogate, supports=frozenset({"categorical", "bernoulli", "normal"}),
         unbiased=not normalize, name="nvil",
-        options={"normalize": normalize, "hidden": hidden},
+        options={"normalize": normalize, "hidden": hidden, "decay": decay, "init_seed": init_seed},
         update_state=True, phi_loss=phi_loss)

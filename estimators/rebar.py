@@ -35,13 +35,13 @@ from gradest.estimators import _conditional as C
 from gradest.registry import register_estimator
 
 
-def rebar_surrogate(f, dist, noise, temperature, eta):
-    """The REBAR surrogate [S, *b] at temperature λ and scale η (numbers or backend scalars)."""
+def rebar_control(f, dist, temperature, eta):
+    """c(z) = η f(σ_λ(z)) [S, *b] (λ, η numbers or backend scalars)."""
 
     def control(z):  # [S, *value] -> [S, *b]
         return eta * f(C.relax(dist, z, temperature))
 
-    return C.relaxed_surrogate(f, dist, noise, control)
+    return control
 
 
 @register_estimator("rebar")
@@ -52,8 +52,8 @@ def rebar(temperature: float = 0.5, eta: float = 1.0, tune: bool = False) -> Gra
     if not isinstance(tune, bool):
         raise ValueError(f"option 'tune' of rebar must be True or False, got {tune!r}")
 
-    def surrogate_at(f, dist, noise, phi):  # phi [2] = (log λ, η)
-        return rebar_surrogate(f, dist, noise, dist.backend.exp(phi[0]), phi[1])
+    def signal_at(f, dist, noise, phi):  # phi [2] = (log λ, η)
+        return C.relaxed_signal(f, dist, noise, rebar_control(f, dist, dist.backend.exp(phi[0]), phi[1]))
 
     if tune:
         def init(dist):
@@ -61,15 +61,17 @@ def rebar(temperature: float = 0.5, eta: float = 1.0, tune: bool = False) -> Gra
             return {"phi": dist.backend.asarray(np.array([math.log(temperature), eta]))}
 
         def surrogate(f, dist, noise, state):
-            return surrogate_at(f, dist, noise, state["phi"]), state
+            phi = state["phi"]
+            control = rebar_control(f, dist, dist.backend.exp(phi[0]), phi[1])
+            return C.relaxed_surrogate(f, dist, noise, control), state
     else:
         init = no_state
 
         def surrogate(f, dist, noise, state):
-            return rebar_surrogate(f, dist, noise, temperature, eta), state
+            return C.relaxed_surrogate(f, dist, noise, rebar_control(f, dist, temperature, eta)), state
 
     return GradientEstimator(
         init=init, surrogate=surrogate, noise_spec=C.conditional_noise_spec,
         supports=C.CONDITIONAL_KINDS, unbiased=True, name="rebar",
         options={"temperature": temperature, "eta": eta, "tune": tune},
-        phi_loss=C.variance_phi_loss(surrogate_at) if tune else None)
+        phi_loss=C.variance_phi_loss(signal_at) if tune else None)

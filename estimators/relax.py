@@ -54,7 +54,7 @@ def relax(temperature: float = 0.5, eta: float = 1.0, hidden: int = 16,
         net = mlp_init(C.event_width(dist), hidden, init_seed)
         return {"phi": dist.backend.asarray(np.concatenate([[math.log(temperature), eta], net]))}
 
-    def surrogate_at(f, dist, noise, phi):
+    def control_at(f, dist, phi):
         B = dist.backend
         lam, scale, rho = B.exp(phi[0]), phi[1], phi[2:]
         d = C.event_width(dist)
@@ -62,13 +62,16 @@ def relax(temperature: float = 0.5, eta: float = 1.0, hidden: int = 16,
         def control(z):  # [S, *value] -> [S, *b]
             return scale * f(C.relax(dist, z, lam)) + mlp_apply(B, rho, C.flat_event(dist, z), d, hidden)
 
-        return C.relaxed_surrogate(f, dist, noise, control)
+        return control
+
+    def signal_at(f, dist, noise, phi):
+        return C.relaxed_signal(f, dist, noise, control_at(f, dist, phi))
 
     def surrogate(f, dist, noise, state):
-        return surrogate_at(f, dist, noise, state["phi"]), state
+        return C.relaxed_surrogate(f, dist, noise, control_at(f, dist, state["phi"])), state
 
     return GradientEstimator(
         init=init, surrogate=surrogate, noise_spec=C.conditional_noise_spec,
         supports=C.CONDITIONAL_KINDS, unbiased=True, name="relax",
         options={"temperature": temperature, "eta": eta, "hidden": hidden, "init_seed": init_seed},
-        phi_loss=C.variance_phi_loss(surrogate_at))
+        phi_loss=C.variance_phi_loss(signal_at))
