@@ -7,17 +7,24 @@
    streams `gradient_samples` uses, so runs are reproducible under a seed and estimators
    trained under one seed see common random numbers);
 3. the surrogate loss ``make_loss(task, estimator, backend, batch_t)`` at θ_t, its gradient
-   (``backend.value_and_grad``) and one optimizer update θ_t -> θ_{t+1}; an estimator whose
-   state moves (moving-average baselines) carries its state to the next step;
+   and one optimizer update θ_t -> θ_{t+1}; an estimator whose state moves (moving-average
+   baselines) carries its state to the next step;
 4. for estimators with trainable φ (``phi_loss``, see `gradest.estimator`): one update of
    ``state["phi"]`` minimizing ``phi_loss(phi, f, dist, noise, state)`` at θ_t with the same
    noise, the distribution's parameters held constant, with an optimizer of the same name and
    learning rate as θ's.
 
-Optimizers come from the ecosystem under one set of names (`OPTIMIZERS`): torch.optim on
-torch (θ a leaf tensor, eager steps, its gradient by torch.autograd), optax on jax (the whole step, gradient and optimizer
-update, is one ``jax.jit``-compiled function built once). Their hyper-parameters are set
-so that both backends run the same algorithm (torch.optim's defaults).
+Optimizers come from the ecosystem under one set of names (`OPTIMIZERS`), with
+hyper-parameters set so that both backends run the same algorithm (torch.optim's defaults):
+
+* torch: θ is a leaf tensor updated by torch.optim in eager steps; its gradient comes from
+  torch.autograd (the gradient ``backend.value_and_grad`` gives, without torch.func's
+  per-call overhead), φ's from ``backend.grad`` (torch.func, so a φ loss may differentiate
+  the surrogate itself);
+* jax: the step (``backend.value_and_grad``, the optax update of θ and of φ) is one
+  ``jax.jit``-compiled function, built once per run; the step's noise is drawn by a jitted
+  `Backend.noise_fn` drawer with the step index traced (the numbers of step 2), compiled once
+  per process and noise shapes.
 
 The history has one row per logged step t (every step, or every ``eval_every`` steps, plus
 the steps where the gradient basket is measured, plus the last step). A row describes θ_t,
@@ -318,16 +325,22 @@ class _JaxStepper:
     numbers as ``draw_noise(backend, specs, seed, first=t, count=1)``."""
 
     def __init__(self, task, est, B, theta0, state, optimizer: str, lr: float):
+        import jax
         import optax
+
+        # every array committed to the backend's device, as the step's outputs are: an input
+        # placed differently (optax's fresh state is uncommitted) would compile the step twice
+        def commit(tree):
+            return jax.tree_util.tree_map(B.asarray, tree)
 
         self.B = B
         opt = _optax_optimizer(optimizer, lr)
         self.theta = B.asarray(theta0)  # [P]
-        self.opt_state = opt.init(self.theta)
-        self.state = state
+        self.opt_state = commit(opt.init(self.theta))
+        self.state = commit(state)
         has_phi = est.phi_loss is not None
         phi_opt = _optax_optimizer(optimizer, lr) if has_phi else None
-        self.phi_opt_state = phi_opt.init(state["phi"]) if has_phi else None
+        self.phi_opt_state = commit(phi_opt.init(self.state["phi"])) if has_phi else None
         phi_grad = B.grad(_phi_objective(task, est, B, not est.requires_exact)) if has_phi else None
 
         def step(theta, opt_state, state, phi_opt_state, noise, batch):
@@ -408,10 +421,10 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
 
     theta0_b = B.asarray(theta0)
     # ground truth; a task whose exact_loss returns None has none (found at first use)
-    logged = {t for t in range(0, steps, eval_every)} | {steps - 1}
-    basket_steps = set(range(0, steps, every)) if tracked else set()
-    truth = _Truth(task, B, need_grad=bool(tracked), compile_loss=len(logged | basket_steps) >= _COMPILE_ABOVE,
-                   compile_grad=len(basket_steps) >= _COMPILE_ABOVE) if task.has_exact() else None
+    basket_rows = -(-steps // every) if tracked else 0
+    rows_expected = -(-steps // eval_every) + 1 + basket_rows  # an upper bound
+    truth = _Truth(task, B, need_grad=bool(tracked), compile_loss=rows_expected >= _COMPILE_ABOVE,
+                   compile_grad=basket_rows >= _COMPILE_ABOVE) if task.has_exact() else None
 
     state = est.init(task.problem(B, theta0_b, batch=task.train_batch(B, seed, 0)).dist)
     if est.phi_loss is not None and not (isinstance(state, dict) and "phi" in state):
