@@ -15,6 +15,15 @@ estimate of the gradient of the estimator's variance [1] (a second-order gradien
 `gradest.train` then updates φ alongside θ. With ``tune=False`` (default) λ and η are constants
 and the state is empty.
 
+Where f itself depends on θ (a decoder), those parameters get ∇f(b) only: the relaxed
+evaluations are differentiated with respect to the logits alone.
+
+When it helps: given b, the control-variate terms have mean -c(0)(1 - p) (b = 1) or c(0) p
+(b = 0) for one variable (integrate by parts over the logistic noise), so their correlation
+with the score term comes through c(0) = η f(σ(0)) alone. On ``binary_toy``, f(1/2) =
+(1/2 - t)² ≈ 0, and REBAR at fixed (λ, η) does not reduce the variance there (measured:
+1.4x REINFORCE's at θ = 0, t = 0.45); RELAX's learned offset does.
+
 Supports Bernoulli and categorical distributions. Requires f to accept relaxed samples (points
 of [0, 1] / of the simplex). Each sample evaluates f three times (at b, σ_λ(z), σ_λ(z̃)).
 Shapes: noise["sample"] and noise["conditional"] [S, *value]; per-sample surrogate [S, *b].
