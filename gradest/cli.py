@@ -167,8 +167,8 @@ def _check_backend(name: str, device: str) -> None:
     except ImportError as err:
         raise UsageError(str(err)) from None
     except Exception as err:  # e.g. no CUDA device
-        raise UsageError(f"the {name} backend cannot run on device {device!r}: {type(err).__name__}: {err}. "
-                         f"Pick another --device or backend.") from None
+        raise UsageError(f"the {name} backend cannot run on device {device!r}: {type(err).__name__}: "
+                         f"{str(err).rstrip('.')}. Pick another --device or backend.") from None
 
 
 def cmd_run(args) -> int:

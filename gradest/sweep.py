@@ -115,7 +115,7 @@ QUICK = Budget(
     task_options={"categorical_vae": {"num_latents": 2, "num_categories": 4, "hidden": [32],
                                       "batch_size": 20, "eval_points": 100, "iw_samples": 4}},
     task_train_steps={"categorical_vae": 20},
-    task_learning_rates={"bandit": 0.1, "binary_toy": 0.1, "gaussian_quadratic": 0.05},
+    task_learning_rates={"bandit": 0.1, "binary_toy": 0.1, "gaussian_quadratic": 0.05, "lasso_huber": 0.05},
     task_sample_sizes={"categorical_vae": (1, 4)}, task_num_replicates={"categorical_vae": 100},
     secondary_estimators=("reinforce:baseline=loo", "gumbel_softmax:hard=false", "pathwise"),
     secondary_sample_sizes=(4,), secondary_temperature=False, secondary_seeds=1, temperature_replicates=400,
@@ -125,7 +125,7 @@ FULL = Budget(
     num_replicates=2000, sample_sizes=(1, 4, 16, 64), seeds=3, train_steps=400, train_num_samples=4,
     temperatures=(0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0), lasso_deltas=(1.0, 0.3, 0.1, 0.03, 0.01, 0.003),
     lasso_steps=1000, task_options={}, task_train_steps={"categorical_vae": 300},
-    task_learning_rates={"bandit": 0.1, "binary_toy": 0.1, "gaussian_quadratic": 0.05},
+    task_learning_rates={"bandit": 0.1, "binary_toy": 0.1, "gaussian_quadratic": 0.05, "lasso_huber": 0.05},
 )
 
 

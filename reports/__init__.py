@@ -11,6 +11,7 @@ summary table), `style` (palette, saving), `figures`, `html`.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -48,7 +49,7 @@ def build_report(paths: Iterable, out) -> Path:
     from gradest.reports import frames as F
     from gradest.reports.html import write_pages
     from gradest.reports.load import load_results
-    from gradest.reports.style import Palette, theme
+    from gradest.reports.style import Palette, plt, theme
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -58,24 +59,33 @@ def build_report(paths: Iterable, out) -> Path:
     theme()
     palette = Palette.from_labels(estimator_labels(results))
     cells, history, asv = results.cells, results.history, results.asv
-    figures = []
-    for make in (lambda: FG.variance_vs_samples(cells, palette, out),
-                 lambda: FG.bias_variance_mse(cells, palette, out),
-                 lambda: FG.efficiency_frontier(cells, palette, out),
-                 lambda: FG.training_curves(history, palette, out),
-                 lambda: FG.temperature_sweep(cells, palette, out),
-                 lambda: FG.lasso_delta_sweep(cells, history, palette, out),
-                 lambda: FG.asv_history(asv, palette, out) or FG.asv_summary(asv, palette, out)):
-        fig = make()
+    figures, problems = [], []
+    makers = [("variance_vs_samples", lambda: FG.variance_vs_samples(cells, palette, out)),
+              ("bias_variance_mse", lambda: FG.bias_variance_mse(cells, palette, out)),
+              ("efficiency_frontier", lambda: FG.efficiency_frontier(cells, palette, out)),
+              ("training_curves", lambda: FG.training_curves(history, palette, out)),
+              ("temperature_sweep", lambda: FG.temperature_sweep(cells, palette, out)),
+              ("lasso_delta_sweep", lambda: FG.lasso_delta_sweep(cells, history, palette, out)),
+              ("asv", lambda: FG.asv_history(asv, palette, out) or FG.asv_summary(asv, palette, out))]
+    for name, make in makers:
+        try:
+            fig = make()
+        except Exception as err:  # noqa: BLE001 -- one figure's problem must not lose the report
+            problems.append(f"figure {name} could not be drawn: {type(err).__name__}: {err}")
+            plt.close("all")
+            continue
         if fig is not None:
             figures.append(fig)
-    asv_missing = pd_missing(asv)
+    asv_missing = asv_missing_table(asv)
+    for message in problems:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
     return write_pages(out, figures=figures, summary=F.summary_table(cells), counts=F.status_counts(cells),
                        skipped=F.not_done(cells, "skipped"), failed=F.not_done(cells, "failed"),
-                       asv_missing=asv_missing, sources=results.sources, manifests=results.manifests)
+                       asv_missing=asv_missing, sources=results.sources, manifests=results.manifests,
+                       problems=problems)
 
 
-def pd_missing(asv):
+def asv_missing_table(asv):
     if asv is None or asv.empty or "status" not in asv.columns:
         return None
     cols = [c for c in ("benchmark", "params", "status", "commit", "machine") if c in asv.columns]

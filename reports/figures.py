@@ -408,13 +408,16 @@ def lasso_delta_sweep(cells: pd.DataFrame, history: pd.DataFrame, palette: Palet
         for (delta, backend), line in curves.groupby(["delta", "backend"]):
             line = line.sort_values("step")
             gap = pd.to_numeric(line["objective_gap"], errors="coerce").clip(lower=1e-12)
-            ax2.plot(line["step"], gap, color=colors[delta], ls=backend_line(backend),
-                     label=f"δ = {delta:g}" if backend == sorted(curves["backend"].unique())[0] else None)
+            ax2.plot(line["step"], gap, color=colors[delta], ls=backend_line(backend))
         log_axis(ax2, "y")
         ax2.set_xlabel("training step (exact gradient, Adam)")
         ax2.set_ylabel("relative gap (F(w) − F(w*)) / F(w*) (log)")
         ax2.set_title("training curves per δ")
-        ax2.legend(frameon=False, fontsize=8, title="Huber width")
+        handles = [Line2D([], [], color=colors[d], lw=2, label=f"δ = {d:g}") for d in deltas]
+        backends = sorted(curves["backend"].unique())
+        if len(backends) > 1:
+            handles += [Line2D([], [], color="0.3", ls=backend_line(b), label=f"backend {b}") for b in backends]
+        ax2.legend(handles=handles, frameon=False, fontsize=8, title="Huber width")
     finish(fig, heights=[3.1], left=0.9, wspace=1.0,
            title="Lasso: Huber relaxation width δ vs gap to the exact optimum")
     steps = int(pd.to_numeric(stats["steps"]).max()) if "steps" in stats.columns else None

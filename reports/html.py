@@ -20,7 +20,7 @@ table { border-collapse: collapse; font-size: 0.85em; margin: 0.8em 0; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f4f4f4; } td.text, th.text { text-align: left; }
 details { margin: 1em 0; } summary { cursor: pointer; font-weight: 600; }
-nav a { margin-right: 1em; }
+nav a { margin-right: 1em; } .problem { color: #a00; }
 """
 
 
@@ -75,7 +75,7 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 500) -> str:
 
 def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.DataFrame,
                 skipped: pd.DataFrame, failed: pd.DataFrame, asv_missing: pd.DataFrame,
-                sources: list, manifests: list) -> Path:
+                sources: list, manifests: list, problems: list | None = None) -> Path:
     out = Path(out)
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     srcs = ", ".join(html.escape(s) for s in sources)
@@ -97,6 +97,8 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
     if figures:
         parts.append("<nav>" + "".join(f"<a href='#{f.name}'>{html.escape(f.title)}</a>" for f in figures)
                      + "<a href='#summary'>Summary table</a></nav>")
+    for message in problems or []:
+        parts.append(f"<p class='problem'><strong>Problem:</strong> {html.escape(message)}</p>")
     parts.append("<h2 id='summary'>Summary</h2>")
     parts.append("<p>Per task and estimator: gradient statistics against the exact gradient at θ₀ at the "
                  "reference number of samples S (mean over seeds and backends), seconds per estimate per "
@@ -120,7 +122,8 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
     index = out / "index.html"
     _write(index, "\n".join(parts))
 
-    md = ["# gradest report", "", f"Built {now} from {', '.join(sources)}.", "", "## Summary", "",
+    md = ["# gradest report", "", f"Built {now} from {', '.join(sources)}.", "",
+          *[f"**Problem:** {message}\n" for message in problems or []], "## Summary", "",
           markdown_table(summary), ""]
     for fig in figures:
         md += [f"## {fig.title}", "", f"![{fig.title}]({fig.png})", "", fig.caption, ""]

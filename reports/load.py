@@ -22,8 +22,6 @@ import pandas as pd
 
 from gradest.reports.asv_results import is_asv_path, load_asv
 
-CELL_ID = ["kind", "task", "estimator", "estimator_name", "backend", "device", "seed", "num_samples"]
-
 
 @dataclass
 class Results:

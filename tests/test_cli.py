@@ -167,3 +167,14 @@ def test_interrupted_run_resumes(tmp_path, capsys, monkeypatch):
     assert "3 reused" in capsys.readouterr().err
     table = pd.read_csv(tmp_path / "results.csv")
     assert len(table) == 5 * 3 and table["key"].is_unique  # (exact + 4 baselines) x S in {1, 4, 16}
+
+
+def test_device_without_cuda_is_a_clear_error(capsys, tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert cli.main(["run", "--tasks", "bandit", "--backends", "torch", "--device", "cuda",
+                     "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "the torch backend cannot run on device 'cuda'" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -388,3 +388,18 @@ def test_estimator_labels_cover_every_source():
     # the temperature rows' per-τ labels are not estimators of their own
     assert "gumbel_softmax[hard=True,temperature=0.1]" not in labels
     assert "gumbel_softmax[hard=True,temperature=1.0]" in labels
+
+
+def test_a_figure_that_fails_does_not_lose_the_report(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyError("variance")
+
+    monkeypatch.setattr(FG, "efficiency_frontier", broken)
+    cells = sample_cells()
+    write_run_folder(tmp_path / "run", cells=cells[cells["kind"] == "lasso_delta"],
+                     history=sample_history().iloc[:0])
+    with pytest.warns(RuntimeWarning, match="efficiency_frontier could not be drawn: KeyError"):
+        index = build_report([tmp_path / "run"], tmp_path / "report")
+    page = index.read_text()
+    assert "figure efficiency_frontier could not be drawn" in page
+    assert "src='lasso_delta_sweep.png'" in page and "efficiency_frontier.png" not in page
