@@ -59,7 +59,8 @@ from gradest.registry import get_estimator, get_task
 from gradest.task import Task, layout_size
 
 __all__ = ["check_estimator", "check_task", "z_test", "z_scores", "ZTest", "CheckResult",
-           "CONFORMANCE_TASKS", "numpy_noise", "evaluate_surrogate", "conformance_tasks"]
+           "CONFORMANCE_TASKS", "numpy_noise", "evaluate_surrogate", "surrogate_evaluator",
+           "conformance_tasks"]
 
 #: the toy instances check_estimator uses (non-uniform parameters: bugs that cancel at θ = 0 show)
 CONFORMANCE_TASKS: dict[str, dict[str, Any]] = {
@@ -176,35 +177,47 @@ def _tree_asarray(B, tree):
     return B.asarray(tree)
 
 
-def evaluate_surrogate(task, estimator, backend, noise: dict, params=None, state=None) -> dict:
-    """The estimator's surrogate on ``backend`` with the NumPy ``noise`` of `numpy_noise`:
-    NumPy ``per_sample`` [S, *b], ``loss`` (mean + extra), ``grad`` dL/dθ [P], ``state`` (the
-    new state), ``phi_loss`` (value, or None). ``state`` defaults to ``init(dist)``. One jitted
-    call (JAX compiles it once instead of op by op)."""
+def surrogate_evaluator(task, estimator, backend, params=None):
+    """Compile once, call often: ``(noise, state=None) -> dict`` of NumPy outputs for the NumPy
+    ``noise`` of `numpy_noise`: ``per_sample`` [S, *b], ``loss`` (mean + extra), ``grad``
+    dL/dθ [P], ``state`` (the new state), and for estimators with ``phi_loss`` its value
+    ``phi_loss`` and gradient ``phi_grad`` (else None). ``state`` defaults to ``init(dist)``
+    (``.init_state``). One jitted call per noise shape (JAX compiles it once, not op by op)."""
     task, est = get_task(task), get_estimator(estimator)
     B = get_backend(backend) if isinstance(backend, str) else backend
     theta = B.asarray(task.init_params() if params is None else params)
-    tnoise = _tree_asarray(B, noise.get("task", {}))
-    enoise = _tree_asarray(B, noise["estimator"])
-    if state is None:
-        state = est.init(task.problem(B, theta).dist)
-    else:
-        state = _tree_asarray(B, state)
+    init_state = est.init(task.problem(B, theta).dist)
     loss = make_loss(task, est, B)
-    use_phi = est.phi_loss is not None and isinstance(state, dict) and "phi" in state
+    use_phi = est.phi_loss is not None and isinstance(init_state, dict) and "phi" in init_state
 
     def evaluate(theta, enoise, tnoise, state):
-        prob = task.problem(B, theta, noise=None if est.requires_exact else tnoise)
+        tn = None if est.requires_exact else tnoise
+        prob = task.problem(B, theta, noise=tn)
         per_sample, new_state = est.surrogate(prob.f, prob.dist, enoise, state)
         grad, value = B.grad(lambda p: _with_value(loss(p, {"estimator": enoise, "task": tnoise}, state)),
                              has_aux=True)(theta)
-        phi = est.phi_loss(state["phi"], prob.f, prob.dist, enoise, state) if use_phi else None
-        return per_sample, value[0], grad, new_state, phi
+        phi_value = phi_grad = None
+        if use_phi:
+            const = task.problem(B, B.stop_gradient(theta), noise=tn)
+            phi_grad, phi_value = _grad_and_value(
+                B, lambda q: est.phi_loss(q, const.f, const.dist, enoise, state))(state["phi"])
+        return per_sample, value[0], grad, new_state, phi_value, phi_grad
 
-    per_sample, value, grad, new_state, phi = B.jit(evaluate)(theta, enoise, tnoise, state)
-    return {"per_sample": _tree_numpy(B, per_sample), "loss": _tree_numpy(B, value),
-            "grad": _tree_numpy(B, grad), "state": _tree_numpy(B, new_state),
-            "phi_loss": None if phi is None else _tree_numpy(B, phi)}
+    compiled = B.jit(evaluate)
+
+    def call(noise: dict, state=None) -> dict:
+        st = init_state if state is None else _tree_asarray(B, state)
+        out = compiled(theta, _tree_asarray(B, noise["estimator"]), _tree_asarray(B, noise.get("task", {})), st)
+        names = ("per_sample", "loss", "grad", "state", "phi_loss", "phi_grad")
+        return {k: _tree_numpy(B, v) for k, v in zip(names, out)}
+
+    call.init_state = _tree_numpy(B, init_state)
+    return call
+
+
+def evaluate_surrogate(task, estimator, backend, noise: dict, params=None, state=None) -> dict:
+    """`surrogate_evaluator` called once: the outputs for one NumPy ``noise``."""
+    return surrogate_evaluator(task, estimator, backend, params)(noise, state)
 
 
 def _with_value(out):
@@ -296,11 +309,6 @@ def _flat_state(tree, prefix="state") -> dict[str, Any]:
     return {prefix: tree}
 
 
-def _draw_backend_noise(B, specs: dict, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    return {k: B.asarray(_numpy_draw(rng, s)) for k, s in sorted(specs.items())}
-
-
 def conformance_tasks(estimator) -> list[Task]:
     """The `CONFORMANCE_TASKS` instances the estimator can run on (kind, requirements, truth)."""
     est = get_estimator(estimator)
@@ -368,11 +376,14 @@ def check_estimator(estimator, *, options: dict | None = None, backends: Iterabl
         _report_missing(missing, ran, ctx.what)
         return ctx.results
 
+    parity = len(ran) == 2
     for task in task_list:
-        for b in ran:
-            _check_estimator_on(ctx, est, task, b, S, num_replicates, alpha, seed)
-        if len(ran) == 2:
-            _check_estimator_parity(ctx, est, task, S, seed, rtol, atol)
+        varies = False
+        for b in ran:  # jax's surrogate checks run in the float64 parity step when there is one
+            varies |= _check_estimator_on(ctx, est, task, b, S, num_replicates, alpha, seed,
+                                          surrogate_check=not (parity and b == "jax"))
+        if parity:
+            _check_estimator_parity(ctx, est, task, S, seed, rtol, atol, varies)
     _report_missing(missing, ran, ctx.what)
     return ctx.results
 
@@ -395,62 +406,64 @@ def _exact_value_and_grad(task, B, theta, cache_key=None):
     return result
 
 
-def _check_estimator_on(ctx, est, task, b, S, R, alpha, seed):
-    tl = task.label
-    B = get_backend(b)
-    theta = B.asarray(task.init_params())
-    float_dtype = np.dtype(B.dtype)
-
-    # noise_spec and surrogate at S + 1 (the sampler below runs at S: both sizes are covered), with
-    # phi_loss and its gradient in the same compiled call
-    s = S + 1
-    dist = task.problem(B, theta).dist
-    specs = dict(est.noise_spec(dist, s))
-    for k, spec in specs.items():
+def _check_noise_spec(ctx, est, task, B, s, tl, b):
+    dist = task.problem(B, B.asarray(task.init_params())).dist
+    for k, spec in dict(est.noise_spec(dist, s)).items():
         if spec.kind not in NOISE_KINDS or len(spec.shape) < 1 or int(spec.shape[0]) != s:
             ctx.fail("noise_spec", tl, b, f"noise {k!r} must have a kind in {NOISE_KINDS} and shape "
                                           f"[S={s}, ...], got kind {spec.kind!r} and shape {tuple(spec.shape)}")
-    state = est.init(dist)
-    has_phi = est.phi_loss is not None
-    if has_phi and (not isinstance(state, dict) or "phi" not in state):
-        ctx.fail("phi_loss", tl, b, "the estimator gives phi_loss, so init must put its parameters in state['phi']")
+    return dist
 
-    def evaluate(theta, tnoise, noise, state):
-        prob = task.problem(B, theta, noise=None if est.requires_exact else tnoise)
-        per_sample, new_state = est.surrogate(prob.f, prob.dist, noise, state)
-        if not has_phi:
-            return per_sample, new_state, None, None
-        const = task.problem(B, B.stop_gradient(theta), noise=None if est.requires_exact else tnoise)
-        g, value = _grad_and_value(B, lambda p: est.phi_loss(p, const.f, const.dist, noise, state))(state["phi"])
-        return per_sample, new_state, value, g
 
-    noise = _draw_backend_noise(B, specs, seed)
-    tnoise = _draw_backend_noise(B, task.noise_spec(s), seed + 1)
-    per_sample, new_state, phi_value, phi_grad = B.jit(evaluate)(theta, tnoise, noise, state)
-    want = (s, *dist.batch_shape)
-    if _shape(per_sample) != want:
+def _check_surrogate_outputs(ctx, est, out, init_state, want, dtype, tl, b):
+    """Shape, dtype and finiteness of one `surrogate_evaluator` output; state and φ."""
+    values = out["per_sample"]
+    if _shape(values) != want:
         ctx.fail("surrogate", tl, b, f"per-sample surrogate must have shape [S, *batch_shape] = {want} "
-                                     f"at S={s}, got {_shape(per_sample)}")
-    values = B.to_numpy(per_sample)
-    if values.dtype != float_dtype:
+                                     f"at S={want[0]}, got {_shape(values)}")
+    if values.dtype != dtype:
         ctx.fail("surrogate", tl, b, f"per-sample surrogate has dtype {values.dtype}, the backend computes in "
-                                     f"{float_dtype}; create constants with backend.asarray / zeros")
-    if not _finite(values):
-        ctx.fail("surrogate", tl, b, f"per-sample surrogate has non-finite values at S={s}: {values!r}")
-    old, new = _flat_state(_tree_numpy(B, state)), _flat_state(_tree_numpy(B, new_state))
+                                     f"{dtype}; create constants with backend.asarray / zeros")
+    for what in ("per_sample", "grad"):
+        if not _finite(out[what]):
+            ctx.fail("surrogate", tl, b, f"the {what.replace('_', '-')} output has "
+                                         f"{int((~np.isfinite(out[what])).sum())} non-finite values at S={want[0]}")
+    old, new = _flat_state(init_state), _flat_state(out["state"])
     if set(old) != set(new) or any(_shape(old[k]) != _shape(new[k]) for k in old):
         ctx.fail("surrogate", tl, b, f"the returned state must keep init's keys and shapes: init made "
                                      f"{ {k: _shape(v) for k, v in old.items()} }, surrogate returned "
                                      f"{ {k: _shape(v) for k, v in new.items()} }")
-    if has_phi:
-        value, g = B.to_numpy(phi_value), B.to_numpy(phi_grad)
+    if est.phi_loss is not None:
+        if not isinstance(init_state, dict) or "phi" not in init_state:
+            ctx.fail("phi_loss", tl, b, "the estimator gives phi_loss, so init must put its parameters in "
+                                        "state['phi']")
+        value, g = out["phi_loss"], out["phi_grad"]
         if value.shape != () or not _finite(value):
             ctx.fail("phi_loss", tl, b, f"phi_loss must be a finite scalar, got shape {value.shape} value {value!r}")
-        if g.shape != _shape(state["phi"]) or not _finite(g):
+        if g.shape != _shape(init_state["phi"]) or not _finite(g):
             ctx.fail("phi_loss", tl, b, f"the gradient of phi_loss must be finite with φ's shape "
-                                        f"{_shape(state['phi'])}, got shape {g.shape}, finite={_finite(g)}")
+                                        f"{_shape(init_state['phi'])}, got shape {g.shape}, finite={_finite(g)}")
         ctx.ok("phi_loss", tl, b, "finite scalar with a finite gradient")
-    ctx.ok("surrogate", tl, b, f"{want} at S={s}")
+    ctx.ok("surrogate", tl, b, f"{want} at S={want[0]}")
+
+
+def _check_uses_noise(ctx, first, second, tl, b, seed):
+    if all(np.array_equal(first[k], second[k]) for k in ("per_sample", "grad")):
+        ctx.fail("determinism", tl, b, f"two different noise draws (seeds {seed}, {seed + 1}) gave identical "
+                                       f"surrogates and gradients, while the estimates vary: use the noise the "
+                                       f"harness passes in rather than numbers of your own")
+
+
+def _check_estimator_on(ctx, est, task, b, S, R, alpha, seed, surrogate_check) -> bool:
+    """Per-backend checks in the backend's default float32; returns whether the estimates vary."""
+    tl = task.label
+    B = get_backend(b)
+    s = S + 1  # the sampler below runs at S: both sizes are covered
+    dist = _check_noise_spec(ctx, est, task, B, s, tl, b)
+    if surrogate_check:
+        evaluate = surrogate_evaluator(task, est, B)
+        out = evaluate(numpy_noise(task, est, s, seed))
+        _check_surrogate_outputs(ctx, est, out, evaluate.init_state, (s, *dist.batch_shape), np.dtype(B.dtype), tl, b)
 
     # gradient samples: shapes, finiteness, determinism
     sampler = GradientSampler(task, est, backend=b, num_samples=S, seed=seed)
@@ -470,22 +483,19 @@ def _check_estimator_on(ctx, est, task, b, S, R, alpha, seed):
         ctx.fail("determinism", tl, b, f"the same seed gave different estimates (max |difference| "
                                        f"{np.max(np.abs(grads - repeat)):.3g}); draw randomness only from the noise "
                                        f"the harness passes in")
-    zero_variance = bool(np.all(grads == grads[0]))
-    if not zero_variance:
-        other = GradientSampler(task, est, backend=b, num_samples=S, seed=seed + 1).run(R)
-        if np.array_equal(grads, other):
-            ctx.fail("determinism", tl, b, f"seeds {seed} and {seed + 1} gave identical estimates; use the noise "
-                                           f"the harness passes in rather than fixed numbers")
-    ctx.ok("determinism", tl, b, "same seed: identical" + ("" if zero_variance else "; other seed: different"))
+    varies = not bool(np.all(grads == grads[0]))
+    if surrogate_check and varies:
+        _check_uses_noise(ctx, out, evaluate(numpy_noise(task, est, s, seed + 1)), tl, b, seed)
+    ctx.ok("determinism", tl, b, "same seed: identical" + ("; other noise: different" if varies else ""))
 
     # unbiasedness
     if est.unbiased:
         toy = task.name in CONFORMANCE_TASKS and task.options == get_task(
             task.name, **CONFORMANCE_TASKS[task.name]).options
-        _, exact = _exact_value_and_grad(task, B, theta, cache_key=task.name if toy else None)
+        _, exact = _exact_value_and_grad(task, B, B.asarray(task.init_params()), cache_key=task.name if toy else None)
         if exact is None:
             ctx.ok("unbiased", tl, b, "skipped: the task has no exact gradient")
-            return
+            return varies
         z = z_scores(grads, exact)
         result = z_test(grads, exact, alpha=alpha)
         if not result.passed:
@@ -498,26 +508,41 @@ def _check_estimator_on(ctx, est, task, b, S, R, alpha, seed):
                      f"|z| = {result.max_z:.2f} standard errors (se {se:.3g}) > the Bonferroni threshold "
                      f"{result.threshold:.2f} (alpha={alpha:g} over {P} coordinates)")
         ctx.ok("unbiased", tl, b, f"max |z| {result.max_z:.2f} <= {result.threshold:.2f} (R={R}, S={S})")
+    return varies
 
 
-def _check_estimator_parity(ctx, est, task, S, seed, rtol, atol):
+def _check_estimator_parity(ctx, est, task, S, seed, rtol, atol, varies):
+    """float64, the same NumPy noise (two draws) into both backends: the jax side also gets the
+    surrogate checks here (torch had them in float32)."""
     tl = task.label
-    noise = numpy_noise(task, est, S, seed=seed)
-    out = {b: evaluate_surrogate(task, est, get_backend(b, dtype="float64"), noise) for b in ("torch", "jax")}
-    t, j = out["torch"], out["jax"]
-    pairs = [("per-sample surrogate", t["per_sample"], j["per_sample"]), ("loss", t["loss"], j["loss"]),
-             ("gradient dL/dθ", t["grad"], j["grad"])]
-    ts, js = _flat_state(t["state"]), _flat_state(j["state"])
-    if set(ts) != set(js):
-        ctx.fail("parity", tl, "torch+jax", f"the new state has keys {sorted(ts)} in torch, {sorted(js)} in jax")
-    pairs += [(f"new {k}", ts[k], js[k]) for k in sorted(ts)]
-    if t["phi_loss"] is not None or j["phi_loss"] is not None:
-        pairs.append(("phi_loss", t["phi_loss"], j["phi_loss"]))
-    for what, a, c in pairs:
-        same, why = _close(a, c, rtol, atol)
-        if not same:
-            ctx.fail("parity", tl, "torch vs jax (float64, same NumPy noise)", f"{what}: {why}")
-    ctx.ok("parity", tl, "torch+jax", f"values and gradients within {atol:g} + {rtol:g}|b|")
+    s = S + 1
+    noises = [numpy_noise(task, est, s, seed=seed), numpy_noise(task, est, s, seed=seed + 1)]
+    out = {}
+    for b in ("torch", "jax"):
+        B = get_backend(b, dtype="float64")
+        evaluate = surrogate_evaluator(task, est, B)
+        out[b] = [evaluate(n) for n in noises]
+        if b == "jax":
+            dist = task.problem(B, B.asarray(task.init_params())).dist
+            _check_surrogate_outputs(ctx, est, out[b][0], evaluate.init_state, (s, *dist.batch_shape),
+                                     np.dtype("float64"), tl, b)
+            if varies:
+                _check_uses_noise(ctx, out[b][0], out[b][1], tl, b, seed)
+    for i in range(len(noises)):
+        t, j = out["torch"][i], out["jax"][i]
+        pairs = [("per-sample surrogate", t["per_sample"], j["per_sample"]), ("loss", t["loss"], j["loss"]),
+                 ("gradient dL/dθ", t["grad"], j["grad"])]
+        ts, js = _flat_state(t["state"]), _flat_state(j["state"])
+        if set(ts) != set(js):
+            ctx.fail("parity", tl, "torch+jax", f"the new state has keys {sorted(ts)} in torch, {sorted(js)} in jax")
+        pairs += [(f"new {k}", ts[k], js[k]) for k in sorted(ts)]
+        if t["phi_loss"] is not None or j["phi_loss"] is not None:
+            pairs += [("phi_loss", t["phi_loss"], j["phi_loss"]), ("d phi_loss / dφ", t["phi_grad"], j["phi_grad"])]
+        for what, a, c in pairs:
+            same, why = _close(a, c, rtol, atol)
+            if not same:
+                ctx.fail("parity", tl, "torch vs jax (float64, same NumPy noise)", f"{what}: {why}")
+    ctx.ok("parity", tl, "torch+jax", f"values and gradients within {atol:g} + {rtol:g}|b| on {len(noises)} draws")
 
 
 # ---- check_task ----------------------------------------------------------------------------
