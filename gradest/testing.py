@@ -16,21 +16,27 @@ any task given, and for each backend:
 
 1. ``metadata``: supports ⊆ the distribution kinds, ``min_samples`` a positive integer;
    ``noise_spec``: every array has the leading axis S and a known noise kind.
-2. ``surrogate``: ``surrogate(f, dist, noise, init(dist))`` at S and S + 1 (S is
-   ``max(min_samples, 2)``) gives a finite ``[S, *batch_shape]`` array of the backend's float
-   dtype and a state with the same keys and shapes as ``init`` made; ``phi_loss`` (where given)
-   is a finite scalar with a finite gradient of φ's shape.
+2. ``surrogate`` (S + 1 samples; S is ``max(min_samples, 2)`` unless given): one compiled call of
+   ``surrogate(f, dist, noise, init(dist))`` and of the loss gradient gives a finite
+   ``[S + 1, *batch_shape]`` array of the backend's float dtype, a finite gradient, and a state
+   with the keys and shapes ``init`` made; ``phi_loss`` (where given) is a finite scalar with a
+   finite gradient of φ's shape. With both backends, jax's is checked in the float64 parity
+   step (6), torch's in float32.
 3. ``gradient_samples``: `GradientSampler` (the engine of `gradest.gradient_samples`) at S gives a
    finite float64 ``[R, P]`` array.
-4. ``determinism``: a second sampler with the same seed gives the same numbers, bit for bit;
-   another seed gives different numbers (unless the estimator has zero variance, as ``exact``).
+4. ``determinism``: running the sampler again gives the same numbers, bit for bit; two
+   different noise draws give different surrogates (unless the estimates do not vary at all,
+   as ``exact``'s): randomness comes only from the noise the harness passes in.
 5. ``unbiased`` (estimators that claim it, on tasks with ground truth): a two-sided z-test of
-   the mean of R = 4000 estimates against `gradest.exact_gradient`, per coordinate, Bonferroni
-   over the P coordinates at family level ``alpha`` = 1e-4 (threshold about 4.4 standard
-   errors for P = 5), with a fixed seed; see `z_test`.
-6. ``parity`` (when both backends run): the same NumPy noise fed to the torch and the jax
-   surrogate in float64 gives the same per-sample values, loss, gradient dθ, new state and
-   ``phi_loss`` to ``|a - b| <= 1e-9 + 1e-6 |b|``.
+   the mean of R = 4000 estimates (the sampler's, S samples each) against the exact gradient,
+   per coordinate, Bonferroni over the P coordinates at family level ``alpha`` = 1e-4
+   (threshold about 4.3 standard errors for P = 5), with a fixed seed; see `z_test`.
+6. ``parity`` (when both backends run): two NumPy noise draws fed to the torch and the jax
+   surrogate in float64 give the same per-sample values, loss, gradient dθ, new state,
+   ``phi_loss`` and its gradient to ``|a - b| <= 1e-9 + 1e-6 |b|``.
+
+Costs: per task and backend one compilation of the vectorized estimate and (parity) one of the
+float64 surrogate; a few seconds per estimator on the toys.
 
 `check_task(task)` checks the param layout and ``init_params``, ``problem()`` shapes (z, f(z) and
 log p(z) ``[S, *batch_shape]``), finiteness, determinism, the exact loss against central finite
