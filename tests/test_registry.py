@@ -290,6 +290,37 @@ def test_decorated_plugin_module_registers_itself(plugin_site):
     assert reg.entries["decorated"].source == "package fakeplugin-decorated"
 
 
+def test_plugin_module_imported_by_hand_gets_its_package_source(plugin_site):
+    # imported directly before discovery it is "local"; discovery finds its entry point and
+    # records the package, without calling it a clash
+    _distribution(plugin_site, "fakeplugin-early", "fakeplugin_early", """
+        from gradest.registry import get_estimator
+        from tests_registry_target import REGISTRY
+
+        def early():
+            \"\"\"Imported before discovery.\"\"\"
+            return get_estimator("pathwise")._replace(name="early")
+
+        REGISTRY.register("early", early)
+    """, f"""
+        [{GROUP}]
+        early = fakeplugin_early:early
+    """)
+    reg = _fresh_registry()
+    target = type(sys)("tests_registry_target")
+    target.REGISTRY = reg
+    sys.modules["tests_registry_target"] = target
+    try:
+        importlib.import_module("fakeplugin_early")
+        assert reg.entries["early"].source == "local fakeplugin_early"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert reg.names() == ["early", "reinforce"]
+    finally:
+        del sys.modules["tests_registry_target"]
+    assert reg.entries["early"].source == "package fakeplugin-early"
+
+
 def test_plugin_warnings_lists_the_process_registries():
     # no broken plugin is installed in the test environment
     assert plugin_warnings() == [*ESTIMATORS.plugin_errors, *TASKS.plugin_errors]
