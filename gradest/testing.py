@@ -332,7 +332,8 @@ def conformance_tasks(estimator) -> list[Task]:
 # ---- check_estimator -----------------------------------------------------------------------
 
 def check_estimator(estimator, *, options: dict | None = None, backends: Iterable[str] = ("torch", "jax"),
-                    tasks: Iterable | None = None, toy_tasks: bool = True, num_samples: int | None = None,
+                    device: str = "cpu", tasks: Iterable | None = None, toy_tasks: bool = True,
+                    num_samples: int | None = None,
                     num_replicates: int = NUM_REPLICATES, alpha: float = ALPHA, seed: int = 0,
                     rtol: float = PARITY_RTOL, atol: float = PARITY_ATOL) -> list[CheckResult]:
     """Run the conformance checks (see the module docstring) on ``estimator``.
@@ -340,6 +341,7 @@ def check_estimator(estimator, *, options: dict | None = None, backends: Iterabl
     Args:
       estimator: a registered name (built with ``options``) or a `GradientEstimator`.
       backends: the backends to check; a missing one is skipped (pytest.skip / warning).
+      device: "cpu" or "cuda" (every check runs there, parity included).
       tasks: extra tasks (names or `Task` objects) to check on, besides the toys.
       toy_tasks: whether to include the applicable `CONFORMANCE_TASKS`.
       num_samples: S for the statistical checks; default ``max(min_samples, 2)``.
@@ -386,10 +388,10 @@ def check_estimator(estimator, *, options: dict | None = None, backends: Iterabl
     for task in task_list:
         varies = False
         for b in ran:  # jax's surrogate checks run in the float64 parity step when there is one
-            varies |= _check_estimator_on(ctx, est, task, b, S, num_replicates, alpha, seed,
+            varies |= _check_estimator_on(ctx, est, task, b, device, S, num_replicates, alpha, seed,
                                           surrogate_check=not (parity and b == "jax"))
         if parity:
-            _check_estimator_parity(ctx, est, task, S, seed, rtol, atol, varies)
+            _check_estimator_parity(ctx, est, task, device, S, seed, rtol, atol, varies)
     _report_missing(missing, ran, ctx.what)
     return ctx.results
 
@@ -460,10 +462,10 @@ def _check_uses_noise(ctx, first, second, tl, b, seed):
                                        f"harness passes in rather than numbers of your own")
 
 
-def _check_estimator_on(ctx, est, task, b, S, R, alpha, seed, surrogate_check) -> bool:
+def _check_estimator_on(ctx, est, task, b, device, S, R, alpha, seed, surrogate_check) -> bool:
     """Per-backend checks in the backend's default float32; returns whether the estimates vary."""
     tl = task.label
-    B = get_backend(b)
+    B = get_backend(b, device=device)
     s = S + 1  # the sampler below runs at S: both sizes are covered
     dist = _check_noise_spec(ctx, est, task, B, s, tl, b)
     if surrogate_check:
@@ -472,7 +474,7 @@ def _check_estimator_on(ctx, est, task, b, S, R, alpha, seed, surrogate_check) -
         _check_surrogate_outputs(ctx, est, out, evaluate.init_state, (s, *dist.batch_shape), np.dtype(B.dtype), tl, b)
 
     # gradient samples: shapes, finiteness, determinism
-    sampler = GradientSampler(task, est, backend=b, num_samples=S, seed=seed)
+    sampler = GradientSampler(task, est, backend=b, device=device, num_samples=S, seed=seed)
     grads = sampler.run(R)
     P = task.num_params
     if not isinstance(grads, np.ndarray) or grads.shape != (R, P) or grads.dtype != np.float64:
@@ -517,7 +519,7 @@ def _check_estimator_on(ctx, est, task, b, S, R, alpha, seed, surrogate_check) -
     return varies
 
 
-def _check_estimator_parity(ctx, est, task, S, seed, rtol, atol, varies):
+def _check_estimator_parity(ctx, est, task, device, S, seed, rtol, atol, varies):
     """float64, the same NumPy noise (two draws) into both backends: the jax side also gets the
     surrogate checks here (torch had them in float32)."""
     tl = task.label
@@ -525,7 +527,7 @@ def _check_estimator_parity(ctx, est, task, S, seed, rtol, atol, varies):
     noises = [numpy_noise(task, est, s, seed=seed), numpy_noise(task, est, s, seed=seed + 1)]
     out = {}
     for b in ("torch", "jax"):
-        B = get_backend(b, dtype="float64")
+        B = get_backend(b, device=device, dtype="float64")
         evaluate = surrogate_evaluator(task, est, B)
         out[b] = [evaluate(n) for n in noises]
         if b == "jax":
