@@ -9,10 +9,12 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+$(STAMP): pyproject.toml $(CONSTRAINTS) examples/gradest-antithetic/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[all]"
+	# the example plugin, so that a plugin shows next to the built-ins in `make demo`
+	$(PY) -m pip install --quiet --no-deps -e examples/gradest-antithetic
 	touch $(STAMP)
 
 test: venv
