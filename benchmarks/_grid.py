@@ -212,15 +212,11 @@ def prepare(estimator: str, task: str, backend: str, device: str) -> Case:
     return Case(task_obj, est, backend_or_skip(backend, device), num_samples, settings(task))
 
 
-# ---- statistics of the whole grid (asv setup_cache of benchmarks.statistics) --------------
-STAT_KEYS = ("variance", "bias_sq", "mse", "work_normalized_variance", "seconds_per_estimate",
-             "cosine_to_exact")
-
-
-def grid_statistics(points) -> dict:
+# ---- results of the whole grid, computed in one process (asv setup_cache) -------------------
+def collect(points, compute) -> dict:
     """{(estimator, task, backend, device): entry} for the given grid points, where entry is
-    ``{"stats": {key: float}}``, ``{"skip": reason}`` or ``{"error": traceback}`` (one broken
-    grid point fails alone)."""
+    ``{"values": compute(case)}`` (a dict of floats), ``{"skip": reason}`` or
+    ``{"error": traceback}``: one broken grid point fails alone, in its own benchmarks."""
     out = {}
     for point in points:
         point = tuple(point)
@@ -230,25 +226,39 @@ def grid_statistics(points) -> dict:
             out[point] = {"skip": str(err)}
             continue
         try:
-            stats = gradient_stats(case.task, case.estimator, backend=case.backend,
-                                   num_replicates=case.settings.replicates,
-                                   num_samples=case.num_samples, seed=SEED)
-            out[point] = {"stats": {k: float(stats[k]) for k in STAT_KEYS}}
+            out[point] = {"values": {k: float(v) for k, v in compute(case).items()}}
         except Exception:  # reported by the grid point's own benchmarks
             out[point] = {"error": traceback.format_exc()}
     return out
 
 
+STAT_KEYS = ("variance", "bias_sq", "mse", "work_normalized_variance", "seconds_per_estimate",
+             "cosine_to_exact")
+
+
+def case_statistics(case) -> dict:
+    """`gradest.gradient_stats` of a grid point: R = the task's ``replicates``."""
+    stats = gradient_stats(case.task, case.estimator, backend=case.backend,
+                           num_replicates=case.settings.replicates, num_samples=case.num_samples,
+                           seed=SEED)
+    return {k: stats[k] for k in STAT_KEYS}
+
+
+def grid_statistics(points) -> dict:
+    """`collect` of `case_statistics` (the setup_cache of benchmarks.statistics)."""
+    return collect(points, case_statistics)
+
+
 def lookup(cache: dict, point) -> dict:
-    """The statistics of one grid point from `grid_statistics`' result (asv's setup_cache)."""
+    """The values of one grid point in a `collect` result, or the grid point's skip / error."""
     entry = cache.get(tuple(point))
     if entry is None:
-        raise NotImplementedError(f"grid point {point} is not in the statistics cache")
+        raise NotImplementedError(f"grid point {point} is not in the cache of this run")
     if "skip" in entry:
         raise NotImplementedError(entry["skip"])
     if "error" in entry:
-        raise RuntimeError(f"computing the statistics of {point} failed:\n{entry['error']}")
-    return entry["stats"]
+        raise RuntimeError(f"computing the results of {point} failed:\n{entry['error']}")
+    return entry["values"]
 
 
 def finite_or_nan(value) -> float:

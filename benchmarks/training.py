@@ -10,7 +10,8 @@
 * ``TrainLoss.track_loss_after_training``: `gradest.train` for ``train_steps`` steps
   (`_grid.TASK_SETTINGS`) from θ₀ with the task's default learning rate and seed `_grid.SEED`;
   the exact loss L(θ) at the last step where the task has ground truth, else the step's
-  surrogate loss. Lower is better.
+  surrogate loss. Lower is better. The whole grid is trained once per run in ``setup_cache``
+  (one process: each function compiles once) and each grid point reads its loss.
 """
 from __future__ import annotations
 
@@ -64,24 +65,35 @@ class TrainStep:
         self.step()
 
 
+def case_training_loss(case) -> dict:
+    """The loss after `gradest.train` for the task's ``train_steps`` steps (see the module
+    docstring)."""
+    steps = case.settings.train_steps
+    result = _training.train(case.task, case.estimator, backend=case.backend, steps=steps,
+                             seed=_grid.SEED, num_samples=case.num_samples, eval_every=steps,
+                             progress=False)
+    exact = result.final("exact_loss")
+    return {"loss": exact if math.isfinite(exact) else result.final("loss")}
+
+
 class TrainLoss:
-    """The loss after a fixed training budget."""
+    """The loss after a fixed training budget. The grid is trained once per run, in one
+    process (``setup_cache``); each grid point reads its loss."""
 
     params = _grid.grid_params()
     param_names = _grid.PARAM_NAMES
     version = "1"
-    timeout = 900
+    timeout = 120
 
-    def setup(self, estimator, task, backend, device):
-        self.case = _grid.prepare(estimator, task, backend, device)
+    def setup_cache(self):
+        return _grid.collect(_grid.grid_points(self.params), case_training_loss)
 
-    def track_loss_after_training(self, estimator, task, backend, device):
-        case = self.case
-        steps = case.settings.train_steps
-        result = _training.train(case.task, case.estimator, backend=case.backend, steps=steps,
-                                 seed=_grid.SEED, num_samples=case.num_samples, eval_every=steps,
-                                 progress=False)
-        exact = result.final("exact_loss")
-        return exact if math.isfinite(exact) else result.final("loss")
+    setup_cache.timeout = 3600
+
+    def setup(self, cache, estimator, task, backend, device):
+        self.values = _grid.lookup(cache, (estimator, task, backend, device))
+
+    def track_loss_after_training(self, cache, estimator, task, backend, device):
+        return self.values["loss"]
 
     track_loss_after_training.unit = "loss"

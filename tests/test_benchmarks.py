@@ -100,7 +100,7 @@ def test_a_newly_registered_estimator_appears_with_default_options():
 
 
 # ---- skipping: NotImplementedError in setup, never a failure ---------------------------------
-@pytest.mark.parametrize("cls", [estimates.GradientEstimate, training.TrainStep, training.TrainLoss])
+@pytest.mark.parametrize("cls", [estimates.GradientEstimate, training.TrainStep])
 @pytest.mark.parametrize("point", [("pathwise", "bandit"), ("arm", "gaussian_quadratic"),
                                    ("reinforce[baseline=none]", "lasso_huber"), ("vimco", "binary_toy")])
 def test_unsupported_combinations_are_skipped(cls, point, backend_name):
@@ -108,7 +108,7 @@ def test_unsupported_combinations_are_skipped(cls, point, backend_name):
         cls().setup(*point, backend_name, "cpu")
 
 
-def test_unsupported_combinations_are_skipped_in_the_statistics():
+def test_shared_caches_skip_and_fail_per_grid_point():
     points = [("pathwise", "bandit", "torch", "cpu"), ("exact", "bandit", "jax", "cuda")]
     cache = _grid.grid_statistics(points)
     assert set(cache) == set(points) and all("skip" in entry for entry in cache.values())
@@ -117,6 +117,13 @@ def test_unsupported_combinations_are_skipped_in_the_statistics():
             statistics.EstimatorStatistics().setup(cache, *point)
     with pytest.raises(RuntimeError, match="boom"):  # a failure is reported, not skipped
         statistics.EstimatorStatistics().setup({points[0]: {"error": "boom"}}, *points[0])
+    cache = _grid.collect(points[:1], lambda case: 1 / 0)  # skipped before computing
+    assert "skip" in cache[points[0]]
+    if _has("torch"):  # a grid point whose computation raises fails alone, with its traceback
+        broken = ("exact", "bandit", "torch", "cpu")
+        cache = _grid.collect([broken], lambda case: 1 / 0)
+        with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+            statistics.EstimatorStatistics().setup(cache, *broken)
 
 
 def test_missing_gpu_and_missing_framework_are_skipped(monkeypatch, backend_name):
@@ -202,8 +209,11 @@ def test_training_step_and_loss(small, backend_name):
     assert step.time_train_step(*point) is None
     assert math.isfinite(step.step())
     bench = training.TrainLoss()
-    bench.setup(*point)
-    loss = bench.track_loss_after_training(*point)
+    cache = _grid.collect([point, ("pathwise", "bandit", backend_name, "cpu")], training.case_training_loss)
+    bench.setup(cache, *point)
+    loss = bench.track_loss_after_training(cache, *point)
+    with pytest.raises(NotImplementedError, match="unsupported combination"):
+        bench.setup(cache, "pathwise", "bandit", backend_name, "cpu")
     t = 0.45  # L(θ) = p (1 - t)² + (1 - p) t² lies between t² and (1 - t)²
     assert t**2 <= loss <= (1 - t) ** 2
     assert bench.track_loss_after_training.unit == "loss"
