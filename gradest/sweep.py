@@ -107,6 +107,12 @@ class Budget:
     #: replicates of the temperature sweep's cells (None: the task's); resolving a small bias
     #: needs many: the noise floor of the measured bias² is variance / R
     temperature_replicates: int | None = None
+    #: seeds of the gradient and temperature cells (None: ``seeds``); their intervals already
+    #: come from the replicates, so a quick sweep measures them once
+    gradient_seeds: int | None = None
+    #: variants that train (as ``secondary_estimators``; None: all) -- training curves of the
+    #: core estimators over several seeds are the figure, the rest costs the demo minutes
+    train_estimators: tuple | None = None
 
 
 QUICK = Budget(
@@ -119,6 +125,9 @@ QUICK = Budget(
     task_sample_sizes={"categorical_vae": (1, 4)}, task_num_replicates={"categorical_vae": 100},
     secondary_estimators=("reinforce:baseline=loo", "gumbel_softmax:hard=false", "pathwise"),
     secondary_sample_sizes=(4,), secondary_temperature=False, secondary_seeds=1, temperature_replicates=400,
+    gradient_seeds=1,
+    train_estimators=("exact", "reinforce:baseline=none", "reinforce:baseline=loo", "gumbel_softmax:hard=false",
+                      "straight_through", "pathwise", "disarm"),
 )
 
 FULL = Budget(
@@ -289,9 +298,12 @@ def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = 
     seed_list = list(range(n_seeds))
     cells: list[Cell] = []
     primary = backends[0] if backends else None
-    core = None
+    core = trained = None
     if budget.secondary_estimators is not None and not estimators:
         core = [v for v in estimator_variants(list(budget.secondary_estimators)) if v[0] in ESTIMATORS.entries]
+    if budget.train_estimators is not None and not estimators:
+        trained = [v for v in estimator_variants([n for n in budget.train_estimators
+                                                  if n.split(":")[0] in ESTIMATORS.entries])]
 
     def backend_variants(backend):
         if backend == primary or core is None:
@@ -304,10 +316,13 @@ def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = 
             return sizes
         return tuple(S for S in budget.secondary_sample_sizes if S in sizes) or sizes[-1:]
 
-    def seeds_of(backend):
+    def seeds_of(backend, measured=False):
+        chosen = seed_list
+        if measured and budget.gradient_seeds is not None and seeds is None:
+            chosen = chosen[:budget.gradient_seeds]
         if backend == primary or budget.secondary_seeds is None or seeds is not None:
-            return seed_list
-        return seed_list[:budget.secondary_seeds]
+            return chosen
+        return chosen[:budget.secondary_seeds]
 
     def replicates(task):
         return int(budget.task_num_replicates.get(task, budget.num_replicates))
@@ -321,14 +336,14 @@ def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = 
             for backend in backends:
                 for est, opts in backend_variants(backend):
                     for S in sample_sizes(task, backend):
-                        for seed in seeds_of(backend):
+                        for seed in seeds_of(backend, measured=True):
                             add("gradient", task, est, opts, backend, seed, S, {"num_replicates": replicates(task)})
     temperature_task = next((t for t in TEMPERATURE_TASKS if t in task_names), None)
     if "temperature" in kinds and temperature_task and any(e == TEMPERATURE_ESTIMATOR for e, _ in variants):
         for backend in backends if budget.secondary_temperature else backends[:1]:
             for hard in (False, True):
                 for tau in budget.temperatures:
-                    for seed in seeds_of(backend):
+                    for seed in seeds_of(backend, measured=True):
                         add("temperature", temperature_task, TEMPERATURE_ESTIMATOR,
                             {"temperature": float(tau), "hard": hard}, backend, seed, 1,
                             {"num_replicates": budget.temperature_replicates or replicates(temperature_task),
@@ -339,6 +354,8 @@ def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = 
             lr = budget.task_learning_rates.get(task)
             for backend in backends:
                 for est, opts in backend_variants(backend):
+                    if trained is not None and (est, opts) not in trained:
+                        continue
                     for seed in seeds_of(backend):
                         settings = {"steps": steps}
                         if lr is not None:
