@@ -5,7 +5,8 @@ import pytest
 
 import gradest
 from gradest.backends import get_backend
-from gradest.measure import make_loss, noise_specs
+from gradest.measure import make_loss
+from gradest.testing import numpy_noise
 
 pytest.importorskip("torch")
 pytest.importorskip("jax")
@@ -18,12 +19,6 @@ TASKS = {"bandit": {"reward_noise": "gaussian"}, "binary_toy": {"target": [0.45,
          "gaussian_quadratic": {}}
 
 
-def _numpy_noise(specs, rng):
-    draw = {"uniform": lambda s: rng.uniform(1e-6, 1 - 1e-6, s), "normal": rng.standard_normal,
-            "gumbel": lambda s: rng.gumbel(size=s)}
-    return {g: {n: draw[spec.kind](spec.shape) for n, spec in d.items()} for g, d in specs.items()}
-
-
 @pytest.mark.parametrize("task_name", sorted(TASKS))
 @pytest.mark.parametrize("name,options", CORE, ids=lambda v: v if isinstance(v, str) else "-".join(map(str, v.values())))
 def test_same_noise_same_surrogate_and_gradient(task_name, name, options):
@@ -33,13 +28,11 @@ def test_same_noise_same_surrogate_and_gradient(task_name, name, options):
         pytest.skip("unsupported")
     rng = np.random.default_rng(0)
     theta = task.init_params() + 0.3 * rng.standard_normal(task.num_params)
+    noise = numpy_noise(task, est, 3, seed=1, params=theta)
     results = {}
-    noise = None
     for backend_name in ("torch", "jax"):
         B = get_backend(backend_name, dtype="float64")
         params = B.asarray(theta)
-        if noise is None:
-            noise = _numpy_noise(noise_specs(task, est, B, params, 3), rng)
         state = est.init(task.problem(B, params).dist)
         loss = make_loss(task, est, B)
         (value, new_state), grad = B.value_and_grad(loss, has_aux=True)(
