@@ -255,6 +255,7 @@ def test_reference_benchmarks_run(monkeypatch):
     ratios.ratio_rounds = 2
     ratios.setup("torch", "cpu")
     assert ratios.track_speedup_over_python_loop("torch", "cpu") > 1  # vectorized beats a loop
+    assert ratios.track_handwritten_speedup_over_python_loop("torch", "cpu") > 1
     assert 0 < ratios.track_ratio_to_handwritten("torch", "cpu") < 100
     for method in (bench.track_seconds_per_estimate, ratios.track_speedup_over_python_loop,
                    ratios.track_ratio_to_handwritten):
