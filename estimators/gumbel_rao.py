@@ -34,6 +34,7 @@ from gradest.estimator import GradientEstimator, NoiseSpec, no_state
 from gradest.estimators import relaxations as R
 from gradest.estimators._conditional_gumbel import conditional_gumbel, conditional_logistic
 from gradest.registry import register_estimator
+from gradest.validation import integer
 
 
 def check_temperature(temperature, owner: str) -> float:
@@ -43,9 +44,7 @@ def check_temperature(temperature, owner: str) -> float:
 
 
 def check_positive_int(name: str, value, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"option {name!r} of {owner} must be a positive integer, got {value!r}")
-    return int(value)
+    return integer(f"option {name!r}", value, owner=owner)
 
 
 @register_estimator("gumbel_rao")

@@ -45,6 +45,7 @@ import numpy as np
 import gradest
 from gradest.backends import get_backend
 from gradest.measure import GradientSampler, summarize
+from gradest import noise
 
 TARGETS = (0.45, 0.499)
 ESTIMATORS = [("reinforce", {}), ("arm", {}), ("disarm", {}), ("rebar", {}), ("relax", {})]
@@ -61,8 +62,8 @@ def train_phi(task, est, backend: str, steps: int, lr: float = 0.03, seed: int =
     phi = B.to_numpy(state["phi"]).astype(np.float64)
     m, v = np.zeros_like(phi), np.zeros_like(phi)
     for k in range(steps):
-        noise = {n: B.noise(seed, f"phi/{n}", s.kind, s.shape, k, 1)[0] for n, s in specs.items()}
-        g = B.to_numpy(grad(B.asarray(phi), noise)).astype(np.float64)
+        step_noise = {n: noise.draw(B, seed, f"phi/{n}", s.kind, s.shape, k, 1)[0] for n, s in specs.items()}
+        g = B.to_numpy(grad(B.asarray(phi), step_noise)).astype(np.float64)
         m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
         phi = phi - lr * (m / (1 - 0.9 ** (k + 1))) / (np.sqrt(v / (1 - 0.999 ** (k + 1))) + 1e-8)
     return phi
@@ -80,7 +81,7 @@ def variance_rows(backend: str, target: float, replicates: int, phi_steps: int, 
     if phi_steps:
         est = gradest.get_estimator("relax")
         phi = train_phi(task, est, backend, phi_steps, seed=seed)
-        sampler = GradientSampler(task, est, backend=backend, dtype="float64", seed=seed)
+        sampler = GradientSampler(task, est, backend=backend, dtype="float64", seed=seed, phi_warmup=0)
         sampler.state = {**sampler.state, "phi": sampler.backend.asarray(phi)}
         exact = gradest.exact_gradient(task, backend=backend, dtype="float64")
         rows.append({"estimator": f"relax (φ after {phi_steps} steps)", **summarize(sampler.run(replicates), exact)})

@@ -14,14 +14,37 @@ __version__ = "0.1.0"
 __all__ = [
     "list_estimators", "list_tasks", "get_estimator", "get_task", "register_estimator",
     "register_task", "gradient_samples", "exact_gradient", "gradient_stats", "train",
-    "GradientSampler", "UnsupportedCombinationError", "TrainResult",
+    "GradientSampler", "UnsupportedCombinationError", "TrainResult", "Trainer",
+    "clear_compile_cache", "compile_cache_info",
 ]
+
+#: submodules reachable as attributes (imported on first use; none imports a framework)
+_SUBMODULES = ("backends", "compiled", "distributions", "estimator", "measure", "noise", "registry",
+               "sweep", "task", "testing", "training", "validation", "cli")
+
+
+def clear_compile_cache() -> None:
+    """Empty the cache of compiled functions (`gradest.compiled`)."""
+    from gradest import compiled
+
+    compiled.clear()
+
+
+def compile_cache_info() -> dict:
+    """Entries, hits and misses of the cache of compiled functions (`gradest.compiled`)."""
+    from gradest import compiled
+
+    return compiled.info()
 
 
 def __getattr__(name):
     # training pulls in optimizers (torch.optim / optax) only when used
-    if name in ("train", "TrainResult"):
+    if name in ("train", "TrainResult", "Trainer"):
         from gradest import training
 
         return getattr(training, name)
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"gradest.{name}")
     raise AttributeError(f"module 'gradest' has no attribute {name!r}")

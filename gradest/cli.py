@@ -197,7 +197,9 @@ def cmd_run(args) -> int:
     out = Path(args.out)
     manifest = {"command": "gradest run", "arguments": {k: v for k, v in vars(args).items() if k != "command"},
                 "tasks": tasks, "estimators": estimators, "backends": backends, "quick": bool(args.quick),
-                "budget": dataclasses.asdict(sweep.QUICK if args.quick else sweep.FULL)}
+                "budget": dataclasses.asdict(sweep.resolve_budget(
+                    quick=args.quick, num_replicates=args.num_replicates, train_steps=args.train_steps,
+                    seeds=args.seeds))}
     result = sweep.run_sweep(cells, out, progress=not args.no_progress, manifest=manifest, console=console)
     _print_sweep_summary(console, result)
     code = EXIT_FAILED_CELLS if args.strict and result.counts.get("failed") else EXIT_OK

@@ -1,33 +1,64 @@
 """Measurement: R independent gradient estimates in one vectorized call, and their statistics
 against the exact gradient.
 
-`GradientSampler` builds, once, the function
+A *kernel* (`SamplingKernel`) is built once per trace key (`gradest.compiled`: task and its
+options, estimator label, backend, device, dtype, S, chunk size, noise layout) and cached::
 
-    (θ [P], noise {group: {name: [R', ...]}}, state) -> estimates [R', P]
+    estimates(θ [P], state, seed, first, count, batch) -> [count, P]
 
-as ``jit(vmap(grad(loss)))`` over the replicate axis of the noise (torch: ``torch.func``;
-jax: JAX's transforms), where ``loss`` is the mean of the estimator's surrogate plus the
-task's deterministic term. Replicates are processed in chunks of ``chunk_size`` (bounded
-memory), never in a Python loop over replicates. The noise of replicate window
-[first, first + count) is drawn from (seed, stream, window): the estimator's ``sample``
-stream is shared by all estimators (common random numbers).
+is ``jit(vmap(grad(loss)))`` over the replicates first .. first+count-1, with their noise
+drawn inside the same compiled call from `gradest.noise` (replicate i's noise depends on
+(seed, stream, i) alone). ``loss`` is the mean of the estimator's surrogate plus the task's
+deterministic term. θ, the estimator state, the seed and the first replicate are arguments,
+so other θ, seeds and R reuse the compiled function.
+
+Chunks: R replicates run in chunks of ``chunk_size`` (bounded memory), never in a Python loop
+over replicates. Where compiled functions are specialized to shapes (JAX), a chunk smaller
+than ``chunk_size`` (R < chunk, or the last chunk) is padded up to the next power of two and
+the extra replicates are dropped, so a key compiles at most 1 + log2(chunk) functions over its
+life, usually one or two. Chunking never changes the numbers.
+
+Estimator state is set up at θ before measuring (`SamplingKernel.prepare_state`):
+
+* a moving state (``update_state``: moving averages) is warmed up for `STATE_WARMUP_STEPS`
+  steps, as it is during training, not measured at its zero start;
+* trainable φ (``phi_loss``: NVIL's baseline network, RELAX's control variate) is trained for
+  ``phi_warmup`` steps (default `PHI_WARMUP_STEPS`, Adam at `PHI_WARMUP_LEARNING_RATE`) at
+  fixed θ, as `gradest.train` trains it; ``phi_warmup=0`` measures φ as ``init`` made it.
+
+Both warm-ups draw their own noise streams (``"warmup/..."``, ``"phi_warmup/..."``), independent
+of the measured replicates.
 """
 from __future__ import annotations
 
 import math
+import statistics
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from gradest import compiled, noise
 from gradest.backends import get_backend
 from gradest.registry import ESTIMATORS, get_estimator, get_task
-from gradest.validation import finite
+from gradest.validation import flat_params, integer, optional_integer
+from gradest.validation import seed as check_seed
 
 #: memory budget (bytes) of one vectorized chunk of replicates, before the task's own hint
 CHUNK_BYTES = 256 * 2**20
-#: steps of state warm-up at θ₀ for estimators whose state moves (moving averages)
+#: largest chunk where compiled functions are shape-specialized (padding costs at most this)
+MAX_STATIC_CHUNK = 2048
+#: largest chunk elsewhere
+MAX_CHUNK = 1 << 16
+#: steps of state warm-up at θ for estimators whose state moves (moving averages)
 STATE_WARMUP_STEPS = 32
+#: default steps of φ training at θ for estimators with trainable φ (``phi_warmup``)
+PHI_WARMUP_STEPS = 100
+PHI_WARMUP_LEARNING_RATE = 1e-2
+#: intra-op threads of timed calls unless asked otherwise (small tasks: one thread is stable)
+TIMING_THREADS = 1
+#: warmed-up states kept per kernel (θ, seed, φ steps)
+_STATES_PER_KERNEL = 8
 
 
 class UnsupportedCombinationError(ValueError):
@@ -72,18 +103,14 @@ def check_compatible(task, estimator, num_samples: int = 1) -> None:
         raise UnsupportedCombinationError(reason)
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def make_loss(task, estimator, backend, batch=None):
-    """``loss(θ, noise, state) -> (scalar, new_state)``: the surrogate loss of one replicate."""
+    """``loss(θ, noise, state, batch=batch) -> (scalar, new_state)``: the surrogate loss of one
+    replicate (``noise``: ``{"estimator": {...}, "task": {...}}`` without a replicate axis)."""
     B = backend
     use_task_noise = not estimator.requires_exact
+    default_batch = batch
 
-    def loss(params, noise, state):
+    def loss(params, noise, state, batch=default_batch):
         prob = task.problem(B, params, noise=noise.get("task") if use_task_noise else None, batch=batch)
         per_sample, new_state = estimator.surrogate(prob.f, prob.dist, noise["estimator"], state)
         return B.mean(per_sample) + prob.extra, new_state
@@ -92,6 +119,7 @@ def make_loss(task, estimator, backend, batch=None):
 
 
 def noise_specs(task, estimator, backend, params, num_samples: int, batch=None) -> dict:
+    """``{"estimator": {name: NoiseSpec}, "task": {name: NoiseSpec}}`` at S = ``num_samples``."""
     dist = task.problem(backend, params, batch=batch).dist
     specs = {"estimator": dict(estimator.noise_spec(dist, num_samples)), "task": {}}
     if not estimator.requires_exact:
@@ -100,129 +128,229 @@ def noise_specs(task, estimator, backend, params, num_samples: int, batch=None) 
 
 
 def draw_noise(backend, specs: dict, seed: int, first: int, count: int) -> dict:
-    """{group: {name: [count, *shape]}} for replicates first .. first+count-1."""
-    return {group: {name: backend.noise(seed, f"{group}/{name}", spec.kind, spec.shape, first, count)
-                    for name, spec in group_specs.items()}
-            for group, group_specs in specs.items()}
+    """{group: {name: [count, *shape]}} for replicates first .. first+count-1 (`gradest.noise`)."""
+    return noise.draw_tree(backend, specs, seed, first, count)
 
 
-def initial_state(task, estimator, backend, params, num_samples: int, seed: int, batch=None,
-                  warmup_steps: int = STATE_WARMUP_STEPS):
-    """The estimator's state at θ, warmed up for ``warmup_steps`` steps when it moves, so that
-    e.g. a moving-average baseline is measured as it is during training, not at its zero start.
-    The warm-up uses its own noise stream, independent of the measured replicates."""
-    dist = task.problem(backend, params, batch=batch).dist
-    state = estimator.init(dist)
-    if not estimator.update_state:
+def phi_objective(task, estimator, backend):
+    """``(φ, θ, noise, state, batch) -> scalar``: the estimator's φ loss with θ held constant."""
+    B = backend
+    use_task_noise = not estimator.requires_exact
+
+    def objective(phi, theta, noise, state, batch):
+        theta = B.stop_gradient(theta)  # the distribution's parameters are held constant
+        prob = task.problem(B, theta, noise=noise.get("task") if use_task_noise else None, batch=batch)
+        return estimator.phi_loss(phi, prob.f, prob.dist, noise["estimator"], dict(state, phi=phi))
+
+    return objective
+
+
+def auto_chunk(task, backend, specs, num_samples: int) -> int:
+    """Replicates per vectorized call from the memory budget `CHUNK_BYTES` (a power of two, at
+    most `MAX_STATIC_CHUNK` where compiled functions are shape-specialized, else `MAX_CHUNK`)."""
+    itemsize = 8 if backend.dtype == "float64" else 4
+    noise_elems = sum(int(np.prod(s.shape)) for g in specs.values() for s in g.values())
+    hint = task.activation_elements(num_samples)
+    per_replicate = (4 * task.num_params + 8 * noise_elems + 4 * hint) * itemsize
+    chunk = max(1, CHUNK_BYTES // max(per_replicate, 1))
+    chunk = 1 << (int(chunk).bit_length() - 1)
+    return int(min(chunk, MAX_STATIC_CHUNK if backend.static_shapes else MAX_CHUNK))
+
+
+class SamplingKernel:
+    """The compiled functions of one trace key (see the module docstring); cached, shared by
+    every `GradientSampler` with that key."""
+
+    def __init__(self, task, estimator, backend, num_samples: int, chunk_size: int | None, batch):
+        self.task, self.estimator, self.backend, self.num_samples = task, estimator, backend, num_samples
+        B = backend
+        theta0 = B.asarray(task.init_params())
+        self.specs = noise_specs(task, estimator, B, theta0, num_samples, batch)
+        self.chunk_size = int(chunk_size) if chunk_size else auto_chunk(task, B, self.specs, num_samples)
+        self.loss = make_loss(task, estimator, B)
+        self._grads = B.replicate_grads(self.loss)
+        self._by_count: dict = {}
+        self._states: dict = {}
+        self._state_step = None
+        self._phi_step = None
+
+    # ---- estimates -----------------------------------------------------------------------
+    def _compiled(self, count: int):
+        fn = self._by_count.get(count)
+        if fn is None:
+            B, grads = self.backend, self._grads
+            draw = noise.drawer(B, self.specs, count)
+
+            def estimates(params, state, seed, first, batch):
+                return grads(params, draw(seed, first), state, batch)  # [count, P]
+
+            fn = self._by_count[count] = B.jit(estimates)
+        return fn
+
+    def padded(self, count: int) -> int:
+        """The size of the compiled call that computes ``count`` replicates."""
+        if not self.backend.static_shapes or count >= self.chunk_size:
+            return count
+        return min(1 << (count - 1).bit_length(), self.chunk_size)
+
+    def estimates(self, params, state, seed: int, first: int, count: int, batch=None):
+        """Backend array [padded(count), P]: the estimates of replicates first, first+1, ...;
+        the first ``count`` rows are those asked for (the rest is padding: drop it on the host,
+        where slicing compiles nothing)."""
+        return self._compiled(self.padded(count))(params, state, np.uint32(seed), np.uint32(first), batch)
+
+    def compiled_sizes(self) -> list[int]:
+        return sorted(self._by_count)
+
+    # ---- state ---------------------------------------------------------------------------
+    def prepare_state(self, params, theta_np: np.ndarray, seed: int, phi_warmup: int, batch=None):
+        """The estimator state at θ (``params``), warmed up as the module docstring says; kept
+        for the last few (θ, seed, φ steps) so that repeated calls pay for it once."""
+        key = (theta_np.tobytes(), seed, phi_warmup, batch is None)
+        if batch is None and key in self._states:
+            return self._states[key]
+        B, est = self.backend, self.estimator
+        state = est.init(self.task.problem(B, params, batch=batch).dist)
+        if est.update_state:
+            step = self._state_warmup_step()
+            for t in range(STATE_WARMUP_STEPS):
+                state = step(params, state, np.uint32(seed), np.uint32(t), batch)
+        if est.phi_loss is not None and phi_warmup > 0:
+            if not (isinstance(state, dict) and "phi" in state):
+                raise ValueError(f"estimator {est.label!r} defines phi_loss but its init() state has no 'phi' "
+                                 "entry; init must return {'phi': <flat array>, ...}")
+            train = self._phi_warmup_step()
+            carry = train.init(state["phi"], state, PHI_WARMUP_LEARNING_RATE)
+            for t in range(phi_warmup):
+                carry, _ = train.step(carry, seed, t, (params, batch))
+            state = dict(state, phi=train.params(carry))
+        if batch is None:
+            if len(self._states) >= _STATES_PER_KERNEL:
+                self._states.pop(next(iter(self._states)))
+            self._states[key] = state
         return state
-    loss = make_loss(task, estimator, backend, batch)
-    specs = noise_specs(task, estimator, backend, params, num_samples, batch)
-    warm_specs = {g: s for g, s in specs.items()}
-    for step in range(warmup_steps):
-        noise = draw_noise(backend, warm_specs, seed + 7919, step, 1)
-        noise = {g: {k: v[0] for k, v in d.items()} for g, d in noise.items()}
-        _, state = loss(backend.stop_gradient(params), noise, state)
-    return state
+
+    def _state_warmup_step(self):
+        if self._state_step is None:
+            B, loss = self.backend, self.loss
+            draw = noise.drawer(B, noise.prefixed(self.specs, "warmup"), 1)
+
+            def step(params, state, seed, t, batch):
+                one = noise.first_replicate(noise.unprefixed(draw(seed, t), "warmup"))
+                return loss(B.stop_gradient(params), one, state, batch)[1]
+
+            self._state_step = B.jit(step)
+        return self._state_step
+
+    def _phi_warmup_step(self):
+        """A training step of φ alone at fixed θ (carried in the batch slot), Adam."""
+        if self._phi_step is None:
+            B = self.backend
+            objective = phi_objective(self.task, self.estimator, B)
+            draw = noise.drawer(B, noise.prefixed(self.specs, "phi_warmup"), 1)
+
+            def phi_loss(phi, step_noise, state, theta_and_batch):
+                theta, batch = theta_and_batch
+                return objective(phi, theta, step_noise, state, batch), state
+
+            def draw_step(seed, t):
+                return noise.first_replicate(noise.unprefixed(draw(seed, t), "phi_warmup"))
+
+            self._phi_step = B.train_step(phi_loss, draw_step, "adam")
+        return self._phi_step
+
+
+def sampling_kernel(task, estimator, backend, num_samples: int, chunk_size: int | None = None,
+                    batch=None) -> SamplingKernel:
+    """The cached `SamplingKernel` of this trace key (built on first use)."""
+    key = ("sampling", compiled.task_key(task), compiled.estimator_key(estimator), compiled.backend_key(backend),
+           int(num_samples), chunk_size, compiled.shape_signature(batch))
+    return compiled.CACHE.get(key, lambda: SamplingKernel(task, estimator, backend, num_samples, chunk_size, batch))
+
+
+class Timing(NamedTuple):
+    """Seconds per estimate: the median of ``repeats`` timed calls, and their range (for 5
+    repeats, [min, max] covers the median with probability 1 - 2·0.5⁵ ≈ 94%)."""
+
+    median: float
+    low: float
+    high: float
+    repeats: int
+    threads: int
+    count: int
 
 
 class GradientSampler:
     """Independent gradient estimates of ``estimator`` on ``task`` at θ (default θ₀).
 
-    Build once (checks, backend, jit), then ``run(num_replicates)`` as often as needed; asv
-    benchmarks time ``run`` after a warm-up call."""
+    Cheap to build: the compiled functions come from the cache (`sampling_kernel`). Then
+    ``run(num_replicates)`` as often as needed; ``set_params`` moves θ without compiling."""
 
     def __init__(self, task, estimator, *, backend="torch", device="cpu", num_samples=1, seed=0,
-                 dtype="float32", params=None, chunk_size=None, batch=None):
+                 dtype="float32", params=None, chunk_size=None, batch=None, phi_warmup=None):
         self.task = get_task(task)
         self.estimator = get_estimator(estimator)
-        self.num_samples = _positive_int("num_samples", num_samples)
+        self.num_samples = integer("num_samples", num_samples)
+        chunk_size = optional_integer("chunk_size", chunk_size, 0) or None
+        self.phi_warmup = optional_integer("phi_warmup", phi_warmup, PHI_WARMUP_STEPS, minimum=0)
         check_compatible(self.task, self.estimator, self.num_samples)
-        self.backend = B = get_backend(backend, device=device, dtype=dtype)
-        theta = self.task.init_params() if params is None else np.asarray(params, dtype=np.float64)
-        if theta.shape != (self.task.num_params,):
-            raise ValueError(f"params must be a flat vector of {self.task.num_params} entries for task "
-                             f"{self.task.name!r}, got shape {theta.shape}")
-        finite("params", theta, owner=f"task {self.task.name!r}")
-        self.seed = int(seed)
+        self.backend = get_backend(backend, device=device, dtype=dtype)
+        self.seed = check_seed(seed)
         self.batch = batch
-        self.params = B.asarray(theta)
-        self.specs = noise_specs(self.task, self.estimator, B, self.params, self.num_samples, batch)
-        self.state = initial_state(self.task, self.estimator, B, self.params, self.num_samples, self.seed, batch)
-        self.chunk_size = chunk_size or self._auto_chunk()
-        loss = make_loss(self.task, self.estimator, B, batch)
-        self._vgrad = B.vmap(B.grad(loss, has_aux=True), in_axes=(None, 0, None))
-        self._estimate = B.jit(self._vgrad)
-        self._fused: dict = {}  # jax: count -> jitted (θ, state, first) -> estimates, noise inside
+        self.kernel = sampling_kernel(self.task, self.estimator, self.backend, self.num_samples, chunk_size, batch)
+        self.specs = self.kernel.specs
+        self.chunk_size = self.kernel.chunk_size
+        self.set_params(params)
+
+    @property
+    def phi_warmup_steps(self) -> int:
+        """φ steps the measured state had (0 for estimators without trainable φ)."""
+        return self.phi_warmup if self.estimator.phi_loss is not None else 0
 
     def set_params(self, params) -> None:
-        """Measure at θ = ``params`` (flat NumPy vector) from now on, reusing the compiled
-        function; the estimator's state is re-initialized (and warmed up) at the new θ."""
-        theta = np.asarray(params, dtype=np.float64)
-        if theta.shape != (self.task.num_params,):
-            raise ValueError(f"params must be a flat vector of {self.task.num_params} entries for task "
-                             f"{self.task.name!r}, got shape {theta.shape}")
-        finite("params", theta, owner=f"task {self.task.name!r}")
+        """Measure at θ = ``params`` (flat NumPy vector; None: θ₀) from now on, reusing the
+        compiled functions; the estimator's state is set up (and warmed up) at the new θ."""
+        theta = flat_params(self.task, params)
         self.params = self.backend.asarray(theta)
-        self.state = initial_state(self.task, self.estimator, self.backend, self.params, self.num_samples,
-                                   self.seed, self.batch)
-
-    def _auto_chunk(self) -> int:
-        itemsize = 8 if self.backend.dtype == "float64" else 4
-        noise_elems = sum(int(np.prod(s.shape)) for g in self.specs.values() for s in g.values())
-        hint = getattr(self.task, "activation_elements", lambda s: 0)(self.num_samples)
-        per_replicate = (4 * self.task.num_params + 8 * noise_elems + 4 * hint) * itemsize
-        return int(max(1, min(1 << 16, CHUNK_BYTES // max(per_replicate, 1))))
+        self.state = self.kernel.prepare_state(self.params, theta, self.seed, self.phi_warmup, self.batch)
 
     def estimates(self, first: int, count: int):
         """Backend array [count, P] of the estimates of replicates first .. first+count-1."""
-        if self.backend.name == "jax":
-            grads, _ = self._fused_estimate(count)(self.params, self.state, first)
-            return grads
-        noise = draw_noise(self.backend, self.specs, self.seed, first, count)
-        grads, _ = self._estimate(self.params, noise, self.state)
-        return grads
+        out = self._padded_estimates(first, count)
+        return out if out.shape[0] == count else out[:count]
 
-    def _fused_estimate(self, count: int):
-        """JAX fast path: ``(θ, state, first) -> (estimates [count, P], state)`` with the noise
-        of replicates first .. first+count-1 drawn inside the same jitted function, through
-        `Backend.noise_fn` (the numbers of `draw_noise`, ``first`` traced: one compilation per
-        chunk size). Drawing the noise eagerly costs a dispatch per key derivation and per noise
-        array, which for cheap estimators took longer than the estimates themselves."""
-        fn = self._fused.get(count)
-        if fn is None:
-            B, seed, vgrad = self.backend, self.seed, self._vgrad
-            draws = {group: {name: B.noise_fn(f"{group}/{name}", spec.kind, spec.shape, count)
-                             for name, spec in group_specs.items()}
-                     for group, group_specs in self.specs.items()}
-
-            def fused(params, state, first):
-                noise = {group: {name: draw(seed, first) for name, draw in d.items()}
-                         for group, d in draws.items()}
-                return vgrad(params, noise, state)
-
-            fn = self._fused[count] = B.jit(fused)
-        return fn
+    def _padded_estimates(self, first: int, count: int):
+        return self.kernel.estimates(self.params, self.state, self.seed, first, count, self.batch)
 
     def run(self, num_replicates: int) -> np.ndarray:
-        R = _positive_int("num_replicates", num_replicates)
+        """[R, P] float64: the estimates of replicates 0 .. R-1."""
+        R = integer("num_replicates", num_replicates)
+        B, chunk = self.backend, self.chunk_size
+        if R <= chunk:
+            return np.asarray(B.to_numpy(self._padded_estimates(0, R))[:R], dtype=np.float64)
         out = np.empty((R, self.task.num_params), dtype=np.float64)
-        for first in range(0, R, self.chunk_size):
-            count = min(self.chunk_size, R - first)
-            out[first:first + count] = self.backend.to_numpy(self.estimates(first, count))
+        for first in range(0, R, chunk):
+            count = min(chunk, R - first)
+            out[first:first + count] = B.to_numpy(self._padded_estimates(first, count))[:count]
         return out
 
-    def time_per_estimate(self, repeats: int = 3, count: int | None = None) -> tuple[float, float, float]:
-        """(best, min, max) seconds per estimate over ``repeats`` timed vectorized calls of
-        ``count`` replicates (default: one chunk), after one warm-up call."""
-        count = count or self.chunk_size
+    def time_per_estimate(self, repeats: int = 5, count: int | None = None, threads: int | None = TIMING_THREADS
+                          ) -> Timing:
+        """Seconds per estimate of ``count`` replicates (default: one chunk) per vectorized call:
+        the median and range of ``repeats`` timed calls after one warm-up call, run with
+        ``threads`` intra-op threads (None: the backend's current setting)."""
+        repeats = integer("repeats", repeats)
+        count = self.kernel.padded(count or self.chunk_size)  # what one call computes
         B = self.backend
-        B.block(self.estimates(0, count))
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            B.block(self.estimates(0, count))
-            times.append((time.perf_counter() - start) / count)
-        return min(times), min(times), max(times)
+        with B.threads(threads):
+            B.block(self._padded_estimates(0, count))
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                B.block(self._padded_estimates(0, count))
+                times.append((time.perf_counter() - start) / count)
+            used = B.thread_count()
+        return Timing(statistics.median(times), min(times), max(times), repeats, used, count)
 
 
 def gradient_samples(task, estimator, *, backend="torch", device="cpu", num_replicates=1000,
@@ -230,10 +358,31 @@ def gradient_samples(task, estimator, *, backend="torch", device="cpu", num_repl
     """[num_replicates, num_params]: independent estimates of dL/dθ at the task's initial θ
     (θ flattened in the task's ``param_layout`` order), each averaging ``num_samples`` samples.
 
-    Extra options: ``dtype`` ("float32"), ``params`` (θ other than θ₀), ``chunk_size``."""
+    Extra options: ``dtype`` ("float32"), ``params`` (θ other than θ₀), ``chunk_size``
+    (memory only: the numbers do not depend on it), ``phi_warmup`` (φ training steps at θ for
+    estimators with trainable φ; default `PHI_WARMUP_STEPS`, 0: φ as initialized). Repeated
+    calls with the same task, estimator, backend, S and chunk size reuse the compiled function."""
     sampler = GradientSampler(task, estimator, backend=backend, device=device,
                               num_samples=num_samples, seed=seed, **options)
     return sampler.run(num_replicates)
+
+
+class _Exact:
+    """The task's exact loss and gradient as compiled functions of θ (None: no ground truth)."""
+
+    def __init__(self, task, B):
+        self.backend = B
+        theta0 = B.asarray(task.init_params())
+        self.available = task.has_exact() and task.exact_loss(B, theta0) is not None
+        if self.available:
+            loss = lambda p: task.exact_loss(B, p)  # noqa: E731
+            self.loss = B.jit(loss)
+            self.value_and_grad = B.jit(B.value_and_grad(loss))
+
+
+def exact_functions(task, B) -> _Exact:
+    """The cached compiled exact loss and gradient of ``task`` on backend ``B``."""
+    return compiled.CACHE.get(("exact", compiled.task_key(task), compiled.backend_key(B)), lambda: _Exact(task, B))
 
 
 def exact_gradient(task, *, backend="torch", device="cpu", dtype="float32", params=None):
@@ -242,10 +391,11 @@ def exact_gradient(task, *, backend="torch", device="cpu", dtype="float32", para
     if not task.has_exact():
         return None
     B = get_backend(backend, device=device, dtype=dtype)
-    theta = B.asarray(task.init_params() if params is None else np.asarray(params, dtype=np.float64))
-    if task.exact_loss(B, theta) is None:
+    exact = exact_functions(task, B)
+    if not exact.available:
         return None
-    return B.to_numpy(B.grad(lambda p: task.exact_loss(B, p))(theta)).astype(np.float64)
+    _, grad = exact.value_and_grad(B.asarray(flat_params(task, params)))
+    return np.asarray(B.to_numpy(grad), dtype=np.float64)
 
 
 def exact_loss(task, *, backend="torch", device="cpu", dtype="float32", params=None) -> float | None:
@@ -253,9 +403,10 @@ def exact_loss(task, *, backend="torch", device="cpu", dtype="float32", params=N
     if not task.has_exact():
         return None
     B = get_backend(backend, device=device, dtype=dtype)
-    theta = B.asarray(task.init_params() if params is None else np.asarray(params, dtype=np.float64))
-    value = task.exact_loss(B, theta)
-    return None if value is None else float(B.to_numpy(value))
+    exact = exact_functions(task, B)
+    if not exact.available:
+        return None
+    return float(B.to_numpy(exact.loss(B.asarray(flat_params(task, params)))))
 
 
 Z95 = 1.959963984540054
@@ -309,21 +460,29 @@ def summarize(grads: np.ndarray, exact: np.ndarray | None) -> dict[str, Any]:
 
 
 def gradient_stats(task, estimator, *, backend="torch", device="cpu", num_replicates=1000,
-                   num_samples=1, seed=0, timing_repeats: int = 3, **options) -> dict[str, Any]:
+                   num_samples=1, seed=0, timing_repeats: int = 5, threads: int | None = TIMING_THREADS,
+                   **options) -> dict[str, Any]:
     """Variance (trace of covariance), bias_norm, mse, cosine_to_exact, snr and
-    seconds_per_estimate (with 95% intervals; timing: best/min/max of ``timing_repeats``
-    vectorized calls after a warm-up) of ``estimator`` on ``task``, against the exact gradient."""
+    seconds_per_estimate (with 95% intervals) of ``estimator`` on ``task``, against the exact
+    gradient.
+
+    Timing: the median of ``timing_repeats`` vectorized calls after a warm-up, with their range
+    (``seconds_low``/``seconds_high``), run with ``threads`` intra-op threads (default 1: tiny
+    operations are stable on one thread; None: the backend's setting). The result records
+    ``threads``, ``timing_repeats``, ``phi_warmup_steps`` and ``noise_version``. Options as
+    `gradient_samples`."""
     sampler = GradientSampler(task, estimator, backend=backend, device=device,
                               num_samples=num_samples, seed=seed, **options)
     grads = sampler.run(num_replicates)
-    exact = exact_gradient(sampler.task, backend=backend, device=device, dtype=sampler.backend.dtype,
-                           params=options.get("params"))
+    exact = exact_gradient(sampler.task, backend=sampler.backend, params=options.get("params"))
     stats = summarize(grads, exact)
-    best, low, high = sampler.time_per_estimate(timing_repeats, min(sampler.chunk_size, num_replicates))
+    timing = sampler.time_per_estimate(timing_repeats, min(sampler.chunk_size, num_replicates), threads)
     stats.update({
         "task": sampler.task.name, "estimator": sampler.estimator.label, "backend": sampler.backend.name,
         "device": sampler.backend.device, "num_samples": sampler.num_samples, "seed": sampler.seed,
-        "seconds_per_estimate": best, "seconds_low": low, "seconds_high": high,
-        "work_normalized_variance": stats["variance"] * best,
+        "seconds_per_estimate": timing.median, "seconds_low": timing.low, "seconds_high": timing.high,
+        "timing_repeats": timing.repeats, "threads": timing.threads,
+        "work_normalized_variance": stats["variance"] * timing.median,
+        "phi_warmup_steps": sampler.phi_warmup_steps, "noise_version": noise.NOISE_VERSION,
     })
     return stats

@@ -1,7 +1,11 @@
 """The sweep engine behind ``gradest run``: a grid of cells, each run once, kept on disk.
 
 A *cell* is one measurement: its kind, task (with options), estimator (with options),
-backend, device, seed, number of samples S and a few kind-specific settings. Kinds:
+backend, device, seed, number of samples S and a few kind-specific settings, plus what
+computes it: the noise scheme's version (`gradest.noise.NOISE_VERSION`) and the fingerprint of
+the estimator's and the task's code (`gradest.provenance.code_fingerprint`: gradest's version
+and the source of the modules that define them, a plugin's file included), taken when the cell
+is made. Kinds:
 
 * ``gradient``: `gradest.gradient_stats` (variance, bias, MSE, cosine, seconds per
   estimate) of an estimator variant on a task at θ₀, for each S of the budget and each seed;
@@ -14,15 +18,20 @@ backend, device, seed, number of samples S and a few kind-specific settings. Kin
 Storage (a results folder, default ``results/``)::
 
     cells/<key>.json   one file per finished cell (status done | skipped | failed)
-    results.csv        one row per cell of the last run (all kinds; tidy)
+    results.csv        one row per cell of the last run (all kinds; tidy), with the cell's
+                       noise_version and code_fingerprint
     history.csv        training histories, long format, with the cell columns
-    manifest.json      what was asked for (the arguments, the budget, versions)
+    manifest.json      what was asked for and run: the arguments, the budget after the
+                       overrides (`resolve_budget`), the noise version, versions
 
 Every file is written atomically (a temporary file in the same folder, then ``os.replace``),
 so no reader ever sees a partial file. A cell's file is written when the cell finishes;
 re-running the same sweep reuses the cells that are done or skipped (their key is a hash of
-the cell's settings) and re-runs the failed and missing ones: an interrupted sweep loses at
-most the cell that was running, and no row is ever duplicated. An estimator x task
+the cell's settings, noise version and code fingerprint) and re-runs the failed and missing
+ones: an interrupted sweep loses at most the cell that was running, and no row is ever
+duplicated. Editing an estimator's or a task's module (or a helper it imports, see
+`gradest.provenance`) changes the key of its cells, so the next run computes them again
+instead of reusing results of the old code; the other cells are still reused. An estimator x task
 combination that cannot run (`gradest.measure.UnsupportedCombinationError`) is recorded as
 skipped with the reason; any other error as failed with its message, and the sweep goes on.
 """
@@ -45,12 +54,16 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from gradest.provenance import NOISE_VERSION, code_fingerprint
 from gradest.registry import ESTIMATORS, TASKS, get_estimator, get_task
 
 KINDS = ("gradient", "temperature", "train", "lasso_delta")
 STATUSES = ("done", "skipped", "failed")
 #: a cell's settings change meaning when this changes: old cell files are then not reused
-CELL_FORMAT = 1
+#: (2: the key and the record carry the noise version and the code fingerprint)
+CELL_FORMAT = 2
+#: the code fingerprint of a cell whose estimator or task is not registered (it then fails)
+UNREGISTERED = "unregistered"
 
 #: built-in estimator variants swept by default (others: their default options)
 BUILTIN_VARIANTS: dict[str, list[dict]] = {
@@ -164,7 +177,12 @@ def variant_label(name: str, options: dict) -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    """One measurement of the sweep. ``settings`` holds the kind-specific numbers."""
+    """One measurement of the sweep. ``settings`` holds the kind-specific numbers.
+
+    ``noise_version`` and ``code`` (the `code_fingerprint` of the estimator and the task, or
+    `UNREGISTERED`) are not arguments: they are taken when the cell is made (also by
+    ``dataclasses.replace``), so a cell describes the code that was loaded when it was
+    planned, and are part of its key."""
 
     kind: str
     task: str
@@ -176,19 +194,29 @@ class Cell:
     task_options: dict = field(default_factory=dict, hash=False)
     estimator_options: dict = field(default_factory=dict, hash=False)
     settings: dict = field(default_factory=dict, hash=False)
+    noise_version: int = field(init=False)
+    code: str = field(init=False)
 
     def __post_init__(self):
         assert self.kind in KINDS, f"unknown cell kind {self.kind!r}"
+        try:
+            code = code_fingerprint(self.estimator, self.task)
+        except ValueError:  # not registered: the cell fails when it runs, with the registry's message
+            code = UNREGISTERED
+        object.__setattr__(self, "noise_version", NOISE_VERSION)
+        object.__setattr__(self, "code", code)
 
     def spec(self) -> dict:
         return {"format": CELL_FORMAT, "kind": self.kind, "task": self.task, "task_options": self.task_options,
                 "estimator": self.estimator, "estimator_options": self.estimator_options,
                 "backend": self.backend, "device": self.device, "seed": int(self.seed),
-                "num_samples": int(self.num_samples), "settings": self.settings}
+                "num_samples": int(self.num_samples), "settings": self.settings,
+                "noise_version": int(self.noise_version), "code": self.code}
 
     @property
     def key(self) -> str:
-        """16 hex digits identifying the cell's settings (its file name under ``cells/``)."""
+        """16 hex digits identifying the cell's settings, noise version and code (its file name
+        under ``cells/``)."""
         return hashlib.sha1(canonical(self.spec()).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
@@ -268,15 +296,13 @@ def check_names(kind: str, names: Iterable[str], known: Sequence[str]) -> None:
                          f"known {kind}s: {', '.join(known)}")
 
 
-def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = None,
-         backends: Sequence[str] = ("torch",), *, device: str = "cpu", seeds: int | None = None,
-         quick: bool = False, num_replicates: int | None = None, train_steps: int | None = None,
-         budget: Budget | None = None, kinds: Sequence[str] = KINDS) -> list[Cell]:
-    """The cells of a sweep, in the order they run: gradient, temperature, train, lasso_delta.
-
-    ``tasks`` / ``estimators`` default to everything registered (estimators as
-    `estimator_variants`); ``seeds``, ``num_replicates`` and ``train_steps`` (training cells,
-    not the Lasso sweep) to the budget's; unknown names raise ValueError."""
+def resolve_budget(budget: Budget | None = None, *, quick: bool = False, num_replicates: int | None = None,
+                   train_steps: int | None = None, seeds: int | None = None) -> Budget:
+    """The budget a sweep runs: ``budget`` (default `QUICK` with ``quick``, else `FULL`) with the
+    overrides applied. ``num_replicates`` replaces every replicate count (the per-task ones and
+    the temperature sweep's too); ``train_steps`` the steps of every training cell (not the Lasso
+    sweep's); ``seeds`` the seed count of every kind on every backend. Bad values raise
+    ValueError. `plan` sweeps this budget; ``gradest run`` records it in ``manifest.json``."""
     budget = budget or (QUICK if quick else FULL)
     if num_replicates is not None:
         if int(num_replicates) < 2:
@@ -287,15 +313,30 @@ def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = 
         if int(train_steps) < 1:
             raise ValueError(f"train_steps must be a positive integer, got {train_steps!r}")
         budget = dataclasses.replace(budget, train_steps=int(train_steps), task_train_steps={})
-    n_seeds = budget.seeds if seeds is None else int(seeds)
-    if n_seeds < 1:
-        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    if seeds is not None:
+        budget = dataclasses.replace(budget, seeds=int(seeds), gradient_seeds=None, secondary_seeds=None)
+    if budget.seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, got {budget.seeds if seeds is None else seeds!r}")
+    return budget
+
+
+def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = None,
+         backends: Sequence[str] = ("torch",), *, device: str = "cpu", seeds: int | None = None,
+         quick: bool = False, num_replicates: int | None = None, train_steps: int | None = None,
+         budget: Budget | None = None, kinds: Sequence[str] = KINDS) -> list[Cell]:
+    """The cells of a sweep, in the order they run: gradient, temperature, train, lasso_delta.
+
+    ``tasks`` / ``estimators`` default to everything registered (estimators as
+    `estimator_variants`); ``seeds``, ``num_replicates`` and ``train_steps`` override the
+    budget's as `resolve_budget` states; unknown names raise ValueError."""
+    budget = resolve_budget(budget, quick=quick, num_replicates=num_replicates, train_steps=train_steps,
+                            seeds=seeds)
     check_names("kind", kinds, KINDS)
     known_tasks = TASKS.names()
     task_names = list(tasks) if tasks else known_tasks
     check_names("task", task_names, known_tasks)
     variants = estimator_variants(estimators)
-    seed_list = list(range(n_seeds))
+    seed_list = list(range(budget.seeds))
     cells: list[Cell] = []
     primary = backends[0] if backends else None
     core = trained = None
@@ -318,9 +359,9 @@ def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = 
 
     def seeds_of(backend, measured=False):
         chosen = seed_list
-        if measured and budget.gradient_seeds is not None and seeds is None:
+        if measured and budget.gradient_seeds is not None:
             chosen = chosen[:budget.gradient_seeds]
-        if backend == primary or budget.secondary_seeds is None or seeds is not None:
+        if backend == primary or budget.secondary_seeds is None:
             return chosen
         return chosen[:budget.secondary_seeds]
 
@@ -563,6 +604,7 @@ class ResultStore:
         history = outcome.get("history")
         record = {
             "key": cell.key, "cell": json.loads(canonical(cell.spec())), "status": outcome["status"],
+            "noise_version": cell.noise_version, "code_fingerprint": cell.code,
             "reason": outcome.get("reason", ""), "traceback": outcome.get("traceback", ""),
             "label": outcome.get("label") or variant_label(cell.estimator, cell.estimator_options),
             "elapsed_s": outcome.get("elapsed_s", math.nan), "cpu_s": outcome.get("cpu_s", math.nan),
@@ -608,6 +650,7 @@ def record_row(record: dict) -> dict:
         "seed": cell["seed"], "num_samples": cell["num_samples"], "status": record["status"],
         "reason": record.get("reason", ""), "elapsed_s": record.get("elapsed_s"), "cpu_s": record.get("cpu_s"),
         "task_options": canonical(cell["task_options"]), "estimator_options": canonical(cell["estimator_options"]),
+        "noise_version": cell.get("noise_version"), "code_fingerprint": cell.get("code"),
     }
     for key, value in cell["settings"].items():
         row.setdefault(key, value)
@@ -666,7 +709,7 @@ def run_sweep(cells: Sequence[Cell], out, *, progress: bool = True, manifest: di
     if len(set(keys)) != len(keys):
         raise ValueError("the sweep has duplicated cells (same settings twice)")
     store.write_manifest({
-        **(manifest or {}), "cells": len(cells), "cell_format": CELL_FORMAT,
+        **(manifest or {}), "cells": len(cells), "cell_format": CELL_FORMAT, "noise_version": NOISE_VERSION,
         "written_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(), "machine": platform.node(), "platform": platform.platform(),
         "versions": _versions(),

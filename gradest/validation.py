@@ -49,3 +49,42 @@ def choice(name: str, value, choices, owner: str = ""):
         where = f" of {owner}" if owner else ""
         raise ValueError(f"option {name!r}{where} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
+
+
+def integer(name: str, value, minimum: int = 1, owner: str = "") -> int:
+    """``value`` as an int >= ``minimum`` (bools refused), or a ValueError naming the option."""
+    import numbers
+
+    where = f" of {owner}" if owner else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name}{where} must be {kind}, got {value!r}")
+    return int(value)
+
+
+def optional_integer(name: str, value, default: int, minimum: int = 1, owner: str = "") -> int:
+    return default if value is None else integer(name, value, minimum, owner)
+
+
+def flat_params(task, params) -> np.ndarray:
+    """θ for ``task``: ``task.init_params()`` when ``params`` is None, else ``params`` checked to
+    be a finite flat vector of ``task.num_params`` entries (float64)."""
+    if params is None:
+        return np.asarray(task.init_params(), dtype=np.float64)
+    try:
+        theta = np.asarray(params, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"params must be a flat vector of {task.num_params} numbers for task "
+                         f"{task.name!r}, got {type(params).__name__}") from err
+    if theta.shape != (task.num_params,):
+        raise ValueError(f"params must be a flat vector of {task.num_params} entries for task "
+                         f"{task.name!r}, got shape {theta.shape}")
+    return finite("params", theta, owner=f"task {task.name!r}")
+
+
+def seed(value, name: str = "seed") -> int:
+    """A seed: an integer in 0 .. 2**31 - 1 (the range JAX keys take)."""
+    s = integer(name, value, minimum=0)
+    if s > 2**31 - 1:
+        raise ValueError(f"{name} must be at most 2**31 - 1 = {2**31 - 1}, got {value!r}")
+    return s

@@ -97,9 +97,11 @@ import math
 
 import numpy as np
 
+from gradest import noise
 from gradest.distributions import Categorical
 from gradest.registry import register_task
 from gradest.task import Objective, Problem, Task, flatten_numpy, unflatten
+from gradest.validation import integer
 from gradest.tasks import _data
 
 #: largest K^L whose support is enumerated for the exact loss (the `exact` estimator's truth)
@@ -131,9 +133,7 @@ _DYNAMIC_KEY = 0xB1A5
 
 
 def _positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"option {name!r} of categorical_vae must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return integer(f"option {name!r}", value, minimum, owner="categorical_vae")
 
 
 def _hidden_sizes(value) -> tuple[int, ...]:
@@ -409,7 +409,7 @@ class CategoricalVAE(Task):
     def _build_metrics(self, B):
         """A jitted θ -> {name: scalar}. The data, the enumerated support and the noise are
         constants of the function: the noise is drawn inside it from ``METRIC_SEED`` (one
-        ``backend.noise`` call for all metrics, so jax compiles one function instead of running
+        `gradest.noise.draw` call for all metrics, so jax compiles one function instead of running
         its random number generator eagerly, and every call sees the same numbers)."""
         L, K = self.num_latents, self.num_categories
         n_train = self._eval_train.shape[0]
@@ -422,7 +422,7 @@ class CategoricalVAE(Task):
             blocks = self._blocks(B, params)
             x = B.asarray(x_np)  # [n, D]: the train subset, then the test subset
             logits = self.encoder_logits(B, blocks, x)  # [n, L, K]
-            eps = B.noise(METRIC_SEED, "categorical_vae/metrics", "gumbel", (n, L, K), 0, max(S, k))
+            eps = noise.draw(B, METRIC_SEED, "categorical_vae/metrics", "gumbel", (n, L, K), 0, max(S, k))
             z = Categorical(B, logits, event_ndims=1).sample(eps[:S])  # [S, n, L, K]
             kl = self.analytic_kl(B, logits)  # [n]
             neg_elbo = B.mean(self.reconstruction_cost(B, blocks, x, z), axis=0) + kl  # [n]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from gradest.backends.base import Backend
+from gradest import noise
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(3, 4))
@@ -66,7 +67,7 @@ def test_dtypes(backend_name):
     for dtype in ("float32", "float64"):
         B = get_backend(backend_name, dtype=dtype)
         assert B.to_numpy(B.asarray([1.0])).dtype == np.dtype(dtype)
-        assert B.to_numpy(B.noise(0, "s", "normal", (2,), 0, 3)).dtype == np.dtype(dtype)
+        assert B.to_numpy(noise.draw(B, 0, "s", "normal", (2,), 0, 3)).dtype == np.dtype(dtype)
         assert B.to_numpy(B.asarray([1, 2])).dtype.kind == "i"
 
 
@@ -92,11 +93,11 @@ def test_grad_vmap_jit(backend):
 @pytest.mark.parametrize("kind", ["uniform", "normal", "gumbel"])
 def test_noise_is_deterministic_distinct_and_right(backend, kind):
     B = backend
-    a = B.to_numpy(B.noise(3, "estimator/sample", kind, (10,), 0, 2000))
-    b = B.to_numpy(B.noise(3, "estimator/sample", kind, (10,), 0, 2000))
-    c = B.to_numpy(B.noise(4, "estimator/sample", kind, (10,), 0, 2000))
-    d = B.to_numpy(B.noise(3, "other", kind, (10,), 0, 2000))
-    e = B.to_numpy(B.noise(3, "estimator/sample", kind, (10,), 2000, 2000))
+    a = B.to_numpy(noise.draw(B, 3, "estimator/sample", kind, (10,), 0, 2000))
+    b = B.to_numpy(noise.draw(B, 3, "estimator/sample", kind, (10,), 0, 2000))
+    c = B.to_numpy(noise.draw(B, 4, "estimator/sample", kind, (10,), 0, 2000))
+    d = B.to_numpy(noise.draw(B, 3, "other", kind, (10,), 0, 2000))
+    e = B.to_numpy(noise.draw(B, 3, "estimator/sample", kind, (10,), 2000, 2000))
     assert a.shape == (2000, 10)
     np.testing.assert_array_equal(a, b)
     for other in (c, d, e):
@@ -112,7 +113,7 @@ def test_noise_is_deterministic_distinct_and_right(backend, kind):
 
 def test_unknown_noise_kind(backend):
     with pytest.raises(ValueError, match="known kinds: uniform, normal, gumbel"):
-        backend.noise(0, "s", "cauchy", (1,), 0, 1)
+        noise.draw(backend, 0, "s", "cauchy", (1,), 0, 1)
 
 
 def test_value_and_grad_layout_without_aux(backend):

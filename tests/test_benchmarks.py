@@ -286,20 +286,3 @@ def test_gumbel_softmax_reference_matches_gradest_in_mean(monkeypatch, backend_n
     se = np.sqrt(a.var(axis=0, ddof=1) / len(a) + b.var(axis=0, ddof=1) / len(b))
     z = np.abs(a.mean(axis=0) - b.mean(axis=0)) / np.maximum(se, 1e-9)
     assert z.max() < NormalDist().inv_cdf(1 - 1e-4 / 20), z
-
-
-# ---- the JAX fast path of GradientSampler draws draw_noise's numbers -------------------------
-def test_fused_jax_noise_matches_draw_noise():
-    """`GradientSampler.run` on jax draws the noise inside the jitted call: the estimates are
-    those of the eager path (noise from `draw_noise`), chunk by chunk."""
-    _need("jax")
-    from gradest.measure import GradientSampler, draw_noise
-
-    sampler = GradientSampler("bandit", "reinforce", backend="jax", seed=3, num_samples=2, chunk_size=7)
-    fused = sampler.run(14)
-    eager = np.concatenate([
-        np.asarray(sampler._estimate(sampler.params, draw_noise(sampler.backend, sampler.specs, 3, first, 7),
-                                     sampler.state)[0])
-        for first in (0, 7)])
-    np.testing.assert_allclose(fused, eager, rtol=1e-6, atol=1e-7)
-    assert not np.allclose(fused[:7], fused[7:])  # the chunks have their own noise

@@ -5,6 +5,7 @@ import pytest
 from scipy import stats
 
 from gradest.distributions import Bernoulli, Categorical, Normal
+from gradest import noise
 
 LOGITS = np.array([1.0, -0.5, 0.0, 2.0])
 
@@ -14,7 +15,7 @@ def test_gumbel_max_frequencies_match_softmax(backend):
     B = backend
     dist = Categorical(B, B.asarray(LOGITS))
     n = 20000
-    z = B.to_numpy(dist.sample(B.noise(0, "sample", "gumbel", (4,), 0, n)))
+    z = B.to_numpy(dist.sample(noise.draw(B, 0, "sample", "gumbel", (4,), 0, n)))
     assert z.shape == (n, 4) and set(np.unique(z)) == {0.0, 1.0} and np.all(z.sum(1) == 1)
     p = np.exp(LOGITS) / np.exp(LOGITS).sum()
     _, pvalue = stats.chisquare(z.sum(0), n * p)
@@ -25,7 +26,7 @@ def test_bernoulli_frequencies(backend):
     B = backend
     dist = Bernoulli(B, B.asarray(LOGITS))
     n = 20000
-    b = B.to_numpy(dist.sample(B.noise(0, "sample", "uniform", (4,), 0, n)))
+    b = B.to_numpy(dist.sample(noise.draw(B, 0, "sample", "uniform", (4,), 0, n)))
     p = 1 / (1 + np.exp(-LOGITS))
     z = (b.mean(0) - p) / np.sqrt(p * (1 - p) / n)
     assert np.all(np.abs(z) < 4.0), z  # 4 standard errors, 4 coordinates
@@ -35,7 +36,7 @@ def test_normal_rsample_moments(backend):
     B = backend
     dist = Normal(B, B.asarray([1.0, -2.0]), B.asarray([0.0, np.log(3.0)]))
     n = 20000
-    z = B.to_numpy(dist.rsample(B.noise(0, "sample", "normal", (2,), 0, n)))
+    z = B.to_numpy(dist.rsample(noise.draw(B, 0, "sample", "normal", (2,), 0, n)))
     se = np.array([1.0, 3.0]) / np.sqrt(n)
     assert np.all(np.abs(z.mean(0) - [1.0, -2.0]) < 4 * se)
     assert np.all(np.abs(z.std(0) / [1.0, 3.0] - 1) < 0.05)

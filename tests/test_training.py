@@ -174,16 +174,6 @@ def test_history_columns_and_determinism(backend_name):
     assert h["loss"].iloc[0] == pytest.approx(-task.rewards[z].mean(), rel=1e-6)
 
 
-def test_jax_noise_fn_matches_noise():
-    B = get_backend("jax")
-    import jax
-
-    draw = B.noise_fn("estimator/sample", "normal", (2, 3), 1)
-    traced = jax.jit(draw)(11, 6)  # seed and first traced
-    eager = B.noise(11, "estimator/sample", "normal", (2, 3), 6, 1)
-    np.testing.assert_array_equal(np.asarray(traced), np.asarray(eager))
-
-
 def _learned_baseline(second_order: bool = False) -> GradientEstimator:
     """A test estimator with trainable φ: REINFORCE with a learned constant baseline b = φ[0].
 

@@ -22,6 +22,7 @@ from gradest.estimators._conditional import conditional, perturbed
 from gradest.measure import GradientSampler, UnsupportedCombinationError, summarize
 from gradest.task import Objective, Problem, Task
 from gradest.testing import CONFORMANCE_TASKS, check_estimator, numpy_noise, z_test
+from gradest import noise
 
 ALPHA = 1e-4
 R = 4000
@@ -129,8 +130,8 @@ def train_phi(task, est, backend: str, steps: int, lr: float = 0.03, num_samples
     phi = B.to_numpy(state["phi"]).astype(np.float64)
     m, v = np.zeros_like(phi), np.zeros_like(phi)
     for k in range(steps):
-        noise = {n: B.noise(seed, f"phi/{n}", s.kind, s.shape, k, 1)[0] for n, s in specs.items()}
-        g = B.to_numpy(grad(B.asarray(phi), noise)).astype(np.float64)
+        step_noise = {n: noise.draw(B, seed, f"phi/{n}", s.kind, s.shape, k, 1)[0] for n, s in specs.items()}
+        g = B.to_numpy(grad(B.asarray(phi), step_noise)).astype(np.float64)
         assert np.all(np.isfinite(g)), f"non-finite φ gradient at step {k}"
         m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
         phi = phi - lr * (m / (1 - 0.9 ** (k + 1))) / (np.sqrt(v / (1 - 0.999 ** (k + 1))) + 1e-8)
@@ -269,7 +270,7 @@ def test_relaxed_evaluations_leave_the_cost_parameters_alone(backend):
 
 def measure_before_and_after(task, est, backend, phi, seed):
     """Estimates [R, P] of ``est`` at its initial φ and at ``phi``, from one compiled sampler."""
-    sampler = GradientSampler(task, est, backend=backend, dtype="float64", seed=seed)
+    sampler = GradientSampler(task, est, backend=backend, dtype="float64", seed=seed, phi_warmup=0)
     before = sampler.run(R)
     sampler.state = {**sampler.state, "phi": sampler.backend.asarray(phi)}
     return before, sampler.run(R)

@@ -9,11 +9,10 @@ Conventions, shared by both implementations:
 * ``axis`` arguments follow NumPy (negative axes allowed); ``keepdims`` as NumPy.
 * Arrays are created on ``backend.device`` with ``backend.dtype`` (float32 unless asked for
   float64) by `asarray`, `zeros`, `ones`, `arange` and the noise functions.
-* Randomness is explicit. `noise` draws a batch of independent noise arrays for the window of
-  replicates ``first .. first + count - 1`` of a named stream under a seed; the same
-  (seed, stream, kind, shape, window) gives the same numbers whatever estimator asks for them
-  (common random numbers) and on every call (determinism). Across backends the numbers differ
-  (parity tests feed the same NumPy noise to both).
+* Randomness is explicit. `replicate_noise` is the generator behind `gradest.noise`, which
+  names the streams and states the promise: replicate i of a stream under a seed depends on
+  (seed, stream, i) alone. Across backends the numbers differ (parity tests feed the same
+  NumPy noise to both).
 * Function transforms: `grad` differentiates with respect to the first argument (an array),
   `vmap` maps over a leading axis of the arguments whose ``in_axes`` entry is 0 (nested
   dicts of arrays allowed), `jit` compiles where the framework does (JAX: ``jax.jit``; torch:
@@ -22,17 +21,14 @@ Conventions, shared by both implementations:
 from __future__ import annotations
 
 import abc
-import zlib
+import contextlib
 from typing import Any, Callable, Sequence
 
 NOISE_KINDS = ("uniform", "normal", "gumbel")
+#: optimizer names, the same for both backends
+OPTIMIZERS = ("adam", "sgd", "momentum", "rmsprop", "adagrad")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
-
-
-def stream_id(stream: str) -> int:
-    """A stable 31-bit integer for a noise stream name (the same in every process)."""
-    return zlib.crc32(stream.encode()) & 0x7FFFFFFF
 
 
 class Backend(abc.ABC):
@@ -206,22 +202,56 @@ class Backend(abc.ABC):
 
         Timings must call it inside the timed region (cuda synchronize / block_until_ready)."""
 
+    def replicate_grads(self, fn: Callable) -> Callable:
+        """``(params, noise, state, batch) -> grads [count, P]``: the gradient of
+        ``fn(params, noise_r, state, batch) -> (scalar, aux)`` with respect to ``params`` for each
+        replicate r of ``noise`` (leading axis ``count``), aux dropped. The default is
+        ``vmap(grad(fn))``; a backend may take a faster path where it measurably pays (torch:
+        plain autograd at count = 1)."""
+        vg = self.vmap(self.grad(fn, has_aux=True), in_axes=(None, 0, None, None))
+
+        def grads(params, noise, state, batch):
+            return vg(params, noise, state, batch)[0]
+
+        return grads
+
+    #: whether compiled functions are specialized to array shapes (JAX): the harness then pads
+    #: replicate chunks to a few sizes instead of compiling for every count
+    static_shapes: bool = False
+
+    # ---- training ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def optimizer(self, name: str, learning_rate: float):
+        """The framework's optimizer ``name`` (one of `OPTIMIZERS`), with the hyper-parameters
+        of torch.optim's defaults in both backends, so that both run one algorithm."""
+
+    @abc.abstractmethod
+    def train_step(self, loss: Callable, draw_noise: Callable, optimizer: str,
+                   phi_objective: Callable | None = None) -> "TrainStep":
+        """A `TrainStep` minimizing ``loss(θ, noise, state, batch) -> (scalar, new_state)``
+        with `optimizer` ``optimizer``; the step's noise is ``draw_noise(seed, t)``. With
+        ``phi_objective(φ, θ, noise, state, batch) -> scalar``, each step also updates
+        ``state["phi"]`` (at θ_t, with the step's noise) with an optimizer of the same name."""
+
+    # ---- threads -----------------------------------------------------------------------
+    def thread_count(self) -> int:
+        """Intra-op threads this backend computes with on the CPU."""
+        return 1
+
+    def threads(self, count: int | None):
+        """A context manager running the block with ``count`` intra-op threads (None: as is)."""
+        return contextlib.nullcontext()
+
     # ---- explicit noise ----------------------------------------------------------------
     @abc.abstractmethod
-    def noise(self, seed: int, stream: str, kind: str, shape: Sequence[int], first: int, count: int):
-        """Noise for replicates ``first .. first+count-1``: an array ``[count, *shape]``.
+    def replicate_noise(self, seed, stream_id: int, kind: str, shape: tuple, first, count: int):
+        """Replicates ``first .. first+count-1`` of one noise stream: an array ``[count, *shape]``.
 
-        ``kind`` is one of `NOISE_KINDS`: ``uniform`` draws from the open interval (0, 1) (so
-        ``log(u)`` and ``log(-log(u))`` are finite), ``normal`` from N(0, 1), ``gumbel`` from
-        the standard Gumbel distribution. The numbers are a function of (seed, stream, kind, shape,
-        first, count) alone; the harness chunks replicates deterministically."""
-
-    def noise_fn(self, stream: str, kind: str, shape: Sequence[int], count: int) -> Callable:
-        """``(seed, first) -> noise(seed, stream, kind, shape, first, count)`` as a function.
-
-        JAX's can be traced: ``seed`` and ``first`` may be traced integers, so a jitted training
-        step draws its own noise; elsewhere it calls `noise` eagerly."""
-        return lambda seed, first: self.noise(seed, stream, kind, shape, first, count)
+        The generator behind `gradest.noise` (call that module, not this method): row ``j`` is a
+        function of (seed, stream_id, kind, shape, first + j) alone, whatever ``first`` and
+        ``count`` are. ``kind`` is one of `NOISE_KINDS`: ``uniform`` draws from the open
+        interval (0, 1), ``normal`` from N(0, 1), ``gumbel`` from the standard Gumbel. Where
+        the backend compiles (`static_shapes`), ``seed`` and ``first`` may be traced."""
 
     # ---- memory ------------------------------------------------------------------------
     def reset_peak_memory(self) -> None:
@@ -235,3 +265,32 @@ class Backend(abc.ABC):
 def check_noise_kind(kind: str) -> None:
     if kind not in NOISE_KINDS:
         raise ValueError(f"unknown noise kind {kind!r}; known kinds: {', '.join(NOISE_KINDS)}")
+
+
+class TrainStep(abc.ABC):
+    """One optimizer step of a training run, built once (`Backend.train_step`) and reused.
+
+    The run's variables are a *carry* (θ, optimizer state, estimator state, φ and its
+    optimizer state): ``carry = init(θ₀, state, learning_rate)``, then
+    ``carry, value = step(carry, seed, t, batch)`` for t = 0, 1, ...; ``value`` is the loss at
+    θ_t (a backend scalar). The learning rate is data, not part of what is compiled."""
+
+    @abc.abstractmethod
+    def init(self, theta, state, learning_rate: float): ...
+
+    @abc.abstractmethod
+    def step(self, carry, seed, t, batch): ...
+
+    @abc.abstractmethod
+    def params(self, carry):
+        """θ of ``carry`` (an array that later steps do not change)."""
+
+    @abc.abstractmethod
+    def state(self, carry):
+        """The estimator state of ``carry`` (with the current φ where there is one)."""
+
+
+def check_optimizer(name: str) -> str:
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; known optimizers: {', '.join(OPTIMIZERS)}")
+    return name

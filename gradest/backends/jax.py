@@ -1,19 +1,22 @@
 """The JAX implementation of `gradest.backends.base.Backend`.
 
 Transforms are JAX's own (``jax.grad``, ``jax.vmap``, ``jax.jit``). Noise comes from
-``jax.random`` with the key ``fold_in(fold_in(PRNGKey(seed), stream), first)``. Arrays are
+``jax.random``: replicate i of a stream from the key ``fold_in(fold_in(PRNGKey(seed), stream), i)``
+(the scheme of `gradest.noise`). Optimizers are optax's; a training step is one jitted function. Arrays are
 committed to the backend's device. float64 turns on ``jax_enable_x64`` (a process-wide JAX
 setting).
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 
 import numpy as np
 import jax
 import jax.numpy as jnp
 
-from gradest.backends.base import Backend, check_noise_kind, stream_id
+from gradest.backends.base import Backend, TrainStep, check_noise_kind, check_optimizer
 
 _INT = {"int64": jnp.int64, "int32": jnp.int32, "bool": jnp.bool_}
 
@@ -185,15 +188,35 @@ class JaxBackend(Backend):
         return jax.block_until_ready(x)
 
     # noise
-    def noise(self, seed, stream, kind, shape, first, count):
-        check_noise_kind(kind)
-        return _draw(int(seed), stream_id(stream), kind, (int(count), *map(int, shape)), int(first),
-                     self._float, self._jax_device)
+    static_shapes = True
 
-    def noise_fn(self, stream, kind, shape, count):
+    def replicate_noise(self, seed, stream_id, kind, shape, first, count):
         check_noise_kind(kind)
-        sid, size = stream_id(stream), (int(count), *map(int, shape))
-        return lambda seed, first: _draw(seed, sid, kind, size, first, self._float, self._jax_device)
+        if isinstance(seed, jax.core.Tracer) or isinstance(first, jax.core.Tracer):
+            return _replicates(seed, first, stream_id, kind, tuple(shape), int(count), self._float)
+        # eager: one compiled drawer per (kind, shape, count, dtype), seed and first as data
+        out = _eager_drawer(stream_id, kind, tuple(shape), int(count), jnp.dtype(self._float).name)(
+            np.uint32(seed), np.uint32(first))
+        return jax.device_put(out, self._jax_device)
+
+    # training
+    def optimizer(self, name, learning_rate):
+        import optax
+
+        return optax.inject_hyperparams(_optax_factory(check_optimizer(name)))(learning_rate=learning_rate)
+
+    def train_step(self, loss, draw_noise, optimizer, phi_objective=None):
+        return JaxTrainStep(self, loss, draw_noise, check_optimizer(optimizer), phi_objective)
+
+    # threads
+    def thread_count(self):
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "--xla_cpu_multi_thread_eigen=false" in flags:
+            return 1
+        for flag in flags.split():
+            if flag.startswith("intra_op_parallelism_threads="):
+                return int(flag.split("=", 1)[1])
+        return os.cpu_count() or 1
 
     # memory
     def reset_peak_memory(self):
@@ -206,15 +229,95 @@ class JaxBackend(Backend):
         return math.nan
 
 
-def _draw(seed, stream, kind, size, first, dtype, device):
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), stream), first)
-    key = jax.device_put(key, device)
-    if kind == "normal":
-        return jax.random.normal(key, size, dtype)
-    if kind == "gumbel":
-        return jax.random.gumbel(key, size, dtype)
-    tiny = jnp.finfo(dtype).tiny
-    return jax.random.uniform(key, size, dtype, minval=tiny, maxval=1.0)
+def _replicates(seed, first, stream_id, kind, shape, count, dtype):
+    """[count, *shape]: replicate i's noise from ``fold_in(fold_in(PRNGKey(seed), stream), i)``."""
+    base = jax.random.fold_in(jax.random.PRNGKey(seed), stream_id)
+    index = jnp.asarray(first, jnp.uint32) + jnp.arange(count, dtype=jnp.uint32)
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base, index)
+
+    def one(key):
+        if kind == "normal":
+            return jax.random.normal(key, shape, dtype)
+        if kind == "gumbel":
+            return jax.random.gumbel(key, shape, dtype)
+        return jax.random.uniform(key, shape, dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
+
+    return jax.vmap(one)(keys)
+
+
+@functools.lru_cache(maxsize=256)
+def _eager_drawer(stream_id, kind, shape, count, dtype):
+    return jax.jit(lambda seed, first: _replicates(seed, first, stream_id, kind, shape, count, jnp.dtype(dtype)))
+
+
+def _optax_factory(name):
+    import optax
+
+    # hyper-parameters as torch.optim's defaults, so both backends run one algorithm
+    table = {
+        "adam": lambda learning_rate: optax.adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8),
+        "sgd": lambda learning_rate: optax.sgd(learning_rate),
+        "momentum": lambda learning_rate: optax.sgd(learning_rate, momentum=0.9),
+        "rmsprop": lambda learning_rate: optax.rmsprop(learning_rate, decay=0.99, eps=1e-8, eps_in_sqrt=False),
+        # torch adds its eps (1e-10) outside the square root, optax inside: eps=0 is closer
+        "adagrad": lambda learning_rate: optax.adagrad(learning_rate, initial_accumulator_value=0.0, eps=0.0),
+    }
+    return table[name]
+
+
+class JaxTrainStep(TrainStep):
+    """The step (noise, gradient, optax update of θ and of φ) as one ``jax.jit`` function,
+    compiled once per batch shape; the learning rate lives in the optimizer state
+    (``optax.inject_hyperparams``), so runs at other rates reuse the compiled step."""
+
+    def __init__(self, B, loss, draw_noise, optimizer, phi_objective):
+        import optax
+
+        self.B = B
+        self.opt = opt = B.optimizer(optimizer, 1.0)
+        has_phi = phi_objective is not None
+        phi_grad = jax.grad(phi_objective) if has_phi else None
+        self.has_phi = has_phi
+
+        def step(carry, seed, t, batch):
+            theta, opt_state, state, phi_opt_state = carry
+            noise = draw_noise(seed, t)
+            (value, new_state), grad = jax.value_and_grad(loss, has_aux=True)(theta, noise, state, batch)
+            updates, opt_state = opt.update(grad, opt_state, theta)
+            new_state = dict(new_state)
+            if has_phi:  # at θ_t, with the step's noise and state
+                phi = state["phi"]
+                g = phi_grad(phi, theta, noise, state, batch)
+                phi_updates, phi_opt_state = opt.update(g, phi_opt_state, phi)
+                new_state["phi"] = optax.apply_updates(phi, phi_updates)
+            return (optax.apply_updates(theta, updates), opt_state, new_state, phi_opt_state), value
+
+        self._step = jax.jit(step)
+
+    def _commit(self, tree):
+        # every array committed to the backend's device, as the step's outputs are: an input
+        # placed differently (optax's fresh state is uncommitted) would compile the step twice
+        return jax.tree_util.tree_map(self.B.asarray, tree)
+
+    def _opt_init(self, x, learning_rate):
+        opt_state = self.opt.init(x)
+        opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, self.B._float)
+        return self._commit(opt_state)
+
+    def init(self, theta, state, learning_rate):
+        theta = self.B.asarray(theta)
+        state = self._commit(dict(state))
+        phi_opt_state = self._opt_init(state["phi"], learning_rate) if self.has_phi else None
+        return theta, self._opt_init(theta, learning_rate), state, phi_opt_state
+
+    def step(self, carry, seed, t, batch):
+        return self._step(carry, np.uint32(seed), np.uint32(t), batch)
+
+    def params(self, carry):
+        return carry[0]
+
+    def state(self, carry):
+        return carry[2]
 
 
 def make_backend(device: str = "cpu", dtype: str = "float32", **options) -> JaxBackend:

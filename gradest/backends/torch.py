@@ -1,18 +1,22 @@
 """The PyTorch implementation of `gradest.backends.base.Backend`.
 
 Transforms come from ``torch.func`` (``grad``, ``vmap``); ``jit`` is eager unless the backend
-was made with ``compile=True`` (then ``torch.compile``). Noise comes from a ``torch.Generator``
-on the backend's device seeded from (seed, stream, first replicate).
+was made with ``compile=True`` (then ``torch.compile``). Noise comes in blocks of replicates, each
+one ``torch.Generator`` call on the backend's device seeded from (seed, stream, block) (the
+scheme of `gradest.noise`). Optimizers are torch.optim's; a training step is eager, θ a leaf
+tensor updated in place.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from gradest.backends.base import Backend, check_noise_kind, stream_id
+from gradest.backends.base import Backend, TrainStep, check_noise_kind, check_optimizer
+from gradest.noise import torch_block_replicates
 
 _DTYPES = {
     "float32": torch.float32,
@@ -211,11 +215,21 @@ class TorchBackend(Backend):
         return x
 
     # noise
-    def noise(self, seed, stream, kind, shape, first, count):
+    def replicate_noise(self, seed, stream_id, kind, shape, first, count):
         check_noise_kind(kind)
+        per_block = torch_block_replicates(shape)
+        first, count = int(first), int(count)
+        b0, b1 = first // per_block, (first + count - 1) // per_block
+        blocks = [self._noise_block(int(seed), stream_id, kind, tuple(shape), b, per_block) for b in range(b0, b1 + 1)]
+        out = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+        offset = first - b0 * per_block
+        return out[offset:offset + count]
+
+    def _noise_block(self, seed, stream_id, kind, shape, block, per_block):
+        """Replicates block·per_block .. (block+1)·per_block - 1 of one stream: [per_block, *shape]."""
         gen = torch.Generator(device=self._torch_device)
-        gen.manual_seed(_mix(seed, stream_id(stream), first))
-        size = (count, *tuple(shape))
+        gen.manual_seed(_mix(seed, stream_id, block))
+        size = (per_block, *shape)
         opts = dict(generator=gen, dtype=self._float, device=self._torch_device)
         if kind == "normal":
             return torch.randn(size, **opts)
@@ -225,6 +239,42 @@ class TorchBackend(Backend):
         if kind == "uniform":
             return u
         return -torch.log(-torch.log(u))
+
+    def replicate_grads(self, fn):
+        vg = torch.func.vmap(torch.func.grad(fn, has_aux=True), in_dims=(None, 0, None, None))
+
+        def grads(params, noise, state, batch):
+            if _leading(noise) != 1:
+                return vg(params, noise, state, batch)[0]
+            # one replicate: plain autograd (torch.func's vmap and grad cost more than the estimate)
+            leaf = params.detach().requires_grad_(True)
+            with torch.enable_grad():
+                value, _ = fn(leaf, _tree_map(lambda x: x[0], noise), state, batch)
+                g = torch.autograd.grad(value, leaf, allow_unused=True)[0] if value.requires_grad else None
+            return (torch.zeros_like(leaf) if g is None else g).unsqueeze(0)
+
+        return grads
+
+    # training
+    def optimizer(self, name, learning_rate):
+        return _torch_optimizer(check_optimizer(name), learning_rate)
+
+    def train_step(self, loss, draw_noise, optimizer, phi_objective=None):
+        return TorchTrainStep(self, loss, draw_noise, check_optimizer(optimizer), phi_objective)
+
+    # threads
+    def thread_count(self):
+        return torch.get_num_threads()
+
+    @contextlib.contextmanager
+    def threads(self, count):
+        before = torch.get_num_threads()
+        if count is not None:
+            torch.set_num_threads(int(count))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     # memory
     def reset_peak_memory(self):
@@ -246,6 +296,77 @@ def _value_and_grad(fn, has_aux):
         return value, g
 
     return wrapped
+
+
+def _leading(tree) -> int:
+    if isinstance(tree, dict):
+        for v in tree.values():
+            n = _leading(v)
+            if n >= 0:
+                return n
+        return -1
+    return int(tree.shape[0])
+
+
+def _torch_optimizer(name, lr):
+    """``(tensors) -> torch.optim.Optimizer`` for gradest's optimizer ``name``."""
+    table = {
+        "adam": lambda ts: torch.optim.Adam(ts, lr=lr),
+        "sgd": lambda ts: torch.optim.SGD(ts, lr=lr),
+        "momentum": lambda ts: torch.optim.SGD(ts, lr=lr, momentum=0.9),
+        "rmsprop": lambda ts: torch.optim.RMSprop(ts, lr=lr),
+        "adagrad": lambda ts: torch.optim.Adagrad(ts, lr=lr),
+    }
+    return table[name]
+
+
+class TorchTrainStep(TrainStep):
+    """θ (and φ) as leaf tensors that torch.optim updates in place; θ's gradient by plain
+    autograd (torch.func's per-call overhead is the bulk of a small task's step), φ's by
+    ``torch.func.grad`` (a φ loss may differentiate the surrogate itself)."""
+
+    def __init__(self, B, loss, draw_noise, optimizer, phi_objective):
+        self.B, self.loss, self.draw_noise, self.optimizer = B, loss, draw_noise, optimizer
+        self.phi_grad = torch.func.grad(phi_objective) if phi_objective is not None else None
+
+    def init(self, theta, state, learning_rate):
+        make = _torch_optimizer(self.optimizer, float(learning_rate))
+        carry = {"theta": self.B.asarray(theta).detach().clone().requires_grad_(True), "state": dict(state)}
+        carry["opt"] = make([carry["theta"]])
+        if self.phi_grad is not None:
+            carry["phi"] = state["phi"].detach().clone().requires_grad_(True)
+            carry["phi_opt"] = make([carry["phi"]])
+        return carry
+
+    def step(self, carry, seed, t, batch):
+        noise = self.draw_noise(seed, t)
+        theta, state = carry["theta"], carry["state"]
+        if self.phi_grad is not None:
+            state = dict(state, phi=carry["phi"].detach())
+        with torch.enable_grad():
+            value, new_state = self.loss(theta, noise, state, batch)
+            grad = torch.autograd.grad(value, theta, allow_unused=True)[0] if value.requires_grad else None
+        phi_grad = None
+        if self.phi_grad is not None:  # at θ_t, with the step's noise and state
+            phi_grad = self.phi_grad(carry["phi"].detach(), theta.detach(), noise, state, batch)
+        theta.grad = torch.zeros_like(theta) if grad is None else grad  # a loss constant in θ
+        carry["opt"].step()
+        new_state = _tree_map(lambda x: x.detach() if hasattr(x, "detach") else x, dict(new_state))
+        if phi_grad is not None:
+            carry["phi"].grad = phi_grad.detach()
+            carry["phi_opt"].step()
+            new_state["phi"] = carry["phi"].detach()
+        carry["state"] = new_state
+        return carry, value.detach()
+
+    def params(self, carry):
+        return carry["theta"].detach().clone()
+
+    def state(self, carry):
+        state = dict(carry["state"])
+        if "phi" in carry:
+            state["phi"] = carry["phi"].detach().clone()
+        return state
 
 
 def _mix(*ints: int) -> int:

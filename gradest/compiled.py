@@ -1,0 +1,139 @@
+"""The cache of compiled functions: one trace per key, reused by every call with that key.
+
+A key says what determines a trace: the task (class and options, `task_key`), the estimator
+(`estimator_key`: name, label, the code behind its surrogate), the backend, device and dtype
+(`backend_key`), and the caller's shape parameters (S, chunk size, noise layout, batch
+shapes). θ, the seed, the first replicate and the learning rate are arguments of what is
+cached, never constants in it, so ``gradest.gradient_samples(..., params=θ', seed=1)`` after
+``gradest.gradient_samples(...)`` compiles nothing new.
+
+The cache is a bounded LRU (`MAX_ENTRIES`, or the environment variable
+``GRADEST_COMPILE_CACHE_SIZE``): the least recently used entry goes first. `clear` empties it
+(``gradest.clear_compile_cache()``); `info` counts hits, misses and entries
+(``gradest.compile_cache_info()``).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Hashable
+
+import numpy as np
+
+__all__ = ["CompiledCache", "CACHE", "clear", "info", "task_key", "estimator_key", "backend_key",
+           "shape_signature"]
+
+MAX_ENTRIES = int(os.environ.get("GRADEST_COMPILE_CACHE_SIZE", "128"))
+
+
+class CompiledCache:
+    """A thread-safe LRU map key -> built object (a compiled kernel, a training step)."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES):
+        if max_entries < 1:
+            raise ValueError(f"the compile cache needs at least one entry, got max_entries={max_entries}")
+        self.max_entries = max_entries
+        self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.RLock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable, build: Callable[[], Any]):
+        """The object cached under ``key``, built by ``build()`` on a miss."""
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return self._entries[key]
+        value = build()
+        with self._lock:
+            self.misses += 1
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.hits = self.misses = 0
+
+    def info(self) -> dict:
+        with self._lock:
+            return {"entries": len(self._entries), "max_entries": self.max_entries,
+                    "hits": self.hits, "misses": self.misses}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+CACHE = CompiledCache()
+
+
+def clear() -> None:
+    """Empty the cache of compiled functions (the next calls compile again)."""
+    CACHE.clear()
+
+
+def info() -> dict:
+    """``{"entries", "max_entries", "hits", "misses"}`` of the cache of compiled functions."""
+    return CACHE.info()
+
+
+def _canonical(value) -> str:
+    """A deterministic text of an options value (arrays by content)."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k!r}:{_canonical(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_canonical(v) for v in value) + "]"
+    if isinstance(value, np.ndarray):
+        return f"array{value.shape}{value.dtype}:{hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest()}"
+    return repr(value)
+
+
+def task_key(task) -> tuple:
+    """What of a task determines a trace: its class and options, data included by content.
+
+    Computed once per task object (a task's options do not change after it is built). A task
+    may define ``trace_key()`` to say more (e.g. data that its options do not name)."""
+    cached = getattr(task, "_gradest_trace_key", None)
+    if cached is not None:
+        return cached
+    own = getattr(task, "trace_key", None)
+    extra = own() if callable(own) else ()
+    cls = type(task)
+    key = (cls.__module__, cls.__qualname__, task.name,
+           hashlib.sha1((_canonical(getattr(task, "options", {})) + _canonical(extra)).encode()).hexdigest())
+    try:
+        task._gradest_trace_key = key
+    except AttributeError:  # a task that forbids attributes: recomputed each time
+        pass
+    return key
+
+
+def estimator_key(est) -> tuple:
+    """What of an estimator determines a trace: name, label and the code of its functions."""
+    fns = (est.init, est.surrogate, est.noise_spec, est.phi_loss)
+    code = tuple(f"{getattr(f, '__module__', '')}.{getattr(f, '__qualname__', '')}" for f in fns if f is not None)
+    return (est.name, est.label, code, est.update_state, est.requires_exact)
+
+
+def backend_key(B) -> tuple:
+    return (B.name, B.device, B.dtype, repr(B))
+
+
+def shape_signature(tree) -> Hashable:
+    """A hashable description of the shapes and dtypes in a tree of arrays (e.g. a batch)."""
+    if tree is None:
+        return None
+    if isinstance(tree, dict):
+        return tuple((k, shape_signature(v)) for k, v in sorted(tree.items()))
+    if isinstance(tree, (list, tuple)):
+        return tuple(shape_signature(v) for v in tree)
+    shape = getattr(tree, "shape", None)
+    if shape is not None:
+        return ("array", tuple(shape), str(getattr(tree, "dtype", "")))
+    return ("value", repr(tree))

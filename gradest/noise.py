@@ -1,0 +1,137 @@
+"""Noise: the one place gradest makes random numbers.
+
+Every random number an estimator or a task uses is drawn here and passed in (the estimator
+contract, `gradest.estimator`). A *stream* is a name such as ``"estimator/sample"`` (the
+distribution's own noise, shared by every estimator) or ``"task/reward"``; a *spec* tree
+``{group: {name: NoiseSpec(shape, kind)}}`` names the streams one computation draws, each
+replicate getting an array of ``shape``.
+
+The promise (noise scheme `NOISE_VERSION` = 2)
+----------------------------------------------
+Replicate ``i`` of stream ``s`` under seed ``k`` is a function of (k, s, kind, shape, i) and
+of the backend and device alone. In particular, for one backend and device it is the same
+
+* for every chunk size: chunking replicates changes memory, never numbers;
+* for every R: the first 100 replicates of R = 3,000 are those of R = 100;
+* for every estimator that draws stream ``s`` (with that shape), whatever else it draws: all
+  estimators see the same ``"estimator/sample"`` noise under one seed (common random numbers);
+* in every run and process, and on every worker of a distributed sweep.
+
+Training step ``t`` under seed ``k`` uses replicate ``t`` of the same streams, so a run is
+reproducible and estimators trained under one seed share noise step by step.
+
+How each backend keeps it
+-------------------------
+* **JAX**: replicate i's key is ``fold_in(fold_in(PRNGKey(k), stream_id), i)``, vmapped over
+  i inside the compiled function (seed and first replicate are traced arguments). JAX's
+  threefry generator is the same on every device: CPU and GPU give the same numbers.
+* **torch**: torch has no per-element counter-based generator, so replicates are drawn in
+  fixed blocks: block ``b`` of stream ``s`` is one ``torch.Generator`` call seeded with a
+  hash of (k, stream_id, b), holding replicates ``b·m .. b·m + m - 1`` where ``m`` =
+  `torch_block_replicates` (shape) depends on the per-replicate shape only. A window of
+  replicates draws the blocks it touches and slices them. torch's CPU generator (Mersenne
+  Twister) and its CUDA generator (Philox) give *different* numbers for the same seed: CPU
+  and CUDA runs of torch share the scheme, not the numbers.
+* Across backends the numbers differ; parity tests feed the same NumPy noise to both.
+
+Noise kinds (`NOISE_KINDS`): ``uniform`` on the open interval (0, 1) (so log u and
+log(-log u) are finite), ``normal`` N(0, 1), ``gumbel`` standard Gumbel.
+
+Streams that must be independent of the measured replicates (a state or φ warm-up, a training
+run's gradient basket) use a *prefix* (`prefixed`): ``"warmup/estimator/sample"`` is another
+stream, so its numbers are unrelated to ``"estimator/sample"`` under the same seed.
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Callable, Mapping
+
+from gradest.backends.base import NOISE_KINDS, check_noise_kind
+
+__all__ = ["NOISE_VERSION", "NOISE_KINDS", "SAMPLE_STREAM", "stream_id", "draw", "draw_tree", "drawer",
+           "prefixed", "first_replicate", "layout", "torch_block_replicates", "MAX_SEED"]
+
+#: version of the scheme above; results record it, and a change of scheme recomputes them
+NOISE_VERSION = 2
+#: the distribution's own noise, shared by every estimator under one seed
+SAMPLE_STREAM = "estimator/sample"
+#: seeds are 0 .. MAX_SEED (JAX keys take 32-bit seeds)
+MAX_SEED = 2**31 - 1
+#: torch: a block of replicates holds about this many numbers (see `torch_block_replicates`)
+TORCH_BLOCK_NUMBERS = 2**16
+TORCH_MAX_BLOCK_REPLICATES = 1024
+
+
+def stream_id(stream: str, kind: str) -> int:
+    """A stable 31-bit integer for (stream name, noise kind), the same in every process."""
+    check_noise_kind(kind)
+    return zlib.crc32(f"{stream}#{kind}".encode()) & 0x7FFFFFFF
+
+
+def torch_block_replicates(shape) -> int:
+    """Replicates per torch noise block for a per-replicate ``shape``: the largest power of two
+    with at most `TORCH_BLOCK_NUMBERS` numbers per block (1 for large shapes), at most 1,024.
+    A function of the shape alone, so the numbers are too."""
+    size = 1
+    for n in shape:
+        size *= int(n)
+    per_block = max(1, TORCH_BLOCK_NUMBERS // max(size, 1))
+    per_block = 1 << (per_block.bit_length() - 1)
+    return min(per_block, TORCH_MAX_BLOCK_REPLICATES)
+
+
+def draw(backend, seed, stream: str, kind: str, shape, first, count: int):
+    """Replicates ``first .. first + count - 1`` of ``stream``: an array ``[count, *shape]``.
+
+    ``seed`` and ``first`` may be traced integers inside a JAX-compiled function."""
+    shape = tuple(int(n) for n in shape)
+    return backend.replicate_noise(seed, stream_id(stream, kind), kind, shape, first, int(count))
+
+
+def draw_tree(backend, specs: Mapping, seed, first, count: int) -> dict:
+    """``{group: {name: [count, *shape]}}`` for replicates ``first .. first + count - 1`` of the
+    streams ``"<group>/<name>"`` of ``specs`` (``{group: {name: NoiseSpec}}``)."""
+    return {group: {name: draw(backend, seed, f"{group}/{name}", spec.kind, spec.shape, first, count)
+                    for name, spec in group_specs.items()}
+            for group, group_specs in specs.items()}
+
+
+def drawer(backend, specs: Mapping, count: int) -> Callable:
+    """``(seed, first) -> draw_tree(backend, specs, seed, first, count)`` as a function, to be
+    called inside a compiled function (JAX traces seed and first; torch draws eagerly)."""
+    streams = [(group, name, f"{group}/{name}", spec.kind, tuple(int(n) for n in spec.shape))
+               for group, group_specs in specs.items() for name, spec in group_specs.items()]
+    ids = [(group, name, stream_id(stream, kind), kind, shape) for group, name, stream, kind, shape in streams]
+    groups = list(specs)
+
+    def draw_all(seed, first):
+        out: dict = {group: {} for group in groups}
+        for group, name, sid, kind, shape in ids:
+            out[group][name] = backend.replicate_noise(seed, sid, kind, shape, first, count)
+        return out
+
+    return draw_all
+
+
+def prefixed(specs: Mapping, prefix: str) -> dict:
+    """The streams of ``specs`` renamed ``"<prefix>/<group>/<name>"``: independent noise of the
+    same shapes (for warm-ups and tracked measurements that must not reuse measured noise)."""
+    return {f"{prefix}/{group}": dict(group_specs) for group, group_specs in specs.items()}
+
+
+def unprefixed(noise: Mapping, prefix: str) -> dict:
+    """Undo `prefixed` on a drawn noise tree (the groups back to their plain names)."""
+    cut = len(prefix) + 1
+    return {group[cut:]: d for group, d in noise.items()}
+
+
+def first_replicate(noise: Mapping) -> dict:
+    """A noise tree ``{group: {name: [1, ...]}}`` without its replicate axis (one training step)."""
+    return {group: {name: v[0] for name, v in d.items()} for group, d in noise.items()}
+
+
+def layout(specs: Mapping) -> tuple:
+    """A hashable description of a spec tree (for compile-cache keys)."""
+    return tuple((group, tuple((name, tuple(int(n) for n in spec.shape), spec.kind)
+                               for name, spec in sorted(group_specs.items())))
+                 for group, group_specs in sorted(specs.items()))
