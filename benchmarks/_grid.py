@@ -43,9 +43,27 @@ import sys
 import traceback
 from typing import Any, NamedTuple
 
-import gradest
-from gradest.backends import BACKENDS, DEVICES, get_backend
-from gradest.measure import UnsupportedCombinationError, check_compatible, gradient_stats
+#: intra-op threads of every timed benchmark (``GRADEST_BENCH_THREADS``, default 1): on a
+#: shared machine, tiny operations on several threads time at 5-40x their best. JAX reads its
+#: thread setting once, at import, from XLA_FLAGS, so it is set before any import of jax.
+THREADS = int(os.environ.get("GRADEST_BENCH_THREADS", "1"))
+os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen={'false' if THREADS == 1 else 'true'} "
+                                   f"intra_op_parallelism_threads={THREADS}")
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+
+import gradest  # noqa: E402
+from gradest.backends import BACKENDS, DEVICES, get_backend  # noqa: E402
+from gradest.measure import UnsupportedCombinationError, check_compatible, gradient_stats  # noqa: E402
+
+
+def fix_threads() -> None:
+    """Run torch with `THREADS` intra-op threads (JAX's are fixed at import by XLA_FLAGS)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(THREADS)
 
 #: every gradient estimate averages this many samples (more where an estimator needs more)
 NUM_SAMPLES = 4
@@ -209,6 +227,7 @@ def prepare(estimator: str, task: str, backend: str, device: str) -> Case:
         check_compatible(task_obj, est, num_samples)
     except UnsupportedCombinationError as err:
         raise NotImplementedError(f"unsupported combination: {err}") from err
+    fix_threads()
     return Case(task_obj, est, backend_or_skip(backend, device), num_samples, settings(task))
 
 

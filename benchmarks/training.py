@@ -1,12 +1,13 @@
 """Training over the grid: time of one optimizer step, and the loss after a fixed budget.
 
-* ``TrainStep.time_train_step``: one step of `gradest.train`'s loop, exactly as it runs there:
-  the step's batch (``task.train_batch``), its noise (the numbers of
-  `gradest.measure.draw_noise`), the estimator's gradient, the optimizer update (Adam:
-  torch.optim on torch; optax on jax, where the whole step, noise included, is one jitted
-  function) and, for estimators with trainable φ (RELAX, NVIL), φ's update. The step returns the loss as a Python float, which waits for the device. The
-  stepper is built and stepped once in ``setup`` (compilation); each timed call is the next
-  step, at the parameters the previous steps left.
+* ``TrainStep.time_train_step``: one step of `gradest.train`'s loop, exactly as it runs there,
+  through the public `gradest.Trainer`: the step's batch (``task.train_batch``), its noise
+  (replicate t of `gradest.noise`'s streams), the estimator's gradient, the optimizer update
+  (Adam: torch.optim on torch; optax on jax, where the whole step, noise included, is one
+  jitted function) and, for estimators with trainable φ (RELAX, NVIL), φ's update. The step
+  returns the loss as a Python float, which waits for the device. The trainer is built and
+  stepped once in ``setup`` (compilation); each timed call is the next step, at the
+  parameters the previous steps left.
 * ``TrainLoss.track_loss_after_training``: `gradest.train` for ``train_steps`` steps
   (`_grid.TASK_SETTINGS`) from θ₀ with the task's default learning rate and seed `_grid.SEED`;
   the exact loss L(θ) at the last step where the task has ground truth, else the step's
@@ -18,34 +19,16 @@ from __future__ import annotations
 import math
 
 from gradest import training as _training
-from gradest.measure import noise_specs
 
 from . import _grid
 
 
 def make_train_step(case, seed: int = _grid.SEED, optimizer: str = "adam"):
     """A zero-argument callable doing the next step of `gradest.train`'s loop for ``case``
-    (a `_grid.Case`); returns the step's loss (a float: the device has finished).
-
-    It drives the steppers of `gradest.training` (``_TorchStepper`` / ``_JaxStepper``: the
-    code `gradest.train` runs per step), so the time is that of real training."""
-    task, est, B = case.task, case.estimator, case.backend
-    theta0 = task.init_params()
-    lr = _training._learning_rate(None, task)
-    batch0 = task.train_batch(B, seed, 0)
-    state = est.init(task.problem(B, B.asarray(theta0), batch=batch0).dist)
-    stepper_cls = _training._JaxStepper if B.name == "jax" else _training._TorchStepper
-    stepper = stepper_cls(task, est, B, theta0, state, optimizer, lr)
-    # the noise shapes of a step (train computes them once per batch shape; batches have one)
-    specs = noise_specs(task, est, B, stepper.params(), case.num_samples, batch0)
-    counter = iter(range(1 << 62))
-
-    def step() -> float:
-        t = next(counter)
-        value, _ = stepper.step(specs, seed, t, task.train_batch(B, seed, t), keep_theta=False)
-        return value
-
-    return step
+    (a `_grid.Case`); returns the step's loss (a float: the device has finished)."""
+    trainer = _training.Trainer(case.task, case.estimator, backend=case.backend, seed=seed,
+                                num_samples=case.num_samples, optimizer=optimizer)
+    return trainer.step
 
 
 class TrainStep:

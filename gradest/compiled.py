@@ -83,30 +83,40 @@ def info() -> dict:
     return CACHE.info()
 
 
-def _canonical(value) -> str:
-    """A deterministic text of an options value (arrays by content)."""
+def _canonical(value, depth: int = 0) -> str:
+    """A deterministic text of a value: containers by their items, arrays by content, plain
+    objects by their attributes. An object whose text would name its address (functions,
+    framework objects) gives a text unique to it, so that it can never match another."""
+    if depth > 6:
+        return f"deep@{id(value)}"
     if isinstance(value, dict):
-        return "{" + ",".join(f"{k!r}:{_canonical(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))) + "}"
+        items = sorted(value.items(), key=lambda kv: str(kv[0]))
+        return "{" + ",".join(f"{k!r}:{_canonical(v, depth + 1)}" for k, v in items) + "}"
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_canonical(v) for v in value) + "]"
+        return type(value).__name__ + "[" + ",".join(_canonical(v, depth + 1) for v in value) + "]"
     if isinstance(value, np.ndarray):
         return f"array{value.shape}{value.dtype}:{hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest()}"
-    return repr(value)
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes, np.generic)):
+        return repr(value)
+    attributes = getattr(value, "__dict__", None)
+    if attributes is not None and not callable(value):
+        return f"{type(value).__qualname__}({_canonical(attributes, depth + 1)})"
+    text = repr(value)
+    return f"{text}@{id(value)}" if " at 0x" in text or text.startswith("<") else text
 
 
 def task_key(task) -> tuple:
-    """What of a task determines a trace: its class and options, data included by content.
+    """What of a task determines a trace: its class and its attributes (options, data by
+    content), so two tasks built alike share compiled functions and any difference — an
+    option, a data array, a setting its options do not name — keeps them apart.
 
-    Computed once per task object (a task's options do not change after it is built). A task
-    may define ``trace_key()`` to say more (e.g. data that its options do not name)."""
+    Computed once per task object (a task does not change after it is built)."""
     cached = getattr(task, "_gradest_trace_key", None)
     if cached is not None:
         return cached
-    own = getattr(task, "trace_key", None)
-    extra = own() if callable(own) else ()
     cls = type(task)
-    key = (cls.__module__, cls.__qualname__, task.name,
-           hashlib.sha1((_canonical(getattr(task, "options", {})) + _canonical(extra)).encode()).hexdigest())
+    attributes = {k: v for k, v in vars(task).items() if not k.startswith("_gradest")}
+    key = (cls.__module__, cls.__qualname__, task.name, hashlib.sha1(_canonical(attributes).encode()).hexdigest())
     try:
         task._gradest_trace_key = key
     except AttributeError:  # a task that forbids attributes: recomputed each time

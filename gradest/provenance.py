@@ -200,8 +200,9 @@ def code_sources(name: str, kind: str = "estimator") -> list[tuple[str, str | No
     return [(module, path) for module, path, _ in _module_sources(entry.module, entry.factory)]
 
 
-#: (estimator entry, task entry) identities -> (((path, stamp), ...), fingerprint)
-_FINGERPRINTS: dict[tuple, tuple[tuple, str]] = {}
+#: (version, estimator name, task name) -> ((estimator factory, task factory), ((path, stamp), ...),
+#: fingerprint); the factories are compared by identity (a re-registered name has a new one)
+_FINGERPRINTS: dict[tuple, tuple[tuple, tuple, str]] = {}
 
 
 def _stamp(path: str) -> tuple[int, int] | None:
@@ -219,10 +220,12 @@ def code_fingerprint(estimator_name: str, task_name: str) -> str:
     import gradest
 
     entries = (("estimator", _entry("estimator", estimator_name)), ("task", _entry("task", task_name)))
-    memo_key = (gradest.__version__,) + tuple((e.module, id(e.factory)) for _, e in entries)
+    factories = tuple(e.factory for _, e in entries)
+    memo_key = (gradest.__version__, estimator_name, task_name)
     memo = _FINGERPRINTS.get(memo_key)
-    if memo is not None and all(_stamp(path) == stamp for path, stamp in memo[0]):
-        return memo[1]
+    if (memo is not None and all(a is b for a, b in zip(memo[0], factories))
+            and all(_stamp(path) == stamp for path, stamp in memo[1])):
+        return memo[2]
     h = hashlib.sha256()
     h.update(f"gradest {gradest.__version__}\n".encode())
     files = []
@@ -233,5 +236,5 @@ def code_fingerprint(estimator_name: str, task_name: str) -> str:
             if path is not None:
                 files.append((path, _FILE_CACHE[path][0]))
     fingerprint = h.hexdigest()[:FINGERPRINT_DIGITS]
-    _FINGERPRINTS[memo_key] = (tuple(files), fingerprint)
+    _FINGERPRINTS[memo_key] = (factories, tuple(files), fingerprint)
     return fingerprint

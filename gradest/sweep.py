@@ -31,9 +31,9 @@ the cell's settings, noise version and code fingerprint) and re-runs the failed 
 ones: an interrupted sweep loses at most the cell that was running, and no row is ever
 duplicated. Editing an estimator's or a task's module (or a helper it imports, see
 `gradest.provenance`) changes the key of its cells, so the next run computes them again
-instead of reusing results of the old code; the other cells are still reused. An estimator x task
-combination that cannot run (`gradest.measure.UnsupportedCombinationError`) is recorded as
-skipped with the reason; any other error as failed with its message, and the sweep goes on.
+instead of reusing results of the old code; the other cells are still reused. An estimator x
+task combination that cannot run (`gradest.measure.UnsupportedCombinationError`) is recorded
+as skipped with the reason; any other error as failed with its message, and the sweep goes on.
 """
 from __future__ import annotations
 
