@@ -24,7 +24,8 @@ Estimator state is set up at θ before measuring (`SamplingKernel.prepare_state`
   steps, as it is during training, not measured at its zero start;
 * trainable φ (``phi_loss``: NVIL's baseline network, RELAX's control variate) is trained for
   ``phi_warmup`` steps (default `PHI_WARMUP_STEPS`, Adam at `PHI_WARMUP_LEARNING_RATE`) at
-  fixed θ, as `gradest.train` trains it; ``phi_warmup=0`` measures φ as ``init`` made it.
+  fixed θ, as `gradest.train` trains it, the moving state following φ step by step;
+  ``phi_warmup=0`` measures φ as ``init`` made it.
 
 Both warm-ups draw their own noise streams (``"warmup/..."``, ``"phi_warmup/..."``), independent
 of the measured replicates.
@@ -223,7 +224,7 @@ class SamplingKernel:
             carry = train.init(state["phi"], state, PHI_WARMUP_LEARNING_RATE)
             for t in range(phi_warmup):
                 carry, _ = train.step(carry, seed, t, (params, batch))
-            state = dict(state, phi=train.params(carry))
+            state = dict(train.state(carry), phi=train.params(carry))
         if batch is None:
             if len(self._states) >= _STATES_PER_KERNEL:
                 self._states.pop(next(iter(self._states)))
@@ -249,9 +250,15 @@ class SamplingKernel:
             objective = phi_objective(self.task, self.estimator, B)
             draw = noise.drawer(B, noise.prefixed(self.specs, "phi_warmup"), 1)
 
+            loss = self.loss
+
             def phi_loss(phi, step_noise, state, theta_and_batch):
+                # φ's objective, and the state the step moves to (moving statistics follow φ, as
+                # in training)
                 theta, batch = theta_and_batch
-                return objective(phi, theta, step_noise, state, batch), state
+                state = dict(state, phi=B.stop_gradient(phi))
+                _, new_state = loss(B.stop_gradient(theta), step_noise, state, batch)
+                return objective(phi, theta, step_noise, state, batch), dict(new_state)
 
             def draw_step(seed, t):
                 return noise.first_replicate(noise.unprefixed(draw(seed, t), "phi_warmup"))
