@@ -124,15 +124,32 @@ def task_key(task) -> tuple:
     return key
 
 
+_ESTIMATOR_KEYS: OrderedDict = OrderedDict()  # id -> (estimator, key): keys of recent estimators
+
+
 def estimator_key(est) -> tuple:
     """What of an estimator determines a trace: name, label and the code of its functions."""
+    known = _ESTIMATOR_KEYS.get(id(est))
+    if known is not None and known[0] is est:
+        return known[1]
     fns = (est.init, est.surrogate, est.noise_spec, est.phi_loss)
     code = tuple(f"{getattr(f, '__module__', '')}.{getattr(f, '__qualname__', '')}" for f in fns if f is not None)
-    return (est.name, est.label, code, est.update_state, est.requires_exact)
+    key = (est.name, est.label, code, est.update_state, est.requires_exact)
+    _ESTIMATOR_KEYS[id(est)] = (est, key)  # the estimator is kept, so its id is not reused
+    while len(_ESTIMATOR_KEYS) > 256:
+        _ESTIMATOR_KEYS.popitem(last=False)
+    return key
 
 
 def backend_key(B) -> tuple:
-    return (B.name, B.device, B.dtype, repr(B))
+    key = getattr(B, "_gradest_key", None)
+    if key is None:
+        key = (B.name, B.device, B.dtype, repr(B))
+        try:
+            B._gradest_key = key
+        except AttributeError:
+            pass
+    return key
 
 
 def shape_signature(tree) -> Hashable:

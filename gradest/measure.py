@@ -18,7 +18,7 @@ than ``chunk_size`` (R < chunk, or the last chunk) is padded up to the next powe
 the extra replicates are dropped, so a key compiles at most 1 + log2(chunk) functions over its
 life, usually one or two. Chunking never changes the numbers.
 
-Estimator state is set up at θ before measuring (`SamplingKernel.prepare_state`):
+Estimator state is set up at θ before measuring (`SamplingKernel.prepare`):
 
 * a moving state (``update_state``: moving averages) is warmed up for `STATE_WARMUP_STEPS`
   steps, as it is during training, not measured at its zero start;
@@ -48,7 +48,7 @@ from gradest.validation import seed as check_seed
 #: memory budget (bytes) of one vectorized chunk of replicates, before the task's own hint
 CHUNK_BYTES = 256 * 2**20
 #: largest chunk where compiled functions are shape-specialized (padding costs at most this)
-MAX_STATIC_CHUNK = 2048
+MAX_STATIC_CHUNK = 8192
 #: largest chunk elsewhere
 MAX_CHUNK = 1 << 16
 #: steps of state warm-up at θ for estimators whose state moves (moving averages)
@@ -204,12 +204,21 @@ class SamplingKernel:
         return sorted(self._by_count)
 
     # ---- state ---------------------------------------------------------------------------
-    def prepare_state(self, params, theta_np: np.ndarray, seed: int, phi_warmup: int, batch=None):
-        """The estimator state at θ (``params``), warmed up as the module docstring says; kept
-        for the last few (θ, seed, φ steps) so that repeated calls pay for it once."""
-        key = (theta_np.tobytes(), seed, phi_warmup, batch is None)
+    def prepare(self, theta_np: np.ndarray, seed: int, phi_warmup: int, batch=None):
+        """(θ on the device, the estimator state at θ warmed up as the module docstring says);
+        kept for the last few (θ, seed, φ steps), so repeated calls pay for them once."""
+        key = (theta_np.tobytes(), seed, phi_warmup)
         if batch is None and key in self._states:
             return self._states[key]
+        params = self.backend.asarray(theta_np)
+        state = self._prepare_state(params, seed, phi_warmup, batch)
+        if batch is None:
+            if len(self._states) >= _STATES_PER_KERNEL:
+                self._states.pop(next(iter(self._states)))
+            self._states[key] = params, state
+        return params, state
+
+    def _prepare_state(self, params, seed: int, phi_warmup: int, batch):
         B, est = self.backend, self.estimator
         state = est.init(self.task.problem(B, params, batch=batch).dist)
         if est.update_state:
@@ -225,10 +234,6 @@ class SamplingKernel:
             for t in range(phi_warmup):
                 carry, _ = train.step(carry, seed, t, (params, batch))
             state = dict(train.state(carry), phi=train.params(carry))
-        if batch is None:
-            if len(self._states) >= _STATES_PER_KERNEL:
-                self._states.pop(next(iter(self._states)))
-            self._states[key] = state
         return state
 
     def _state_warmup_step(self):
@@ -318,8 +323,7 @@ class GradientSampler:
         """Measure at θ = ``params`` (flat NumPy vector; None: θ₀) from now on, reusing the
         compiled functions; the estimator's state is set up (and warmed up) at the new θ."""
         theta = flat_params(self.task, params)
-        self.params = self.backend.asarray(theta)
-        self.state = self.kernel.prepare_state(self.params, theta, self.seed, self.phi_warmup, self.batch)
+        self.params, self.state = self.kernel.prepare(theta, self.seed, self.phi_warmup, self.batch)
 
     def estimates(self, first: int, count: int):
         """Backend array [count, P] of the estimates of replicates first .. first+count-1."""
@@ -334,7 +338,8 @@ class GradientSampler:
         R = integer("num_replicates", num_replicates)
         B, chunk = self.backend, self.chunk_size
         if R <= chunk:
-            return np.asarray(B.to_numpy(self._padded_estimates(0, R))[:R], dtype=np.float64)
+            out = B.to_numpy(self._padded_estimates(0, R))
+            return np.array(out[:R] if out.shape[0] != R else out, dtype=np.float64)
         out = np.empty((R, self.task.num_params), dtype=np.float64)
         for first in range(0, R, chunk):
             count = min(chunk, R - first)

@@ -9,7 +9,7 @@ replicate getting an array of ``shape``.
 The promise (noise scheme `NOISE_VERSION` = 2)
 ----------------------------------------------
 Replicate ``i`` of stream ``s`` under seed ``k`` is a function of (k, s, kind, shape, i) and
-of the backend and device alone. In particular, for one backend and device it is the same
+of the backend (and, for torch, the device type) alone. In particular, for one backend and device it is the same
 
 * for every chunk size: chunking replicates changes memory, never numbers;
 * for every R: the first 100 replicates of R = 3,000 are those of R = 100;
@@ -24,7 +24,8 @@ How each backend keeps it
 -------------------------
 * **JAX**: replicate i's key is ``fold_in(fold_in(PRNGKey(k), stream_id), i)``, vmapped over
   i inside the compiled function (seed and first replicate are traced arguments). JAX's
-  threefry generator is the same on every device: CPU and GPU give the same numbers.
+  threefry generator is the same on every device: CPU and GPU draw the same random bits (the
+  floats made from them, e.g. by an inverse error function, can differ in the last bit).
 * **torch**: torch has no per-element counter-based generator, so replicates are drawn in
   fixed blocks: block ``b`` of stream ``s`` is one ``torch.Generator`` call seeded with a
   hash of (k, stream_id, b), holding replicates ``b·m .. b·m + m - 1`` where ``m`` =
