@@ -3,14 +3,14 @@
 The grid is generated from gradest's registry when asv imports the suites, so built-ins and
 installed plugins are benchmarked without touching this folder:
 
-* estimators: every registered name (`gradest.list_estimators`) with its default options, except
-  that the built-ins listed in `ESTIMATOR_VARIANTS` enter once per option variant that matters
-  for comparisons (REINFORCE with each baseline, Gumbel-softmax soft and hard). A grid label is
-  the name with the options set here, ``name[key=value,...]`` (options sorted), e.g.
-  ``reinforce[baseline=loo]``; `parse_label` inverts it. Labels name only the options chosen
-  here, not every default, so a new option with a default keeps a benchmark's history.
-* tasks: every registered task (`gradest.list_tasks`) with its default options, plus the
-  variants of `TASK_VARIANTS` (labelled the same way).
+* estimators: every registered name (`gradest.list_estimators`) once per variant it declares at
+  registration (``register_estimator(..., variants=[...])``: REINFORCE with each baseline,
+  Gumbel-softmax soft and hard; others their defaults). A grid label is `gradest.labels`'
+  ``name[key=value,...]`` (options sorted), e.g. ``reinforce[baseline=loo]``; `parse_label`
+  inverts it. Labels name only the declared options, not every default, so a new option with
+  a default keeps a benchmark's history.
+* tasks: every registered task (`gradest.list_tasks`) once per declared variant (labelled the
+  same way).
 * backends: ``torch`` and ``jax``; devices: ``cpu`` and ``cuda``.
 
 A grid point that cannot run is skipped, never failed: `prepare` raises NotImplementedError
@@ -53,7 +53,9 @@ os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 import gradest  # noqa: E402
 from gradest.backends import BACKENDS, DEVICES, get_backend  # noqa: E402
+from gradest.labels import make_label, parse_label  # noqa: E402,F401 -- parse_label: the grid's inverse
 from gradest.measure import UnsupportedCombinationError, check_compatible, gradient_stats  # noqa: E402
+from gradest.registry import estimator_variants, task_variants  # noqa: E402
 
 
 def fix_threads() -> None:
@@ -69,21 +71,6 @@ def fix_threads() -> None:
 NUM_SAMPLES = 4
 #: the seed of every benchmark's noise
 SEED = 0
-
-
-def _baselines() -> list[str]:
-    from gradest.estimators.reinforce import BASELINES
-
-    return list(BASELINES)
-
-
-#: option variants of built-in estimators; other estimators enter once, with default options
-ESTIMATOR_VARIANTS: dict[str, list[dict[str, Any]]] = {
-    "reinforce": [{"baseline": b} for b in _baselines()],
-    "gumbel_softmax": [{"hard": False}, {"hard": True}],
-}
-#: option variants of tasks; other tasks enter once, with default options
-TASK_VARIANTS: dict[str, list[dict[str, Any]]] = {}
 
 
 class TaskSettings(NamedTuple):
@@ -110,48 +97,13 @@ PARAM_NAMES = ["estimator", "task", "backend", "device"]
 
 
 # ---- labels ---------------------------------------------------------------------------------
-def make_label(name: str, options: dict | None = None) -> str:
-    """``name`` or ``name[key=value,...]`` with the options sorted by key."""
-    if not options:
-        return name
-    return f"{name}[{','.join(f'{k}={v}' for k, v in sorted(options.items()))}]"
-
-
-def _parse_value(text: str):
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return {"True": True, "False": False, "None": None}.get(text, text)
-
-
-def parse_label(label: str) -> tuple[str, dict]:
-    """The inverse of `make_label`: ``(name, options)`` (values back to bool/int/float/str)."""
-    if not isinstance(label, str) or not label:
-        raise ValueError(f"a grid label is a non-empty string such as 'reinforce[baseline=loo]', got {label!r}")
-    if "[" not in label:
-        return label, {}
-    if not label.endswith("]"):
-        raise ValueError(f"malformed grid label {label!r}: options go in brackets, e.g. 'reinforce[baseline=loo]'")
-    name, _, inner = label[:-1].partition("[")
-    options = {}
-    for item in inner.split(","):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"malformed option {item!r} in grid label {label!r}; write key=value")
-        options[key] = _parse_value(value)
-    return name, options
-
-
 def estimator_labels() -> list[str]:
-    """Grid labels of the estimators: registry order, variants in `ESTIMATOR_VARIANTS` order."""
-    return [make_label(name, opts) for name in gradest.list_estimators()
-            for opts in ESTIMATOR_VARIANTS.get(name, [{}])]
+    """Grid labels of the estimators: registry order, each estimator's declared variants."""
+    return [make_label(name, opts) for name in gradest.list_estimators() for opts in estimator_variants(name)]
 
 
 def task_labels() -> list[str]:
-    return [make_label(name, opts) for name in gradest.list_tasks() for opts in TASK_VARIANTS.get(name, [{}])]
+    return [make_label(name, opts) for name in gradest.list_tasks() for opts in task_variants(name)]
 
 
 def grid_params() -> list[list[str]]:
@@ -201,7 +153,7 @@ def build_estimator(label: str):
     except TypeError as err:  # a factory with required arguments
         raise NotImplementedError(
             f"estimator {name!r} cannot be built with default options ({err}); add its options to "
-            "ESTIMATOR_VARIANTS in benchmarks/_grid.py to benchmark it") from err
+            "declare variants=[{...}] with its options at registration to benchmark it") from err
 
 
 class Case(NamedTuple):

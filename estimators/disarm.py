@@ -26,7 +26,7 @@ from gradest.estimators.arm import antithetic_pair, expand_to
 from gradest.registry import register_estimator
 
 
-@register_estimator("disarm")
+@register_estimator("disarm", core=True)
 def disarm() -> GradientEstimator:
     """DisARM: ARM Rao-Blackwellized over the augmentation (Bernoulli; unbiased, <= ARM's variance)."""
 

@@ -13,7 +13,7 @@ from gradest.registry import register_estimator
 from gradest.task import expected_cost
 
 
-@register_estimator("exact")
+@register_estimator("exact", core=True)
 def exact(max_support: int = MAX_SUPPORT) -> GradientEstimator:
     """Exact gradient by enumeration or closed form (zero variance; needs ground truth)."""
 

@@ -14,7 +14,7 @@ from gradest.estimator import GradientEstimator, no_state
 from gradest.registry import register_estimator
 
 
-@register_estimator("pathwise")
+@register_estimator("pathwise", core=True)
 def pathwise() -> GradientEstimator:
     """Reparameterization trick z = μ + σε (normal distributions)."""
 

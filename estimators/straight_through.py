@@ -14,7 +14,7 @@ from gradest.estimators import relaxations as R
 from gradest.registry import register_estimator
 
 
-@register_estimator("straight_through")
+@register_estimator("straight_through", core=True)
 def straight_through(temperature: float = 1.0) -> GradientEstimator:
     """Hard sample forward, softmax/sigmoid(logits/τ) gradient backward."""
     if not (isinstance(temperature, (int, float)) and temperature > 0):

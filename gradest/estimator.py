@@ -91,10 +91,9 @@ class GradientEstimator(NamedTuple):
     @property
     def label(self) -> str:
         """``name`` with its options, e.g. ``reinforce[baseline=loo]``."""
-        if not self.options:
-            return self.name
-        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
-        return f"{self.name}[{opts}]"
+        from gradest.labels import make_label
+
+        return make_label(self.name, dict(self.options))
 
 
 def magic_box(backend, f_value, log_prob, weight):

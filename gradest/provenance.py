@@ -187,9 +187,14 @@ def _module_sources(module: str, factory=None) -> list[tuple[str, str | None, st
 def _entry(kind: str, name: str):
     from gradest.registry import ESTIMATORS, TASKS
 
-    registry = {"estimator": ESTIMATORS, "task": TASKS}.get(kind)
+    registries = {"estimator": ESTIMATORS, "task": TASKS}
+    if kind == "cell kind":
+        from gradest.sweep.kinds import KINDS
+
+        registries[kind] = KINDS
+    registry = registries.get(kind)
     if registry is None:
-        raise ValueError(f"kind must be 'estimator' or 'task', got {kind!r}")
+        raise ValueError(f"kind must be 'estimator', 'task' or 'cell kind', got {kind!r}")
     return registry.entry(name)  # ValueError naming the known ones for an unknown name
 
 
@@ -213,15 +218,17 @@ def _stamp(path: str) -> tuple[int, int] | None:
     return (st.st_mtime_ns, st.st_size)
 
 
-def code_fingerprint(estimator_name: str, task_name: str) -> str:
+def code_fingerprint(estimator_name: str, task_name: str, cell_kind: str | None = None) -> str:
     """16 hex digits identifying the code that computes results of ``estimator_name`` on
-    ``task_name`` (the module docstring states what it covers). Unknown names raise
-    ValueError, as the registry does."""
+    ``task_name`` (the module docstring states what it covers), and with ``cell_kind`` also
+    the module of that sweep cell kind. Unknown names raise ValueError, as the registry does."""
     import gradest
 
     entries = (("estimator", _entry("estimator", estimator_name)), ("task", _entry("task", task_name)))
+    if cell_kind is not None:
+        entries += (("cell kind", _entry("cell kind", cell_kind)),)
     factories = tuple(e.factory for _, e in entries)
-    memo_key = (gradest.__version__, estimator_name, task_name)
+    memo_key = (gradest.__version__, estimator_name, task_name, cell_kind)
     memo = _FINGERPRINTS.get(memo_key)
     if (memo is not None and all(a is b for a, b in zip(memo[0], factories))
             and all(_stamp(path) == stamp for path, stamp in memo[1])):

@@ -12,8 +12,8 @@ Three ways in, one registry per kind (``ESTIMATORS``, ``TASKS``):
   either registers it (a decorated module) or, for an undecorated factory, the registry
   registers it under the entry point's name.
 
-Discovery is lazy: the first listing or look-up imports the built-ins and then loads the
-entry points, once per process. Failure is contained: an entry point that fails to import, a
+Discovery is lazy: the first listing or look-up imports the built-ins, then loads the entry
+points and the local plugin files of ``GRADEST_PLUGINS`` (`gradest.plugins`), once per process. Failure is contained: an entry point that fails to import, a
 plugin estimator that fails to build with its default options, or a plugin name that clashes
 with an existing one (built-in or another package) is skipped and reported once, as a
 `PluginWarning` naming the entry point, both sources where there is a clash, and the error;
@@ -153,6 +153,9 @@ class Registry:
         self._loaded = True
         self._load_builtins()
         self._load_entry_points()
+        from gradest.plugins import env_files, load_files
+
+        load_files(env_files())  # GRADEST_PLUGINS: local plugin files
 
     def _load_entry_points(self) -> None:
         from importlib.metadata import entry_points
@@ -233,24 +236,62 @@ ESTIMATORS = Registry("estimator", "gradest.estimators", ESTIMATOR_GROUP)
 TASKS = Registry("task", "gradest.tasks", TASK_GROUP)
 
 
-def register_estimator(name: str, *, description: str = "") -> Callable:
-    """Decorator: register an estimator factory ``(**options) -> GradientEstimator``."""
+def _check_variants(name: str, variants, what: str) -> list[dict]:
+    if variants is None:
+        return [{}]
+    out = []
+    for v in variants:
+        if not isinstance(v, dict):
+            raise TypeError(f"{what} of {name!r} must be a list of option dicts, got {v!r}")
+        out.append(dict(v))
+    return out or [{}]
+
+
+def register_estimator(name: str, *, description: str = "", variants=None, core=None) -> Callable:
+    """Decorator: register an estimator factory ``(**options) -> GradientEstimator``.
+
+    ``variants``: the option dicts a sweep or the asv grid runs by default (default ``[{}]``:
+    the factory's defaults), e.g. ``[{"baseline": b} for b in BASELINES]``. ``core``: the
+    variants a quick sweep also runs on every backend after the first and trains (default:
+    none), e.g. ``[{"baseline": "loo"}]``, or ``True`` for all of ``variants``."""
 
     def decorate(factory):
-        ESTIMATORS.register(name, factory, description=description)
+        declared = _check_variants(name, variants, "variants")
+        if core is True:
+            core_variants = declared
+        else:
+            core_variants = [] if core in (None, False) else _check_variants(name, core, "core")
+        ESTIMATORS.register(name, factory, description=description, variants=declared, core=core_variants)
         return factory
 
     return decorate
 
 
-def register_task(name: str, *, description: str = "") -> Callable:
-    """Decorator: register a task factory (usually a `gradest.task.Task` subclass)."""
+def register_task(name: str, *, description: str = "", variants=None) -> Callable:
+    """Decorator: register a task factory (usually a `gradest.task.Task` subclass).
+
+    ``variants``: option dicts the asv grid runs beside the defaults (default ``[{}]``). The
+    sizes a sweep uses per budget are the factory's ``sweep_sizes`` (see `gradest.task.Task`)."""
 
     def decorate(factory):
-        TASKS.register(name, factory, description=description)
+        TASKS.register(name, factory, description=description, variants=_check_variants(name, variants, "variants"))
         return factory
 
     return decorate
+
+
+def estimator_variants(name: str) -> list[dict]:
+    """The option dicts declared for estimator ``name`` (``[{}]`` where none were)."""
+    return [dict(v) for v in ESTIMATORS.entry(name).meta.get("variants", [{}])]
+
+
+def core_variants(name: str) -> list[dict]:
+    """The variants of ``name`` a quick sweep runs everywhere (``[]`` where none were declared)."""
+    return [dict(v) for v in ESTIMATORS.entry(name).meta.get("core", [])]
+
+
+def task_variants(name: str) -> list[dict]:
+    return [dict(v) for v in TASKS.entry(name).meta.get("variants", [{}])]
 
 
 def list_estimators() -> list[str]:

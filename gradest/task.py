@@ -71,6 +71,36 @@ def flatten_numpy(blocks: Mapping[str, Any], layout) -> np.ndarray:
     return np.concatenate([np.asarray(blocks[name], dtype=np.float64).reshape(-1) for name, _ in layout])
 
 
+class SweepSizes(NamedTuple):
+    """How large a task's sweep cells are in one budget (``gradest run`` / ``--quick``)."""
+
+    #: task options for the budget (e.g. a small network for the quick sweep)
+    options: Mapping = {}
+    #: replicates R of each gradient statistic
+    num_replicates: int = 200
+    #: the S values the gradient cells measure
+    sample_sizes: tuple = (1, 4, 16)
+    #: optimizer steps of each training cell
+    train_steps: int = 60
+    #: S of the training cells
+    train_num_samples: int = 4
+    #: the training cells' learning rate (None: the task's ``default_learning_rate``)
+    learning_rate: float | None = None
+
+
+QUICK_SIZES = SweepSizes()
+FULL_SIZES = SweepSizes(num_replicates=2000, sample_sizes=(1, 4, 16, 64), train_steps=400)
+BUDGETS = ("quick", "full")
+
+
+def sweep_sizes(factory, budget: str) -> SweepSizes:
+    """The `SweepSizes` a task factory declares for ``budget`` ("quick" or "full")."""
+    declared = getattr(factory, "sweep_sizes", None) or {}
+    default = QUICK_SIZES if budget == "quick" else FULL_SIZES
+    sizes = declared.get(budget, default)
+    return sizes if isinstance(sizes, SweepSizes) else default._replace(**dict(sizes))
+
+
 class Task:
     """Base class with the defaults of the contract above. Subclasses set ``name``,
     ``distribution_kind``, ``param_layout`` and implement ``init_params`` and ``problem``."""
@@ -78,6 +108,9 @@ class Task:
     name: str = ""
     distribution_kind: str = ""
     param_layout: list = []
+    #: sizes of the task's sweep cells per budget ({"quick": SweepSizes, "full": SweepSizes});
+    #: a subclass overrides what differs, e.g. a small network for "quick"
+    sweep_sizes: dict = {"quick": QUICK_SIZES, "full": FULL_SIZES}
     options: dict = {}
     #: what the task offers beyond the contract, matched against ``GradientEstimator.requires``
     capabilities: frozenset = frozenset()

@@ -28,7 +28,8 @@ def __getattr__(name):
 
 def estimator_labels(results) -> list[str]:
     """Every estimator label of the results: cells, histories and asv's ``estimator`` parameter,
-    plus the τ = 1 Gumbel-softmax labels the temperature figure colours by."""
+    plus the τ = 1 Gumbel-softmax labels the temperature figure colours by (its τ variants are
+    one colour per hard/soft form, not one per τ)."""
     labels: set[str] = set()
     for frame in (results.cells, results.history):
         if frame is not None and "estimator" in frame.columns:
@@ -43,30 +44,38 @@ def estimator_labels(results) -> list[str]:
     return sorted(labels)
 
 
-def build_report(paths: Iterable, out) -> Path:
-    """Write the report of the results in ``paths`` into folder ``out``; the path of its index.html."""
+def build_report(paths: Iterable, out, current_only: bool = True) -> Path:
+    """Write the report of the results in ``paths`` into folder ``out``; the path of its index.html.
+
+    ``current_only``: the cells of each results folder's last run (``current_run``), else
+    every cell the folders hold. Figures: those of every registered cell kind
+    (`gradest.sweep.kinds.CellKind.figures`), then asv's."""
     from gradest.reports import figures as FG
     from gradest.reports import frames as F
     from gradest.reports.html import write_pages
     from gradest.reports.load import load_results
     from gradest.reports.style import Palette, plt, theme
+    from gradest.sweep.kinds import get_cell_kind, kind_names
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    results = load_results(paths)
+    results = load_results(paths, current_only=current_only)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     theme()
     palette = Palette.from_labels(estimator_labels(results))
     cells, history, asv = results.cells, results.history, results.asv
-    figures, problems = [], []
-    makers = [("variance_vs_samples", lambda: FG.variance_vs_samples(cells, palette, out)),
-              ("bias_variance_mse", lambda: FG.bias_variance_mse(cells, palette, out)),
-              ("efficiency_frontier", lambda: FG.efficiency_frontier(cells, palette, out)),
-              ("training_curves", lambda: FG.training_curves(history, palette, out)),
-              ("temperature_sweep", lambda: FG.temperature_sweep(cells, palette, out)),
-              ("lasso_delta_sweep", lambda: FG.lasso_delta_sweep(cells, history, palette, out)),
-              ("asv", lambda: FG.asv_history(asv, palette, out) or FG.asv_summary(asv, palette, out))]
+    figures, problems = [], list(results.problems)
+    makers = []
+    for name in kind_names():
+        try:
+            made = get_cell_kind(name).figures(cells, history, palette, out) or []
+        except Exception as err:  # noqa: BLE001 -- one kind's problem must not lose the report
+            problems.append(f"figures of {name} could not be drawn: {type(err).__name__}: {err}")
+            continue
+        for item in made:  # a Figure, or (figure name, zero-argument callable making it)
+            makers.append(item if isinstance(item, tuple) else (item.name, lambda fig=item: fig))
+    makers.append(("asv", lambda: FG.asv_history(asv, palette, out) or FG.asv_summary(asv, palette, out)))
     for name, make in makers:
         try:
             fig = make()

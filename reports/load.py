@@ -2,9 +2,12 @@
 
 `load_results(paths)` accepts any mix of:
 
-* ``gradest run`` folders: ``results.csv`` (one row per cell) and ``history.csv`` (training
-  histories); when ``results.csv`` is missing (a sweep killed before it consolidated), the
-  per-cell records under ``cells/`` are read instead;
+* ``gradest run`` folders: ``results.csv`` (one row per cell record of the folder) and
+  ``history.csv`` (training histories); when ``results.csv`` is missing or damaged (a sweep
+  killed before it consolidated, a hand edit), the per-cell records under ``cells/`` are read
+  instead, with the record schema of `gradest.sweep.store`, and the problem is reported; with
+  ``current_only`` the rows of the folder's last run (``current_run``, or the cell keys of
+  ``manifest.json``);
 * asv results (``.asv``, ``.asv/results``, a machine folder, or one result file): see
   `gradest.reports.asv_results`.
 
@@ -30,6 +33,8 @@ class Results:
     asv: pd.DataFrame = field(default_factory=pd.DataFrame)
     sources: list = field(default_factory=list)
     manifests: list = field(default_factory=list)
+    #: what could not be read as it should (shown on the report's page)
+    problems: list = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -41,21 +46,49 @@ def is_run_folder(path) -> bool:
     return path.is_dir() and ((path / "results.csv").exists() or (path / "cells").is_dir())
 
 
-def load_run_folder(path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def load_run_folder(path, current_only: bool = False, problems: list | None = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(cells, history, manifest) of one ``gradest run`` folder."""
+    from gradest.sweep.store import load_records, rows_and_histories
+
     path = Path(path)
+    problems = [] if problems is None else problems
     manifest = {}
     if (path / "manifest.json").exists():
         try:
             manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
         except ValueError:
-            manifest = {}
+            problems.append(f"{path / 'manifest.json'} is damaged and was ignored")
+    cells = history = None
     if (path / "results.csv").exists():
-        cells = _read_csv(path / "results.csv")
-        history = _read_csv(path / "history.csv") if (path / "history.csv").exists() else pd.DataFrame()
-    else:
-        cells, history = _from_cell_records(path / "cells")
+        try:
+            cells = _read_csv(path / "results.csv")
+            history = _read_csv(path / "history.csv") if (path / "history.csv").exists() else pd.DataFrame()
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+            problems.append(f"{path / 'results.csv'} or history.csv is damaged ({type(err).__name__}); the report "
+                            f"was built from the cell records in {path / 'cells'} (the next `gradest run` rewrites it)")
+            cells = None
+    if cells is None:
+        keys = set(manifest.get("cell_keys", []))
+        cells, history = rows_and_histories(load_records(path / "cells"), keys if keys else None)
+    if current_only:
+        cells, history = _current(cells, history, manifest)
     return cells, history, manifest
+
+
+def _current(cells: pd.DataFrame, history: pd.DataFrame, manifest: dict):
+    if cells.empty:
+        return cells, history
+    if "current_run" in cells.columns:
+        mask = cells["current_run"].astype(str).str.lower().isin(["true", "1"])
+    elif manifest.get("cell_keys"):
+        mask = cells["key"].isin(manifest["cell_keys"])
+    else:
+        return cells, history
+    keys = set(cells.loc[mask, "key"])
+    if history is not None and not history.empty and "key" in history.columns:
+        history = history[history["key"].isin(keys)]
+    return cells[mask], history
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -65,51 +98,19 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def _from_cell_records(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows and histories from the per-cell JSON records (the sweep's format)."""
-    rows, histories = [], []
-    for file in sorted(folder.glob("*.json")):
-        try:
-            record = json.loads(file.read_text(encoding="utf-8"))
-            cell = record["cell"]
-        except (OSError, ValueError, KeyError):
-            continue
-        ids = {"key": record.get("key", file.stem), "kind": cell.get("kind"), "task": cell.get("task"),
-               "estimator": record.get("label") or cell.get("estimator"), "estimator_name": cell.get("estimator"),
-               "backend": cell.get("backend"), "device": cell.get("device"), "seed": cell.get("seed"),
-               "num_samples": cell.get("num_samples")}
-        row = {**ids, "status": record.get("status"), "reason": record.get("reason", ""),
-               "elapsed_s": record.get("elapsed_s")}
-        row.update({k: v for k, v in (cell.get("settings") or {}).items() if k not in row})
-        row.update({k: v for k, v in (record.get("row") or {}).items()
-                    if k not in row and not isinstance(v, (list, dict))})
-        rows.append(row)
-        hist = record.get("history")
-        if hist and hist.get("columns"):
-            frame = pd.DataFrame(hist["data"], columns=hist["columns"])
-            extra = dict(ids)
-            if "delta" in (cell.get("settings") or {}):
-                extra["delta"] = cell["settings"]["delta"]
-            for i, (k, v) in enumerate(extra.items()):
-                if k in frame.columns:
-                    frame = frame.drop(columns=k)
-                frame.insert(i, k, v)
-            histories.append(frame)
-    return pd.DataFrame(rows), (pd.concat(histories, ignore_index=True) if histories else pd.DataFrame())
-
-
-def load_results(paths: Iterable) -> Results:
-    """Concatenate the frames of every results folder / asv path in ``paths``."""
+def load_results(paths: Iterable, current_only: bool = False) -> Results:
+    """Concatenate the frames of every results folder / asv path in ``paths`` (``current_only``:
+    each folder's last run)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    cells, histories, asvs, sources, manifests = [], [], [], [], []
+    cells, histories, asvs, sources, manifests, problems = [], [], [], [], [], []
     for p in paths:
         path = Path(p)
         if not path.exists():
             raise ValueError(f"no such results folder or file: {path}")
         found = False
         if is_run_folder(path):
-            c, h, m = load_run_folder(path)
+            c, h, m = load_run_folder(path, current_only, problems)
             cells.append(c.assign(source=str(path)))
             histories.append(h.assign(source=str(path)))
             manifests.append({"source": str(path), **m})
@@ -122,7 +123,7 @@ def load_results(paths: Iterable) -> Results:
             raise ValueError(f"{path} is neither a `gradest run` results folder (results.csv or cells/) nor "
                              f"asv results (.asv/results, a machine folder or a <commit>-<env>.json file)")
         sources.append(str(path))
-    return Results(_concat(cells), _concat(histories), _concat(asvs), sources, manifests)
+    return Results(_concat(cells), _concat(histories), _concat(asvs), sources, manifests, problems)
 
 
 def _concat(frames: list) -> pd.DataFrame:

@@ -78,14 +78,24 @@ def test_report_command(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "--tasks", "bandit", "nope"], "unknown task 'nope'; known tasks: bandit, binary_toy"),
+    (["run", "--tasks", "bandit", "nope"], "unknown task 'nope'; known tasks: bandit, "),
     (["run", "--estimators", "reinforce,nope"], "unknown estimator 'nope'; known estimators: "),
     (["run", "--backends", "tensorflow"], "unknown backend 'tensorflow'; known backends: torch, jax"),
     (["run", "--device", "tpu"], "unknown device 'tpu'; known devices: cpu, cuda"),
     (["run", "--kinds", "gradients"], "unknown kind 'gradients'; known kinds: gradient, temperature"),
-    (["run", "--seeds", "0"], "--seeds must be a positive integer"),
-    (["run", "--num-replicates", "1"], "--num-replicates must be at least 2"),
+    (["run", "--seeds", "0"], "argument --seeds: must be a positive integer, got 0"),
+    (["run", "--seeds", "two"], "argument --seeds: expected an integer, got 'two'"),
+    (["run", "--num-replicates", "1"], "argument --num-replicates: must be at least 2, got 1"),
     (["run", "--estimators", "reinforce:loo"], "is not of the form key=value"),
+    (["run", "--estimators", "reinforce:baseline=lo"], "estimator reinforce:baseline=lo: unknown baseline 'lo'"),
+    (["run", "--estimators", "reinforce:basline=loo"], "unknown option 'basline' for estimator 'reinforce'; valid "
+                                                       "options: baseline"),
+    (["run", "--estimators", "reinforce:decay=abc"], "decay"),
+    (["run", "--seed", "2"], "unrecognized arguments: --seed 2 (did you mean --seeds?)"),
+    (["run", "--task", "bandit"], "unrecognized arguments: --task bandit (did you mean --tasks?)"),
+    (["run", "--workers", "0"], "argument --workers: must be a positive integer, got 0"),
+    (["run", "--workers", "x"], "argument --workers: expected an integer, got 'x'"),
+    (["run", "--plugins", "no_such_file.py"], "plugin file no_such_file.py does not exist"),
     (["report", "does/not/exist"], "no such results folder or file: does/not/exist"),
 ])
 def test_bad_input_exits_2_with_a_message(argv, message, capsys, tmp_path):
@@ -96,18 +106,26 @@ def test_bad_input_exits_2_with_a_message(argv, message, capsys, tmp_path):
     assert not (tmp_path / "o").exists()  # nothing was run
 
 
-def test_unknown_option_value_of_an_estimator_fails_the_cell_not_the_sweep(tmp_path, capsys):
-    code = cli.main(["run", "--tasks", "bandit", "--estimators", "reinforce:baseline=median", "--backends", "torch",
-                     "--seeds", "1", "--num-replicates", "10", "--kinds", "gradient", "--no-progress", "--no-report",
-                     "--out", str(tmp_path)])
-    assert code == 0
+def test_failed_cells_give_exit_code_1_and_one_summary(tmp_path, capsys, monkeypatch):
+    """Cells that fail while running: exit status 1, each distinct message printed once with
+    its count and the cells it hit."""
+    from gradest import sweep
+
+    real = sweep.CellRunner.__call__
+
+    def out_of_memory(self, cell):
+        if cell.num_samples == 4:
+            return {"status": "failed", "reason": "RuntimeError: out of memory", "row": {}, "history": None}
+        return real(self, cell)
+
+    monkeypatch.setattr(sweep.CellRunner, "__call__", out_of_memory)
+    code = cli.main(["run", "--tasks", "bandit", "--estimators", "exact", "reinforce:baseline=loo", "--backends",
+                     "torch", "--seeds", "2", "--num-replicates", "10", "--kinds", "gradient", "--quick",
+                     "--no-progress", "--no-report", "--out", str(tmp_path)])
+    assert code == 1
     err = capsys.readouterr().err
-    assert "failed" in err and "unknown baseline 'median'" in err
-    table = pd.read_csv(tmp_path / "results.csv")
-    assert (table["status"] == "failed").all()
-    assert cli.main(["run", "--tasks", "bandit", "--estimators", "reinforce:baseline=median", "--backends",
-                     "torch", "--seeds", "1", "--num-replicates", "10", "--kinds", "gradient", "--no-progress",
-                     "--no-report", "--strict", "--out", str(tmp_path)]) == 1
+    assert err.count("RuntimeError: out of memory") == 1 and "4× RuntimeError: out of memory" in err
+    assert "2 skipped, 1 reason" in err and "needs num_samples >= 2" in err  # loo at S = 1, with its reason
 
 
 def test_missing_backend_is_a_clear_error(monkeypatch, capsys, tmp_path):

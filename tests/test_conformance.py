@@ -20,11 +20,14 @@ from gradest.measure import check_compatible
 from gradest.testing import (CONFORMANCE_TASKS, ZTest, check_estimator, check_task, conformance_tasks,
                              evaluate_surrogate, numpy_noise, z_test)
 
-#: built-in variants checked beside the defaults
-VARIANTS = {
-    "reinforce": [{"baseline": "loo"}, {"baseline": "moving_average"}, {"baseline": "optimal"}],
-    "gumbel_softmax": [{"hard": True}],
-}
+
+def _declared_variants(name: str) -> list[dict]:
+    """The variants an estimator declares at registration, other than its defaults (checked
+    beside the defaults)."""
+    defaults = gradest.registry.ESTIMATORS.entry(name).option_defaults()
+    return [v for v in gradest.registry.estimator_variants(name)
+            if v and any(defaults.get(k, object()) != value for k, value in v.items())]
+
 #: small instances of registered tasks, for estimators that no toy task fits
 EXTRA_TASKS = {
     "categorical_vae": {"kl": "sampled", "num_latents": 2, "num_categories": 3, "hidden": [4], "batch_size": 2},
@@ -43,7 +46,7 @@ def _estimator_cases():
     cases = []
     for name in gradest.list_estimators():
         cases.append(pytest.param(name, {}, id=name))
-        for options in VARIANTS.get(name, []):
+        for options in _declared_variants(name):
             label = ",".join(f"{k}={v}" for k, v in options.items())
             cases.append(pytest.param(name, options, id=f"{name}[{label}]"))
     return cases

@@ -19,8 +19,7 @@ from gradest.noise import NOISE_VERSION
 from gradest.registry import ESTIMATORS
 from gradest.sweep import Budget, Cell, CellRunner, run_sweep
 
-TINY = Budget(num_replicates=20, sample_sizes=(2,), seeds=1, train_steps=3, train_num_samples=2,
-              temperatures=(1.0,), lasso_deltas=(1.0,), lasso_steps=3)
+TINY = Budget("quick", num_replicates=20, sample_sizes=(2,), seeds=1, train_steps=3)
 
 PLUGIN = "gradest_provenance_plugin"
 PLUGIN_SOURCE = '''
@@ -162,8 +161,9 @@ def test_editing_a_plugin_recomputes_its_cells_and_reuses_the_others(plugin, tmp
     second = run_sweep(edited, out, progress=False, runner=lambda c: ran.append(c) or runner(c))
     assert [c.key for c in ran] == [new["provenance_plugin"].key]
     assert second.reused == 1 and second.counts["done"] == 2
-    rows2 = second.results.set_index("estimator_name")
-    assert len(second.results) == 2
+    rows2 = second.current.set_index("estimator_name")
+    assert len(second.current) == 2
+    assert len(second.results) == 3  # the store keeps the old code's cell, marked as not in this run
     assert rows2.loc["provenance_plugin", "code_fingerprint"] == new["provenance_plugin"].code
     assert rows2.loc["provenance_plugin", "code_fingerprint"] != rows.loc["provenance_plugin", "code_fingerprint"]
     # the new code ran: the leave-one-out baseline has another variance than none at S=2
@@ -186,11 +186,10 @@ def test_manifest_records_the_budget_that_ran(tmp_path, capsys):
     assert cli.main(argv) == 0, capsys.readouterr().err
     manifest = json.loads((out / "manifest.json").read_text())
     budget = manifest["budget"]
-    assert budget["num_replicates"] == 7 and budget["task_num_replicates"] == {}
-    assert budget["temperature_replicates"] is None
-    assert budget["train_steps"] == 3 and budget["task_train_steps"] == {}
-    assert budget["seeds"] == 1 and budget["gradient_seeds"] is None and budget["secondary_seeds"] is None
-    assert budget["sample_sizes"] == list(sweep.QUICK.sample_sizes)  # what was not overridden is QUICK's
+    assert budget["name"] == "quick" and budget["num_replicates"] == 7 and budget["train_steps"] == 3
+    assert budget["seeds"] == 1 and budget["measured_seeds"] is None
+    assert budget["sample_sizes"] is None  # what was not overridden is QUICK's (each task's declared S)
+    assert budget["core_after_first"] is sweep.QUICK.core_after_first
     assert manifest["noise_version"] == NOISE_VERSION
     # and it is what ran
     table = pd.read_csv(out / "results.csv")

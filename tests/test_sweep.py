@@ -1,5 +1,6 @@
-"""The sweep engine: planning, cells that run, skip or fail, atomic storage, resume after an
-interruption, and that a sweep's statistics are the harness's (same noise, same numbers)."""
+"""The sweep engine: planning from the kinds and the declared variants and sizes, cells that
+run, skip or fail, atomic storage, resume after an interruption, and that a sweep's statistics
+are the harness's (same noise, same numbers)."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,10 +13,12 @@ import pytest
 
 import gradest
 from gradest import sweep
+from gradest.labels import parse_spec
 from gradest.sweep import Budget, Cell, CellRunner, ResultStore, run_sweep
+from gradest.sweep import store as store_module
+from gradest.tasks.lasso_huber_delta import lasso_gap
 
-TINY = Budget(num_replicates=40, sample_sizes=(1, 4), seeds=2, train_steps=3, train_num_samples=2,
-              temperatures=(0.5, 2.0), lasso_deltas=(1.0, 0.1), lasso_steps=5)
+TINY = Budget("quick", num_replicates=40, sample_sizes=(1, 4), seeds=2, measured_seeds=1, train_steps=3)
 
 
 def tiny_cells(backends=("torch",), kinds=("gradient",), estimators=("reinforce", "exact", "pathwise"),
@@ -32,29 +35,38 @@ def test_plan_covers_the_grid_with_unique_keys():
     kinds = {c.kind for c in cells}
     assert kinds == {"gradient", "temperature", "train"}  # no lasso_huber asked for: no δ sweep
     grad = [c for c in cells if c.kind == "gradient"]
-    # tasks x (4 reinforce baselines + 2 gumbel_softmax variants) x backends x S x seeds
-    assert len(grad) == 2 * 6 * 2 * 2 * 2
+    # tasks x (4 reinforce baselines + 2 gumbel_softmax variants) x backends x S x seeds (measured: 1 in quick)
+    assert len(grad) == 2 * 6 * 2 * 2 * 1
     assert len({c.key for c in cells}) == len(cells)
     temps = [c for c in cells if c.kind == "temperature"]
-    assert {c.estimator_options["temperature"] for c in temps} == {0.5, 2.0}
-    assert {c.task for c in temps} == {"bandit"}
+    grid = sweep.get_cell_kind("temperature").grid["quick"]
+    assert {c.estimator_options["temperature"] for c in temps} == set(grid["temperatures"])
+    assert {c.task for c in temps} == {"bandit"} and {c.backend for c in temps} == {"torch"}
+    assert {c.settings["num_replicates"] for c in temps} == {40}  # the budget's override
 
 
-def test_quick_plan_runs_the_registry_on_the_first_backend_and_a_core_set_on_the_others():
+def test_quick_plan_runs_the_registry_on_the_first_backend_and_the_core_variants_on_the_others():
     cells = sweep.plan(None, None, ["torch", "jax"], quick=True)
     torch_grad = {(c.estimator, tuple(sorted(c.estimator_options.items())))
                   for c in cells if c.backend == "torch" and c.kind == "gradient"}
-    jax_grad = [c for c in cells if c.backend == "jax" and c.kind == "gradient"]
-    assert {c.estimator for c in jax_grad} == {"reinforce", "gumbel_softmax", "pathwise"}
-    assert {(c.estimator, tuple(sorted(c.estimator_options.items()))) for c in jax_grad} <= torch_grad
-    assert {c.num_samples for c in jax_grad} == {4} and {c.seed for c in jax_grad} == {0}
+    jax_grad = {(c.estimator, tuple(sorted(c.estimator_options.items())))
+                for c in cells if c.backend == "jax" and c.kind == "gradient"}
+    core = {(name, tuple(sorted(opts.items()))) for name in gradest.list_estimators()
+            for opts in gradest.registry.core_variants(name)}
+    assert core and jax_grad == core and jax_grad < torch_grad
     assert {c.estimator for c in cells if c.backend == "torch"} == set(gradest.list_estimators())
+    trained = {(c.estimator, tuple(sorted(c.estimator_options.items()))) for c in cells if c.kind == "train"}
+    assert trained == core
     assert {c.seed for c in cells if c.backend == "torch" and c.kind == "train"} == {0, 1}
+    assert {c.seed for c in cells if c.kind == "gradient"} == {0}
     assert {c.backend for c in cells if c.kind == "temperature"} == {"torch"}
     assert {c.task for c in cells if c.kind == "temperature"} == {"categorical_vae"}
     assert {c.backend for c in cells if c.kind == "lasso_delta"} == {"torch", "jax"}
-    vae = {c.num_samples for c in cells if c.task == "categorical_vae" and c.kind == "gradient"}
-    assert vae == {1, 4}
+    # sizes are the tasks' declared ones
+    for task in gradest.list_tasks():
+        sizes = gradest.task.sweep_sizes(gradest.registry.TASKS.entry(task).factory, "quick")
+        got = {c.num_samples for c in cells if c.task == task and c.kind == "gradient" and c.backend == "torch"}
+        assert got == set(sizes.sample_sizes), task
     # named estimators run on every backend, and --seeds applies everywhere
     named = sweep.plan(["bandit"], ["straight_through"], ["torch", "jax"], quick=True, seeds=3, kinds=["gradient"])
     assert {(c.backend, c.seed) for c in named} == {(b, s) for b in ("torch", "jax") for s in range(3)}
@@ -69,12 +81,12 @@ def test_plan_defaults_to_every_registered_estimator_and_task():
 
 
 def test_estimator_spec_with_options():
-    assert sweep.parse_estimator_spec("reinforce") == ("reinforce", None)
-    assert sweep.parse_estimator_spec("gumbel_softmax:temperature=0.5,hard=true") == (
+    assert parse_spec("reinforce") == ("reinforce", None)
+    assert parse_spec("gumbel_softmax:temperature=0.5,hard=true") == (
         "gumbel_softmax", {"temperature": 0.5, "hard": True})
-    assert sweep.estimator_variants(["reinforce:baseline=loo"]) == [("reinforce", {"baseline": "loo"})]
+    assert sweep.variants(["reinforce:baseline=loo"]) == [("reinforce", {"baseline": "loo"})]
     with pytest.raises(ValueError, match="key=value"):
-        sweep.parse_estimator_spec("reinforce:loo")
+        parse_spec("reinforce:loo")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -86,7 +98,7 @@ def test_estimator_spec_with_options():
 def test_plan_rejects_bad_input(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         sweep.plan(kwargs.get("tasks", ["bandit"]), kwargs.get("estimators", ["exact"]), ["torch"], budget=TINY,
-                   seeds=kwargs.get("seeds"), kinds=kwargs.get("kinds", sweep.KINDS))
+                   seeds=kwargs.get("seeds"), kinds=kwargs.get("kinds"))
 
 
 def test_cell_key_depends_on_every_setting():
@@ -155,9 +167,9 @@ def test_train_cell_keeps_its_history():
 
 def test_lasso_gap_is_zero_at_the_reference_and_exact_at_zero():
     task = gradest.get_task("lasso_huber", delta=0.1, n_samples=40, n_features=5, n_informative=2)
-    at_ref = sweep.lasso_gap(task, task.reference())
+    at_ref = lasso_gap(task, task.reference())
     assert abs(at_ref["objective_gap"]) < 1e-12 and at_ref["distance_to_reference"] == 0.0
-    at_zero = sweep.lasso_gap(task, np.zeros(5))
+    at_zero = lasso_gap(task, np.zeros(5))
     n = task.X.shape[0]
     assert at_zero["objective"] == pytest.approx(float(task.y @ task.y) / (2 * n), rel=1e-12)
     assert at_zero["objective_gap"] > 0
@@ -165,10 +177,10 @@ def test_lasso_gap_is_zero_at_the_reference_and_exact_at_zero():
 
 
 def test_lasso_delta_cell_trains_exact_and_measures_the_gap():
-    cells = sweep.plan(["lasso_huber"], None, ["torch"], budget=dataclasses.replace(TINY, lasso_steps=30),
-                       kinds=["lasso_delta"])
-    assert [c.settings["delta"] for c in cells] == [1.0, 0.1]
-    out = CellRunner()(cells[0])
+    cells = sweep.plan(["lasso_huber"], None, ["torch"], budget=TINY, kinds=["lasso_delta"])
+    assert [c.settings["delta"] for c in cells] == list(sweep.get_cell_kind("lasso_delta").grid["quick"]["deltas"])
+    assert {c.task_options["delta"] for c in cells} == {c.settings["delta"] for c in cells}
+    out = CellRunner()(dataclasses.replace(cells[0], settings={**cells[0].settings, "steps": 30}))
     assert out["status"] == "done", out["reason"]
     assert out["row"]["objective_gap"] > 0  # the relaxed optimum is worse for the L1 objective
     assert "objective_gap" in out["history"].columns
@@ -184,7 +196,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(sweep.os, "replace", broken_replace)
+    monkeypatch.setattr(store_module.os, "replace", broken_replace)
     with pytest.raises(OSError):
         sweep.atomic_write_text(path, "new\n")
     assert path.read_text() == "old\n"
@@ -193,7 +205,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
 
 def test_interrupted_sweep_resumes_without_loss_or_duplicates(tmp_path):
     cells = tiny_cells(estimators=("reinforce:baseline=none", "exact", "pathwise"))
-    assert len(cells) == 12  # 3 estimators x 2 S x 2 seeds
+    assert len(cells) == 6  # 3 estimators x 2 S x 1 measured seed
     runner = CellRunner()
     calls = []
 
@@ -205,6 +217,7 @@ def test_interrupted_sweep_resumes_without_loss_or_duplicates(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run_sweep(cells, tmp_path, progress=False, runner=interrupted)
+    assert len(calls) == 5
     # the five finished cells are on disk and in the consolidated table, nothing else
     table = pd.read_csv(tmp_path / "results.csv")
     assert sorted(table["key"]) == sorted(calls)
@@ -218,14 +231,14 @@ def test_interrupted_sweep_resumes_without_loss_or_duplicates(tmp_path):
         return runner(cell)
 
     result = run_sweep(cells, tmp_path, progress=False, runner=counting)
-    assert result.reused == 5
+    assert result.reused == len(calls)
     assert set(second) == {c.key for c in cells} - set(calls)  # only the missing cells ran
     table = pd.read_csv(tmp_path / "results.csv")
     assert len(table) == len(cells) and table["key"].is_unique
     assert set(table["key"]) == {c.key for c in cells}
     for key, text in files.items():  # finished cells were kept as they were
         assert (tmp_path / "cells" / f"{key}.json").read_text() == text
-    assert result.counts == {"done": 8, "skipped": 4, "failed": 0}  # pathwise does not apply to bandit
+    assert result.counts == {"done": 4, "skipped": 2, "failed": 0}  # pathwise does not apply to bandit
     assert not [p for p in tmp_path.rglob("*.tmp")]
 
 
@@ -281,3 +294,101 @@ def test_history_table_has_the_cell_columns(tmp_path):
                                                                   index=sorted(hist["key"].unique()))).all()
     assert os.stat(tmp_path / "results.csv").st_mode & 0o044  # readable like any other file
     assert result.counts["done"] == len(cells)
+
+
+# ---- the results folder is a store --------------------------------------------------------
+
+
+def test_a_second_run_with_other_arguments_adds_cells_and_loses_none(tmp_path):
+    first = run_sweep(tiny_cells(estimators=("exact",)), tmp_path, progress=False)
+    second = run_sweep(tiny_cells(estimators=("reinforce:baseline=none",)), tmp_path, progress=False)
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert len(table) == len(first.cells) + len(second.cells) and table["key"].is_unique
+    assert set(table.loc[table["current_run"], "key"]) == {c.key for c in second.cells}
+    assert set(table["run"]) == {first.run, second.run}
+    runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert [r["run"] for r in runs] == [first.run, second.run]
+    # the report shows the last run by default, the whole store on request
+    from gradest.reports.load import load_results
+
+    assert set(load_results([tmp_path], current_only=True).cells["estimator"]) == {"reinforce[baseline=none]"}
+    assert set(load_results([tmp_path]).cells["estimator"]) == {"exact", "reinforce[baseline=none]"}
+
+
+def test_a_damaged_results_table_is_rebuilt_from_the_cells(tmp_path):
+    cells = tiny_cells(estimators=("exact",))
+    run_sweep(cells, tmp_path, progress=False)
+    (tmp_path / "results.csv").write_text('key,kind\n"unclosed,quote\nx,y,z,w\n')
+    from gradest.reports.load import load_results
+
+    loaded = load_results([tmp_path], current_only=True)
+    assert set(loaded.cells["key"]) == {c.key for c in cells}
+    assert any("results.csv" in p and "damaged" in p for p in loaded.problems)
+    run_sweep(cells, tmp_path, progress=False)  # the next run rewrites it
+    assert set(pd.read_csv(tmp_path / "results.csv")["key"]) == {c.key for c in cells}
+
+
+def test_a_damaged_cell_record_is_reported_once_and_recomputed(tmp_path):
+    cells = tiny_cells(estimators=("exact",))
+    run_sweep(cells, tmp_path, progress=False)
+    damaged = ResultStore(tmp_path).cell_path(cells[0])
+    damaged.write_text('{"key": "trunc')
+    with pytest.warns(RuntimeWarning, match=f"cell record {damaged}.* is damaged") as caught:
+        result = run_sweep(cells, tmp_path, progress=False)
+    assert sum(str(damaged) in str(w.message) for w in caught) == 1
+    assert result.reused == len(cells) - 1
+    assert json.loads(damaged.read_text())["status"] == "done"
+
+
+# ---- a cell kind is a plugin ----------------------------------------------------------------
+
+
+class EntropyProbe(sweep.CellKind):
+    """A kind registered by a test file: one cell per task and backend, the entropy of p_θ₀."""
+
+    columns = {"entropy": "entropy of p_θ0 (nats)"}
+
+    def plan(self, ctx):
+        return [ctx.cell("entropy_probe", task, "exact", {}, backend) for task in ctx.tasks for backend in ctx.backends]
+
+    def run(self, cell, task, estimator):
+        B = gradest.backends.get_backend(cell.backend)
+        dist = task.problem(B, B.asarray(task.init_params())).dist
+        return {"entropy": float(B.to_numpy(B.sum(dist.entropy())))}, None
+
+    def figures(self, cells, history, palette, out):
+        from gradest.reports.figures import Figure
+        from gradest.reports.style import plt, save
+
+        rows = cells[cells["kind"] == "entropy_probe"] if "kind" in cells else cells.iloc[:0]
+        if rows.empty:
+            return []
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.bar(rows["task"], rows["entropy"])
+        ax.set_ylabel("entropy (nats)")
+        return [Figure("entropy_probe", "Entropy at θ₀", "The entropy of p_θ₀ per task.",
+                       save(fig, out, "entropy_probe"))]
+
+
+@pytest.fixture
+def entropy_probe():
+    """EntropyProbe registered for one test (so that the other tests' plans do not include it)."""
+    sweep.register_cell_kind("entropy_probe", description="test kind: the entropy of p_θ0")(EntropyProbe)
+    yield
+    sweep.KINDS.entries.pop("entropy_probe")
+
+
+def test_a_kind_registered_in_a_test_file_runs_end_to_end(tmp_path, capsys, entropy_probe):
+    from gradest import cli
+
+    assert "entropy_probe" in sweep.kind_names()
+    argv = ["run", "--tasks", "bandit", "binary_toy", "--estimators", "exact", "--backends", "torch",
+            "--kinds", "entropy_probe", "--no-progress", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert list(table["kind"]) == ["entropy_probe"] * 2 and (table["status"] == "done").all()
+    assert table.set_index("task").loc["bandit", "entropy"] == pytest.approx(np.log(10), rel=1e-5)
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "entropy_probe.png" in page and (tmp_path / "report" / "entropy_probe.png").exists()
+    assert cli.main(["list"]) == 0
+    assert "entropy_probe" in capsys.readouterr().out

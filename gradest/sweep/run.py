@@ -1,0 +1,234 @@
+"""Planning and running a sweep: cells from the kinds, each run once, kept in the store.
+
+`plan(...)` resolves the selection (tasks, estimator variants, backends, budget) into a
+`PlanContext` and concatenates the plans of the selected kinds. `run_sweep(cells, out)` runs
+the cells not yet in the store (``out``), serially or on a Dask cluster (``executor``: a
+`gradest.sweep.dask.DaskExecutor`), and writes each record as it arrives, so an interrupted
+sweep loses at most the cells that were running and resumes where it stopped.
+
+`run_cell(cell)` is what runs a cell, here or on a worker: it builds the task (once per
+process: a data-driven task loads its data once), the estimator, checks the combination, and
+calls the kind's ``run``; an unsupported combination is recorded as skipped with the reason,
+any other error as failed with its message, and the sweep goes on.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import socket
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from gradest.noise import NOISE_VERSION
+from gradest.registry import TASKS, get_estimator, get_task
+from gradest.sweep.cells import (CELL_FORMAT, STATUSES, Budget, Cell, PlanContext, canonical, check_names,
+                                 resolve_budget, variants)
+from gradest.sweep.kinds import get_cell_kind, kind_names
+from gradest.sweep.store import ResultStore
+
+__all__ = ["plan", "run_sweep", "run_cell", "CellRunner", "SweepResult"]
+
+
+def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = None,
+         backends: Sequence[str] = ("torch",), *, device: str = "cpu", seeds: int | None = None,
+         quick: bool = False, num_replicates: int | None = None, train_steps: int | None = None,
+         budget: Budget | None = None, kinds: Sequence[str] | None = None) -> list[Cell]:
+    """The cells of a sweep, in the order they run: kind by kind (`kind_names` order).
+
+    ``tasks`` / ``estimators`` default to everything registered (estimators with their
+    declared variants); ``seeds``, ``num_replicates`` and ``train_steps`` override the
+    budget's (`resolve_budget`); unknown names raise ValueError naming the known ones."""
+    budget = resolve_budget(budget, quick=quick, num_replicates=num_replicates, train_steps=train_steps,
+                            seeds=seeds)
+    known_kinds = kind_names()
+    chosen_kinds = list(kinds) if kinds else known_kinds
+    check_names("kind", chosen_kinds, known_kinds)
+    known_tasks = TASKS.names()
+    task_names = list(tasks) if tasks else known_tasks
+    check_names("task", task_names, known_tasks)
+    ctx = PlanContext(task_names, variants(estimators), list(backends), device, budget, chosen=bool(estimators))
+    cells: list[Cell] = []
+    for name in known_kinds:
+        if name in chosen_kinds:
+            cells.extend(get_cell_kind(name).plan(ctx))
+    return cells
+
+
+class CellRunner:
+    """Runs cells, keeping built tasks (a data-driven task loads its data once per process)."""
+
+    def __init__(self):
+        self._tasks: dict[str, Any] = {}
+
+    def task(self, cell: Cell):
+        key = canonical([cell.task, cell.task_options])
+        if key not in self._tasks:
+            self._tasks[key] = get_task(cell.task, **cell.task_options)
+        return self._tasks[key]
+
+    def __call__(self, cell: Cell) -> dict:
+        """{"status", "reason", "row", "history", ...} for ``cell``; errors are caught and
+        recorded (KeyboardInterrupt is not: the cell then has no record and runs next time)."""
+        from gradest.measure import UnsupportedCombinationError, check_compatible
+
+        start, cpu_start = time.perf_counter(), time.process_time()
+        out = {"status": "done", "reason": "", "row": {}, "history": None, "traceback": "", "label": cell.label,
+               "worker": f"{socket.gethostname()}:{os.getpid()}"}
+        try:
+            kind = get_cell_kind(cell.kind)
+            task = self.task(cell)
+            est = get_estimator(cell.estimator, **cell.estimator_options)
+            out["label"] = est.label
+            check_compatible(task, est, cell.num_samples)
+            out["row"], out["history"] = kind.run(cell, task, est)
+        except UnsupportedCombinationError as err:
+            out.update(status="skipped", reason=str(err))
+        except Exception as err:  # noqa: BLE001 -- a failing cell is recorded, the sweep goes on
+            out.update(status="failed", reason=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        out["elapsed_s"] = time.perf_counter() - start
+        out["cpu_s"] = time.process_time() - cpu_start
+        return out
+
+
+_PROCESS_RUNNER: CellRunner | None = None
+
+
+def run_cell(cell: Cell) -> dict:
+    """Run ``cell`` with this process's `CellRunner` (on a Dask worker: built tasks and
+    compiled functions stay in the worker for its next cells)."""
+    global _PROCESS_RUNNER
+    if _PROCESS_RUNNER is None:
+        _PROCESS_RUNNER = CellRunner()
+    return _PROCESS_RUNNER(cell)
+
+
+@dataclass
+class SweepResult:
+    out: Path
+    cells: list
+    results: pd.DataFrame
+    history: pd.DataFrame
+    counts: dict
+    reused: int
+    run: str = ""
+
+    @property
+    def current(self) -> pd.DataFrame:
+        """The rows of this run's cells (reused ones included)."""
+        if self.results.empty or "current_run" not in self.results.columns:
+            return self.results
+        return self.results[self.results["current_run"].astype(bool)]
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        current = self.current
+        return current if current.empty else current[current["status"] == "failed"]
+
+    @property
+    def skipped(self) -> pd.DataFrame:
+        current = self.current
+        return current if current.empty else current[current["status"] == "skipped"]
+
+
+def run_sweep(cells: Sequence[Cell], out, *, progress: bool = True, manifest: dict | None = None,
+              runner: Callable[[Cell], dict] | None = None, console=None, executor=None) -> SweepResult:
+    """Run ``cells`` (skipping those already done or skipped in ``out``), writing each cell's
+    record as it finishes and the consolidated tables at the end (also when interrupted).
+
+    ``executor``: None runs the cells here, one after the other, with ``runner`` (default
+    `run_cell`); a `gradest.sweep.dask.DaskExecutor` runs them on its cluster."""
+    store = ResultStore(out)
+    store.root.mkdir(parents=True, exist_ok=True)
+    keys = [c.key for c in cells]
+    if len(set(keys)) != len(keys):
+        raise ValueError("the sweep has duplicated cells (same settings twice)")
+    run_id = f"{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    store.write_manifest({
+        **(manifest or {}), "run": run_id, "cells": len(cells), "cell_keys": keys, "cell_format": CELL_FORMAT,
+        "noise_version": NOISE_VERSION, "written_at": started, "python": platform.python_version(),
+        "machine": platform.node(), "platform": platform.platform(), "versions": _versions(),
+        "executor": "serial" if executor is None else executor.describe(),
+    })
+    todo, reused = [], 0
+    for cell in cells:
+        record = store.load_cell(cell)
+        if record is not None and record["status"] in ("done", "skipped"):
+            reused += 1
+        else:
+            todo.append(cell)
+    try:
+        with _progress(progress, console) as bar:
+            task_id = bar.add_task("cells", total=len(cells), completed=reused)
+            if executor is None:
+                run = runner or run_cell
+                for cell in todo:
+                    bar.update(task_id, description=cell.describe())
+                    store.save_cell(cell, run(cell), run_id)
+                    bar.advance(task_id)
+            else:
+                bar.update(task_id, description=f"{len(todo)} cells on {executor.describe()}")
+                for cell, outcome in executor.run(todo):
+                    store.save_cell(cell, outcome, run_id)
+                    bar.update(task_id, description=cell.describe())
+                    bar.advance(task_id)
+            bar.update(task_id, description="sweep finished")
+    finally:
+        results, history = store.consolidate(keys)
+        current = results[results["current_run"]] if len(results) else results
+        counts = {s: int((current["status"] == s).sum()) if len(current) else 0 for s in STATUSES}
+        store.append_run({"run": run_id, "started": started, "cells": len(cells), "reused": reused, **counts,
+                          "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                          "command": (manifest or {}).get("command_line", "")})
+    return SweepResult(store.root, list(cells), results, history, counts, reused, run_id)
+
+
+def _versions() -> dict:
+    """gradest's and the frameworks' versions (those imported: a sweep imports its backends)."""
+    import sys
+
+    import gradest
+
+    out = {"gradest": gradest.__version__}
+    for name in ("numpy", "pandas", "torch", "jax", "optax", "sklearn", "distributed"):
+        module = sys.modules.get(name)
+        if module is not None:
+            out[name] = getattr(module, "__version__", "?")
+    return out
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *a, **k):
+        return 0
+
+    def update(self, *a, **k):
+        pass
+
+    def advance(self, *a, **k):
+        pass
+
+
+def _progress(enabled: bool, console=None):
+    if not enabled:
+        return _NoProgress()
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    console = console or Console(stderr=True)
+    return Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}", style="cyan"),
+                    BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=console)
