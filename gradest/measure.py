@@ -104,6 +104,13 @@ def check_compatible(task, estimator, num_samples: int = 1) -> None:
         raise UnsupportedCombinationError(reason)
 
 
+def default_samples(estimator, num_samples) -> int:
+    """S: ``num_samples``, or the estimator's ``min_samples`` when None."""
+    if num_samples is None:
+        return max(1, int(estimator.min_samples))
+    return integer("num_samples", num_samples)
+
+
 def make_loss(task, estimator, backend, batch=None):
     """``loss(θ, noise, state, batch=batch) -> (scalar, new_state)``: the surrogate loss of one
     replicate (``noise``: ``{"estimator": {...}, "task": {...}}`` without a replicate axis)."""
@@ -298,11 +305,11 @@ class GradientSampler:
     Cheap to build: the compiled functions come from the cache (`sampling_kernel`). Then
     ``run(num_replicates)`` as often as needed; ``set_params`` moves θ without compiling."""
 
-    def __init__(self, task, estimator, *, backend="torch", device="cpu", num_samples=1, seed=0,
+    def __init__(self, task, estimator, *, backend="torch", device="cpu", num_samples=None, seed=0,
                  dtype="float32", params=None, chunk_size=None, batch=None, phi_warmup=None):
         self.task = get_task(task)
         self.estimator = get_estimator(estimator)
-        self.num_samples = integer("num_samples", num_samples)
+        self.num_samples = default_samples(self.estimator, num_samples)
         chunk_size = optional_integer("chunk_size", chunk_size, 0) or None
         self.phi_warmup = optional_integer("phi_warmup", phi_warmup, PHI_WARMUP_STEPS, minimum=0)
         check_compatible(self.task, self.estimator, self.num_samples)
@@ -366,9 +373,11 @@ class GradientSampler:
 
 
 def gradient_samples(task, estimator, *, backend="torch", device="cpu", num_replicates=1000,
-                     num_samples=1, seed=0, **options) -> np.ndarray:
+                     num_samples=None, seed=0, **options) -> np.ndarray:
     """[num_replicates, num_params]: independent estimates of dL/dθ at the task's initial θ
-    (θ flattened in the task's ``param_layout`` order), each averaging ``num_samples`` samples.
+    (θ flattened in the task's ``param_layout`` order), each averaging ``num_samples`` samples
+    (default: the fewest the estimator works with, its ``min_samples``: 1 for most, 2 for
+    leave-one-out baselines).
 
     Extra options: ``dtype`` ("float32"), ``params`` (θ other than θ₀), ``chunk_size``
     (memory only: the numbers do not depend on it), ``phi_warmup`` (φ training steps at θ for
@@ -472,7 +481,7 @@ def summarize(grads: np.ndarray, exact: np.ndarray | None) -> dict[str, Any]:
 
 
 def gradient_stats(task, estimator, *, backend="torch", device="cpu", num_replicates=1000,
-                   num_samples=1, seed=0, timing_repeats: int = 5, threads: int | None = TIMING_THREADS,
+                   num_samples=None, seed=0, timing_repeats: int = 5, threads: int | None = TIMING_THREADS,
                    **options) -> dict[str, Any]:
     """Variance (trace of covariance), bias_norm, mse, cosine_to_exact, snr and
     seconds_per_estimate (with 95% intervals) of ``estimator`` on ``task``, against the exact

@@ -52,8 +52,8 @@ from gradest import compiled, noise
 from gradest.backends import get_backend
 from gradest.backends.base import OPTIMIZERS, check_optimizer
 from gradest.estimator import GradientEstimator
-from gradest.measure import (GradientSampler, check_compatible, exact_functions, make_loss, noise_specs,
-                             phi_objective, summarize)
+from gradest.measure import (GradientSampler, check_compatible, default_samples, exact_functions, make_loss,
+                             noise_specs, phi_objective, summarize)
 from gradest.noise import MAX_SEED
 from gradest.registry import get_estimator, get_task
 from gradest.validation import flat_params, integer, optional_integer
@@ -190,12 +190,12 @@ class Trainer:
     noise replicate t) and returns the loss at θ_t as a float; ``params()`` is the current θ
     (NumPy float64)."""
 
-    def __init__(self, task, estimator, *, backend="torch", device="cpu", seed=0, num_samples=1,
+    def __init__(self, task, estimator, *, backend="torch", device="cpu", seed=0, num_samples=None,
                  optimizer="adam", learning_rate=None, dtype="float32", params=None):
         self.task = task = get_task(task)
         self.estimator = est = get_estimator(estimator)
         self.seed = check_seed(seed)
-        self.num_samples = integer("num_samples", num_samples)
+        self.num_samples = default_samples(est, num_samples)
         self.optimizer = check_optimizer(optimizer)
         self.learning_rate = _learning_rate(learning_rate, task)
         check_compatible(task, est, self.num_samples)
@@ -244,7 +244,7 @@ class Trainer:
 # ---------------------------------------------------------------------------------------------
 # the training loop
 # ---------------------------------------------------------------------------------------------
-def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_samples=1,
+def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_samples=None,
           optimizer="adam", learning_rate=None, dtype="float32", track=(), every=None,
           track_replicates=200, eval_every=None, progress=None, params=None) -> TrainResult:
     """Minimize ``task``'s loss for ``steps`` steps with ``estimator``'s gradients.
@@ -253,7 +253,7 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
       task, estimator: names or built objects (`gradest.get_task` / `gradest.get_estimator`).
       backend, device, dtype: where to compute ("torch" | "jax", "cpu" | "cuda", "float32" | "float64").
       steps: number of optimizer updates; seed: seeds the noise and the task's batches.
-      num_samples: S, samples per gradient estimate.
+      num_samples: S, samples per gradient estimate (default: the estimator's ``min_samples``).
       optimizer: one of `OPTIMIZERS` (torch.optim / optax); learning_rate: default
         ``task.default_learning_rate`` (1e-2 where the task has none).
       track, every, track_replicates: the gradient basket: estimators measured at θ_t every
