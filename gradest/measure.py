@@ -14,9 +14,11 @@ so other θ, seeds and R reuse the compiled function.
 
 Chunks: R replicates run in chunks of ``chunk_size`` (bounded memory), never in a Python loop
 over replicates. Where compiled functions are specialized to shapes (JAX), a chunk smaller
-than ``chunk_size`` (R < chunk, or the last chunk) is padded up to the next power of two and
-the extra replicates are dropped, so a key compiles at most 1 + log2(chunk) functions over its
-life, usually one or two. Chunking never changes the numbers.
+than ``chunk_size`` (R < chunk, or the last chunk) is padded up to a size already compiled
+that holds it, else to the next power of two, and the extra replicates are dropped: a key
+compiles at most 1 + log2(chunk) functions over its life, usually one or two, and a call with
+another R compiles nothing once a size that holds its last chunk exists. Chunking never changes
+the numbers.
 
 Estimator state is set up at θ before measuring (`SamplingKernel.prepare`):
 
@@ -196,10 +198,17 @@ class SamplingKernel:
         return fn
 
     def padded(self, count: int) -> int:
-        """The size of the compiled call that computes ``count`` replicates."""
+        """The size of the compiled call that computes ``count`` replicates: ``count`` where
+        functions are not shape-specialized, else the next power of two (at most the chunk), or
+        a size already compiled that holds ``count``, so that another R compiles nothing."""
         if not self.backend.static_shapes or count >= self.chunk_size:
             return count
-        return min(1 << (count - 1).bit_length(), self.chunk_size)
+        size = min(1 << (count - 1).bit_length(), self.chunk_size)
+        if size not in self._by_count:
+            compiled = [n for n in self._by_count if n >= count]
+            if compiled:
+                return min(compiled)
+        return size
 
     def estimates(self, params, state, seed: int, first: int, count: int, batch=None):
         """Backend array [padded(count), P]: the estimates of replicates first, first+1, ...;

@@ -88,7 +88,7 @@ class SweepSizes(NamedTuple):
     learning_rate: float | None = None
 
 
-QUICK_SIZES = SweepSizes()
+QUICK_SIZES = SweepSizes(sample_sizes=(1, 4))
 FULL_SIZES = SweepSizes(num_replicates=2000, sample_sizes=(1, 4, 16, 64), train_steps=400)
 BUDGETS = ("quick", "full")
 
