@@ -196,3 +196,128 @@ def _unquote(value) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
     return text
+
+
+# ---- the statistics suite as a tidy frame ------------------------------------------------
+
+#: asv's track_ benchmarks of the statistics suite (benchmarks/statistics.py) -> frame column
+TRACK_STATISTICS = {"track_variance": "variance", "track_bias_sq": "bias_sq", "track_mse": "mse",
+                    "track_work_normalized_variance": "work_normalized_variance"}
+_GRID_PARAMS = ("param:estimator", "param:task", "param:backend")
+
+
+def is_statistic(benchmark: str) -> bool:
+    """Whether ``benchmark`` is one of `TRACK_STATISTICS` (any suite class)."""
+    return str(benchmark).rsplit(".", 1)[-1] in TRACK_STATISTICS
+
+
+def track_stats(asv: pd.DataFrame, latest: bool = False) -> pd.DataFrame:
+    """asv's statistics as the frame `gradest.reports.frames.gradient_stats` gives for a run:
+    one row per commit x machine x task x estimator x backend (x device), with ``variance``,
+    ``bias_sq``, ``mse``, ``work_normalized_variance`` and ``seconds_per_estimate`` (work-
+    normalized variance / variance: how the suite defines it), ``num_samples`` unknown
+    (the grid's, not in the results), no intervals; the zero rule of `frames` applied.
+    ``latest``: per machine, the last commit only. Only finished (``ok``) values; a device
+    other than cpu is named in the backend (``torch (cuda)``)."""
+    from gradest.reports import frames as F
+
+    if asv is None or asv.empty or not set(_GRID_PARAMS) <= set(asv.columns):
+        return pd.DataFrame()
+    rows = asv[asv["benchmark"].map(is_statistic) & (asv["status"] == "ok")].copy()
+    if rows.empty:
+        return pd.DataFrame()
+    rows["statistic"] = rows["benchmark"].map(lambda b: TRACK_STATISTICS[b.rsplit(".", 1)[-1]])
+    device = rows["param:device"] if "param:device" in rows.columns else pd.Series("cpu", index=rows.index)
+    rows["device"] = device.fillna("cpu")
+    rows["backend"] = [b if d == "cpu" else f"{b} ({d})" for b, d in zip(rows["param:backend"], rows["device"])]
+    keys = ["commit", "date", "machine", "param:task", "param:estimator", "backend", "device"]
+    rows["date"] = rows["date"].fillna(pd.Timestamp(0))
+    table = rows.pivot_table(index=keys, columns="statistic", values="value", aggfunc="mean").reset_index()
+    table.columns.name = None
+    table = table.rename(columns={"param:task": "task", "param:estimator": "estimator"})
+    for col in TRACK_STATISTICS.values():
+        if col not in table.columns:
+            table[col] = math.nan
+    table["estimator_name"] = table["estimator"].map(F.estimator_name)
+    variance = table["variance"].where(table["variance"] > 0)
+    table["seconds_per_estimate"] = table["work_normalized_variance"] / variance
+    table["num_samples"] = math.nan
+    table["seeds"] = 1
+    if latest:
+        last = table.groupby("machine")["date"].transform("max")
+        table = table[table["date"] == last]
+    return F.apply_zero_rule(table.reset_index(drop=True))
+
+
+def skip_summary(asv: pd.DataFrame) -> pd.DataFrame:
+    """asv's failed and skipped measurements, grouped by what they have in common instead of
+    one row each (asv records no reason): per status, the likeliest reason — a device skipped
+    everywhere (no such device on the machine), a backend skipped everywhere (not installed),
+    an estimator skipped everywhere (cannot be built with its defaults), an estimator x task
+    skipped on every backend and device (the combination does not apply), else "asv records
+    no reason" — with the benchmarks and the points it covers."""
+    if asv is None or asv.empty or "status" not in asv.columns:
+        return pd.DataFrame()
+    bad = asv[asv["status"] != "ok"].copy()
+    if bad.empty:
+        return pd.DataFrame()
+    for col in ("param:estimator", "param:task", "param:backend", "param:device"):
+        if col not in asv.columns:
+            asv = asv.assign(**{col: None})
+            bad[col] = None
+    all_rows = asv
+    reason = pd.Series("", index=bad.index, dtype=object)
+
+    def everywhere(col):
+        """Values of ``col`` whose every measurement is not ok (of the same status)."""
+        if all_rows[col].isna().all():
+            return set()
+        ok = all_rows.groupby(col)["status"].apply(lambda s: (s == "ok").any())
+        return set(ok[~ok].index)
+
+    devices, backends = everywhere("param:device"), everywhere("param:backend")
+    estimators = everywhere("param:estimator")
+    pair_ok = all_rows.dropna(subset=["param:estimator", "param:task"]).groupby(
+        ["param:estimator", "param:task"])["status"].apply(lambda s: (s == "ok").any())
+    pairs = set(pair_ok[~pair_ok].index)
+    on_ok = all_rows.dropna(subset=["param:estimator", "param:backend"]).groupby(
+        ["param:estimator", "param:backend"])["status"].apply(lambda s: (s == "ok").any())
+    not_on = set(on_ok[~on_ok].index)
+    for idx, row in bad.iterrows():
+        if row["status"] == "failed":
+            reason[idx] = "failed: asv keeps no traceback in its results (see asv's log of the run)"
+        elif row["param:device"] in devices:
+            reason[idx] = (f"device {row['param:device']}: no measurement on it at all (no such device on "
+                           f"{row['machine']})")
+        elif row["param:backend"] in backends:
+            reason[idx] = f"backend {row['param:backend']}: no measurement at all (not installed?)"
+        elif row["param:estimator"] in estimators:
+            reason[idx] = (f"estimator {row['param:estimator']}: no measurement at all (cannot be built with its "
+                           f"defaults, or fails)")
+        elif (row["param:estimator"], row["param:task"]) in pairs:
+            reason[idx] = "estimator × task does not apply (not measured on any backend or device)"
+        elif (row["param:estimator"], row["param:backend"]) in not_on:
+            reason[idx] = "estimator × backend: not measured on that backend at all (not implemented there?)"
+        else:
+            reason[idx] = "asv records no reason"
+    bad["reason"] = reason
+    bad["short"] = bad["benchmark"].map(lambda b: ".".join(str(b).split(".")[-2:]))
+    out = []
+    for (status, why), part in bad.groupby(["status", "reason"], sort=True):
+        combos = ""
+        if why.startswith("estimator × task"):
+            pairs_here = sorted({(e, t) for e, t in zip(part["param:estimator"], part["param:task"])})
+            by_task: dict = {}
+            for e, t in pairs_here:
+                by_task.setdefault(t, []).append(e)
+            combos = "; ".join(f"{t}: {', '.join(es)}" for t, es in sorted(by_task.items()))
+        elif why.startswith("estimator × backend"):
+            by_backend: dict = {}
+            for e, b in sorted({(e, b) for e, b in zip(part["param:estimator"], part["param:backend"])}):
+                by_backend.setdefault(b, []).append(e)
+            combos = "; ".join(f"{b}: {', '.join(es)}" for b, es in sorted(by_backend.items()))
+        elif why == "asv records no reason" or status == "failed":
+            combos = "; ".join(sorted(set(part["params"].astype(str)))[:12])
+        out.append({"status": status, "reason": why, "points": len(part),
+                    "benchmarks": ", ".join(sorted(set(part["short"]))), "which": combos})
+    return pd.DataFrame(out)

@@ -1,5 +1,8 @@
-"""The report's pages: ``index.html`` (figures with captions, the summary table, what was
-skipped or failed) and ``summary.md`` (the same in Markdown)."""
+"""The report's pages: ``index.html`` (the leaderboard, the summary table, figures with
+captions, what was skipped or failed) and ``summary.md`` (the same in Markdown).
+
+The page is laid out for a window of 1,400 px: one column of at most 1,200 px, in which every
+figure (at most `gradest.reports.style.MAX_WIDTH_IN` wide) is shown at its own size."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -10,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 CSS = """
-body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto; max-width: 1200px;
+body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto; max-width: 1300px;
        color: #222; line-height: 1.45; padding: 0 1em; }
 h1 { margin-bottom: 0.2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
 .meta { color: #666; font-size: 0.9em; }
@@ -21,12 +24,31 @@ th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f4f4f4; } td.text, th.text { text-align: left; }
 details { margin: 1em 0; } summary { cursor: pointer; font-weight: 600; }
 nav a { margin-right: 1em; } .problem { color: #a00; }
+h3 { margin: 1.6em 0 0.4em 0; }
+h3.source { font-size: 1.05em; text-transform: uppercase; letter-spacing: 0.04em; color: #555;
+            border-top: 2px solid #bbb; padding-top: 0.6em; margin-top: 2.2em; }
+h3 .meta { font-weight: normal; font-size: 0.8em; margin-left: 0.6em; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.board { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+.board table { margin: 0; font-size: 0.82em; } .board td, .board th { padding: 0.2em 0.45em; }
+.board caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; font-size: 1.1em; }
+aside.notes { font-size: 0.88em; color: #333; background: #fafaf2; border-left: 3px solid #d8c56a;
+               padding: 0.4em 0.8em; margin: 0.3em 0 0.8em 0; max-width: 70em; }
+aside.notes ul { margin: 0.2em 0; padding-left: 1.1em; } aside.notes li { margin: 0.2em 0; }
+td.best { background: #cdeccd; font-weight: 700; } td.tied { background: #eaf6ea; }
+.swatch { display: inline-block; width: 0.8em; height: 0.8em; border-radius: 2px; margin-right: 0.4em;
+          vertical-align: -0.05em; }
+.badge { display: inline-block; font-size: 0.78em; padding: 0 0.35em; margin-left: 0.35em; border-radius: 3px;
+         border: 1px solid #999; color: #333; white-space: nowrap; }
+.badge.u { border-color: #2a7d2a; color: #1e5e1e; } .badge.phi { border-color: #7a5aa8; color: #4e3578; }
+.interval { color: #666; font-size: 0.9em; white-space: nowrap; }
+.key { font-size: 0.9em; color: #444; }
 """
 
 
 def fmt(value) -> str:
     """3 significant digits; integers as they are; NaN as an empty cell."""
-    if value is None:
+    if value is None or value is pd.NA or value is pd.NaT:
         return ""
     if isinstance(value, bool):
         return str(value)
@@ -56,7 +78,8 @@ def html_table(frame: pd.DataFrame, max_rows: int = 500) -> str:
                         for c in frame.columns)
         body.append(f"<tr>{cells}</tr>")
     more = f"<p><em>… {len(frame) - max_rows} more rows</em></p>" if len(frame) > max_rows else ""
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+    return (f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            f"</div>{more}")
 
 
 def markdown_table(frame: pd.DataFrame, max_rows: int = 500) -> str:
@@ -75,7 +98,11 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 500) -> str:
 
 def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.DataFrame,
                 skipped: pd.DataFrame, failed: pd.DataFrame, asv_missing: pd.DataFrame,
-                sources: list, manifests: list, problems: list | None = None) -> Path:
+                sources: list, manifests: list, problems: list | None = None, boards: list | None = None,
+                palette=None) -> Path:
+    """Write index.html and summary.md into ``out``; ``boards``: (title, source kind "run" or
+    "asv", leaderboard frame) per source of gradient statistics."""
+    boards = [b for b in boards or [] if b[2] is not None and not b[2].empty]
     out = Path(out)
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     srcs = ", ".join(html.escape(s) for s in sources)
@@ -94,16 +121,22 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
              f"<p class='meta'>Built {now} from {srcs}.</p>"]
     if runs:
         parts.append("<ul class='meta'>" + "".join(f"<li>{r}</li>" for r in runs) + "</ul>")
-    if figures:
-        parts.append("<nav>" + "".join(f"<a href='#{f.name}'>{html.escape(f.title)}</a>" for f in figures)
-                     + "<a href='#summary'>Summary table</a></nav>")
+    if figures or boards:
+        parts.append("<nav>" + ("<a href='#leaderboard'>Leaderboard</a>" if boards else "")
+                     + "".join(f"<a href='#{f.name}'>{html.escape(f.title)}</a>" for f in figures)
+                     + ("<a href='#summary'>Summary table</a>" if summary is not None and not summary.empty else "")
+                     + "</nav>")
     for message in problems or []:
         parts.append(f"<p class='problem'><strong>Problem:</strong> {html.escape(message)}</p>")
-    parts.append("<h2 id='summary'>Summary</h2>")
-    parts.append("<p>Per task and estimator: gradient statistics against the exact gradient at θ₀ at the "
-                 "reference number of samples S (mean over seeds and backends), seconds per estimate per "
-                 "backend, and the final training loss (mean over seeds and backends).</p>")
-    parts.append(html_table(summary))
+    if boards:
+        parts.append(leaderboard_html(boards, palette))
+    if summary is not None and not summary.empty:
+        parts.append("<h2 id='summary'>Summary</h2>")
+        parts.append("<p>Per task and estimator, in the leaderboard's order (MSE rank): gradient statistics against "
+                     "the exact gradient at θ₀ at the task's reference number of samples S (mean over seeds and "
+                     "backends), then per backend the work-normalized variance (variance × seconds per estimate) "
+                     "and the seconds per estimate, and the final training loss (mean over seeds and backends).</p>")
+        parts.append(html_table(summary))
     for fig in figures:
         parts.append(f"<h2 id='{fig.name}'>{html.escape(fig.title)}</h2>")
         parts.append(f"<figure><a href='{fig.svg}'><img src='{fig.png}' alt='{html.escape(fig.title)}'></a>"
@@ -116,15 +149,20 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
         parts.append(f"<details{' open' if len(failed) else ''}><summary>Failed cells ({len(failed)})</summary>"
                      f"{html_table(failed)}</details>")
     if asv_missing is not None and not asv_missing.empty:
-        parts.append(f"<details><summary>asv measurements failed or skipped ({len(asv_missing)})</summary>"
-                     f"{html_table(asv_missing)}</details>")
+        total = int(asv_missing["points"].sum()) if "points" in asv_missing.columns else len(asv_missing)
+        parts.append(f"<details><summary>asv measurements failed or skipped ({total}), by likely reason</summary>"
+                     f"<p class='key'>asv stores no reason with a skipped or failed value; the reasons are inferred "
+                     f"from what the measurements have in common (a device, backend or estimator never measured, "
+                     f"an estimator × task never measured).</p>{html_table(asv_missing)}</details>")
     parts.append("</body></html>")
     index = out / "index.html"
     _write(index, "\n".join(parts))
 
     md = ["# gradest report", "", f"Built {now} from {', '.join(sources)}.", "",
-          *[f"**Problem:** {message}\n" for message in problems or []], "## Summary", "",
-          markdown_table(summary), ""]
+          *[f"**Problem:** {message}\n" for message in problems or []]]
+    if boards:
+        md += [leaderboard_markdown(boards)]
+    md += ["## Summary", "", markdown_table(summary), ""]
     for fig in figures:
         md += [f"## {fig.title}", "", f"![{fig.title}]({fig.png})", "", fig.caption, ""]
     if not counts.empty:
@@ -146,3 +184,152 @@ def _write(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(tmp, path)
+
+
+# ---- the leaderboard ------------------------------------------------------------------------
+
+
+def _num(value) -> str:
+    """A statistic: 0 as 0, else 3 significant digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return "0" if value == 0 else f"{float(value):.3g}"
+
+
+def _interval(low, high) -> str:
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return ""
+    return f"<span class='interval'>[{_num(low)}, {_num(high)}]</span>"
+
+
+def _estimator_cell(row, palette) -> str:
+    swatch = f"<span class='swatch' style='background:{palette.hex(row.estimator)}'></span>" if palette else ""
+    badges = ""
+    if _true(row.unbiased):
+        badges += ("<span class='badge u' title='claims E[g] = ∇L (checked by gradest&#39;s conformance z-test)'>"
+                   "✓</span>")
+    if _true(row.learned):
+        steps = row.phi_warmup_steps
+        text = (f"φ {int(steps)}" if steps is not None and not pd.isna(steps) and steps > 0
+                else ("φ at init" if steps is not None and not pd.isna(steps) else "φ ?"))
+        badges += (f"<span class='badge phi' title='learned estimator: measured with φ after this warm-up'>{text}"
+                   f"</span>")
+    return f"<td class='text'>{swatch}{html.escape(str(row.estimator))}{badges}</td>"
+
+
+def _ranked_cell(row, q: str) -> str:
+    cls = "best" if getattr(row, f"{q}_best") else ("tied" if getattr(row, f"{q}_tied") else "")
+    title = {"best": "best", "tied": "95% interval overlaps the best's", "": ""}[cls]
+    value = getattr(row, q)
+    return (f"<td class='{cls}' title='{title}'>{_num(value)} "
+            f"{_interval(getattr(row, f'{q}_low'), getattr(row, f'{q}_high'))}</td>")
+
+
+def _true(value) -> bool:
+    """True for True (Python's or numpy's), False for False, None and NaN."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and bool(value)
+
+
+def _records(frame: pd.DataFrame) -> list:
+    """The rows of ``frame`` as objects with its columns as attributes (any column name)."""
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(**{str(k): v for k, v in rec.items()}) for rec in frame.to_dict("records")]
+
+
+def _rank(value) -> str:
+    return "" if value is None or pd.isna(value) else str(int(value))
+
+
+def board_tables(board: pd.DataFrame, task, palette=None) -> str:
+    """The two rankings of ``task``: by MSE and by work-normalized variance."""
+    from gradest.reports.leaderboard import by
+
+    out = []
+    mse = by(board, task, "mse_rank")
+    if mse["mse"].notna().any():
+        rows = "".join(f"<tr><td>{_rank(r.mse_rank)}</td>{_estimator_cell(r, palette)}{_ranked_cell(r, 'mse')}"
+                       f"<td>{_num(r.bias_sq)}</td></tr>" for r in _records(mse))
+        out.append("<table><caption>by MSE against the exact gradient</caption><thead><tr><th>#</th>"
+                   "<th class='text'>estimator</th><th>MSE [95%]</th>"
+                   "<th title='MSE = bias² + variance'>of it bias²</th></tr></thead>"
+                   f"<tbody>{rows}</tbody></table>")
+    wnv = by(board, task, "wnv_rank")
+    if wnv["wnv"].notna().any():
+        backend = wnv["wnv_backend"].dropna().iloc[0]
+        rows = "".join(f"<tr><td>{_rank(r.wnv_rank)}</td>{_estimator_cell(r, palette)}{_ranked_cell(r, 'wnv')}"
+                       f"<td>{_num(r.seconds_per_estimate)}</td></tr>" for r in _records(wnv))
+        out.append(f"<table><caption>by work-normalized variance on {html.escape(str(backend))}</caption><thead><tr>"
+                   f"<th>#</th><th class='text'>estimator</th><th>variance × s [95%]</th><th>s / estimate</th>"
+                   f"</tr></thead><tbody>{rows}</tbody></table>")
+    return "".join(out)
+
+
+def leaderboard_html(boards: list, palette=None) -> str:
+    from gradest.reports.leaderboard import task_notes
+
+    parts = ["<h2 id='leaderboard'>Leaderboard</h2>",
+             "<p>Per task, the estimators ranked by MSE = E‖g − ∇L‖² against the exact gradient at θ₀ (mean over "
+             "seeds and backends) and by work-normalized variance, variance × seconds per estimate — the variance "
+             "at equal compute — on one backend (timings of two frameworks are not equal compute). Both at the "
+             "task's reference number of samples S; lower is better; the exact gradient is the reference and is "
+             "not ranked.</p>",
+             "<p class='key'>Key: <span class='badge u'>✓</span> unbiased: the estimator claims E[g] = ∇L (gradest's "
+             "conformance tests check it by a z-test); <span class='badge phi'>φ n</span> a learned "
+             "estimator, measured after n steps of φ training at θ₀ (φ ?: not recorded); "
+             "<span style='background:#cdeccd;font-weight:700;padding:0 0.3em'>best</span> rank 1; <span style='background:#eaf6ea;padding:0 "
+             "0.3em'>tied</span> its 95% interval overlaps the best's (not distinguishable at these replicates); "
+             "[low, high]: 95% interval; 0: zero up to rounding. Colours are those of the figures.</p>"]
+    for title, source, board in boards:
+        if len(boards) > 1 or source == "asv":
+            parts.append(f"<h3 class='source'>{html.escape(title)}</h3>")
+        for task in sorted(board["task"].unique()):
+            part = board[board["task"] == task]
+            meta = []
+            S = part["S"].dropna()
+            meta.append(f"S = {int(S.iloc[0])}" if len(S) else "S: the asv grid's")
+            if "seeds" in part.columns and part["seeds"].notna().any():
+                meta.append(f"{int(part['seeds'].max())} seed{'s' if part['seeds'].max() > 1 else ''}")
+            if "num_replicates" in part.columns and part["num_replicates"].notna().any():
+                meta.append(f"R = {int(part['num_replicates'].max())} replicates")
+            backends = sorted({b for text in part["backends"] for b in str(text).split(", ") if b})
+            from gradest.reports.frames import ordered_backends
+
+            meta.append("backends " + ", ".join(ordered_backends(backends)))
+            notes = task_notes(board, task, source)
+            aside = ("<aside class='notes'><strong>Read with care</strong><ul>"
+                     + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul></aside>") if notes else ""
+            anchor = f"lb-{source}-{task}"
+            parts.append(f"<h3 id='{html.escape(anchor)}'>{html.escape(str(task))}<span class='meta'>"
+                         f"{html.escape(' · '.join(meta))}</span></h3>")
+            parts.append(f"{aside}<div class='board'>{board_tables(board, task, palette)}</div>")
+    return "\n".join(parts)
+
+
+def leaderboard_markdown(boards: list) -> str:
+    from gradest.reports.leaderboard import task_notes
+
+    md = ["## Leaderboard", "",
+          "Per task: rank by MSE against the exact gradient and by work-normalized variance (variance × seconds "
+          "per estimate, on one backend); **bold**: the best; [low, high]: 95% interval; ✓: claims to be "
+          "unbiased; φ n: a learned estimator measured after n φ steps.", ""]
+    for title, source, board in boards:
+        if len(boards) > 1 or source == "asv":
+            md += [f"### {title}", ""]
+        for task in sorted(board["task"].unique()):
+            part = board[board["task"] == task]
+            md += [f"#### {task}", ""]
+            lines = ["| MSE # | estimator | MSE [95%] | work-norm. # | variance × s [95%] |",
+                     "| --: | :-- | --: | --: | --: |"]
+            for r in _records(part):
+                label = str(r.estimator) + (" ✓" if _true(r.unbiased) else "")
+                if _true(r.learned) and r.phi_warmup_steps is not None and not pd.isna(r.phi_warmup_steps):
+                    label += f" (φ {int(r.phi_warmup_steps)})"
+                mse = _num(r.mse) + (f" [{_num(r.mse_low)}, {_num(r.mse_high)}]" if not pd.isna(r.mse_low) else "")
+                wnv = _num(r.wnv) + (f" [{_num(r.wnv_low)}, {_num(r.wnv_high)}]" if not pd.isna(r.wnv_low) else "")
+                mse = f"**{mse}**" if r.mse_best and mse else mse
+                wnv = f"**{wnv}**" if r.wnv_best and wnv else wnv
+                lines.append(f"| {_rank(r.mse_rank)} | {label.replace('|', '/')} | {mse} | {_rank(r.wnv_rank)} "
+                             f"| {wnv} |")
+            md += lines + [""] + [f"> {n}\n" for n in task_notes(board, task, source)]
+    return "\n".join(md)

@@ -1,13 +1,33 @@
-"""Shared figure style: one colour per estimator across every figure of a report, backend line
-styles and markers, log axes with readable labels, an explicit layout, and saving a figure as
-PNG and SVG.
+"""Shared figure style: estimator colours, backend line styles and markers, log axes with
+readable labels, an explicit layout, and saving a figure as PNG and SVG.
+
+**Estimator colours.** An estimator's colour is a function of its label, the same in every
+report and every figure whatever else is present:
+
+1. the label is put in canonical form (`gradest.reports.frames.canonical_label`: the name plus
+   only the options that differ from the registered defaults), so ``gumbel_rao`` (asv's
+   label) and ``gumbel_rao[num_mc=10,temperature=1.0]`` (a run's) are one estimator;
+2. its *home slot* is ``blake2b(canonical label) mod len(PALETTE)``: an index into `PALETTE`,
+   a fixed ordered list of 24 colours chosen so that any two differ by at least 16 CIEDE2000
+   units (no two near-identical hues; L* between 30 and 72, so every one is visible on
+   white);
+3. a report builds one `Palette` from all its labels (`Palette.from_labels`), placing them in
+   sorted order: each takes its home slot, or, when an earlier label took it, the next free
+   slot after it (linear probing). So within one report, no two estimators share a colour
+   (up to 24 labels; beyond, slots are reused in the same way), and an estimator's colour
+   changes only when another label of the report collides with it — adding a plugin's
+   estimator leaves every other colour as it was unless their slots collide.
 
 The layout is computed from sizes in inches (`finish`), not measured by drawing
 (``tight_layout`` / ``bbox_inches="tight"`` each re-draw the figure): a report of many panels
-renders several times faster, and the same data always give the same page.
+renders several times faster, and the same data always give the same page. Every figure is at
+most `MAX_WIDTH_IN` wide (panels shrink, fonts do not), so that the page shows it at its own
+size — 1:1, never scaled down — in a 1,400-px window; legends go below the panels, in as many
+columns as fit.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,16 +38,22 @@ matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator  # noqa: E402
+
+from gradest.reports.frames import canonical_label  # noqa: E402
 
 BACKEND_DASHES = {"torch": "-", "jax": "--"}
 BACKEND_MARKERS = {"torch": "o", "jax": "s"}
 DPI = 110
 LEGEND_FONT_PT = 8
-#: distinct colours for estimators: tab10, then ten more of high contrast to it and each other
-DISTINCT = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-            "#bcbd22", "#17becf", "#000075", "#800000", "#469990", "#f032e6", "#d4a017", "#2f4f4f",
-            "#00a86b", "#4b0082", "#a0522d", "#ff4f79"]
+#: the widest figure (inches): 1,155 px at `DPI`, what the page's 1,200-px column shows 1:1
+MAX_WIDTH_IN = 10.5
+#: panels never get narrower than this (inches) when a figure is fitted to `MAX_WIDTH_IN`
+MIN_PANEL_IN = 2.2
+#: the estimator colours (see the module docstring): pairwise CIEDE2000 >= 16
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#5a4b0f", "#00c3c3", "#f096a5",
+           "#c3a500", "#782d4b", "#0000f0", "#00694b", "#f00087", "#96a5ff", "#a55a00", "#ff78ff",
+           "#00b4ff", "#3c4b87", "#697800", "#871e96", "#2d9678", "#872d0f", "#a5b469", "#4b5aff")
 
 
 def backend_line(backend: str) -> str:
@@ -38,38 +64,66 @@ def backend_marker(backend: str) -> str:
     return BACKEND_MARKERS.get(str(backend), "^")
 
 
+def home_slot(label) -> int:
+    """The `PALETTE` index of ``label`` before collisions: a hash of its canonical form."""
+    digest = hashlib.blake2b(str(canonical_label(str(label))).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % len(PALETTE)
+
+
+def assign_slots(labels) -> dict:
+    """Canonical label -> `PALETTE` index for ``labels``, by the rule of the module docstring."""
+    unique = sorted({canonical_label(str(label)) for label in labels if isinstance(label, str) and label})
+    taken: dict[int, int] = {}  # slot -> how many labels use it (more than one only past len(PALETTE))
+    slots = {}
+    for label in unique:
+        home = home_slot(label)
+        level = min(taken.get(i, 0) for i in range(len(PALETTE)))  # reuse a slot only once all are used
+        slot = home
+        while taken.get(slot, 0) > level:
+            slot = (slot + 1) % len(PALETTE)
+        taken[slot] = taken.get(slot, 0) + 1
+        slots[label] = slot
+    return slots
+
+
 @dataclass
 class Palette:
-    """Estimator label -> colour, built once from every label of the report (sorted, so the
-    same results always give the same colours); unknown labels get further colours."""
+    """Estimator label -> colour (see the module docstring), built once per report from all its
+    labels; a label it was not built with gets its home slot's colour (or the next free one)."""
 
     colors: dict = field(default_factory=dict)
 
     @classmethod
     def from_labels(cls, labels) -> "Palette":
-        unique = sorted({str(label) for label in labels if isinstance(label, str) and label})
-        return cls(dict(zip(unique, _colors(len(unique)))))
+        return cls({label: to_rgb(PALETTE[slot]) for label, slot in assign_slots(labels).items()})
 
     def __call__(self, label) -> tuple:
-        label = str(label)
-        if label not in self.colors:
-            self.colors[label] = _colors(len(self.colors) + 1)[-1]
-        return self.colors[label]
+        key = canonical_label(str(label))
+        if key not in self.colors:
+            used = set(self.colors.values())
+            slot = home_slot(key)
+            for i in range(len(PALETTE)):
+                if to_rgb(PALETTE[(slot + i) % len(PALETTE)]) not in used:
+                    slot = (slot + i) % len(PALETTE)
+                    break
+            self.colors[key] = to_rgb(PALETTE[slot])
+        return self.colors[key]
 
+    def __contains__(self, label) -> bool:
+        return canonical_label(str(label)) in self.colors
 
-def _colors(n: int) -> list:
-    """n distinguishable colours: `DISTINCT`, then husl hues."""
-    colors = [to_rgb(c) for c in DISTINCT]
-    if n > len(colors):
-        colors += list(sns.color_palette("husl", n - len(colors)))
-    return colors[:n]
+    def hex(self, label) -> str:
+        r, g, b = self(label)
+        return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
 
 
 def theme() -> None:
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
     plt.rcParams.update({"axes.titlesize": 10.5, "axes.titleweight": "bold", "legend.fontsize": LEGEND_FONT_PT,
                          "legend.title_fontsize": 9, "svg.fonttype": "none", "figure.dpi": DPI,
-                         "axes.formatter.use_mathtext": False})
+                         "axes.formatter.use_mathtext": False,
+                         # a fixed title position: matplotlib otherwise measures every axis to place titles
+                         "axes.titley": 1.0, "axes.titlepad": 5.0})
 
 
 # ---- log axes ---------------------------------------------------------------------------
@@ -108,8 +162,7 @@ def log_axis(ax, which: str = "y") -> None:
     axis.set_major_locator(locator)
     axis.set_major_formatter(FuncFormatter(lambda v, _: tick_label(v)))
     axis.set_minor_formatter(NullFormatter())
-    if decades <= 2.5:
-        axis.set_minor_locator(NullLocator())
+    axis.set_minor_locator(NullLocator())  # the grid follows the labelled ticks; minor ticks would not show
 
 
 # ---- layout -----------------------------------------------------------------------------
@@ -126,7 +179,7 @@ def legend_width(labels, title: str = "") -> float:
     return widest + 0.75
 
 
-def grid(n: int, max_cols: int = 3, width: float = 3.9, height: float = 3.0):
+def grid(n: int, max_cols: int = 2, width: float = 3.9, height: float = 3.0):
     """A figure of n panels of ``width`` x ``height`` inches (axes area) in rows of at most
     ``max_cols``; unused axes hidden. Sizes are finalized by `finish`."""
     cols = max(1, min(n, max_cols))
@@ -139,21 +192,92 @@ def grid(n: int, max_cols: int = 3, width: float = 3.9, height: float = 3.0):
     return fig, flat[:n]
 
 
-def finish(fig, *, left: float = 0.85, right: float = 0.25, top: float = 0.7, bottom: float = 0.6,
+def legend_layout(labels, width: float, title: str = "") -> tuple[int, float]:
+    """(columns, height in inches) of a legend of ``labels`` below the panels of a figure
+    ``width`` inches wide."""
+    labels = list(labels)
+    if not labels:
+        return 1, 0.0
+    column = max(text_width(lab) for lab in labels) + 0.7  # handle, gap, text, gap
+    ncol = max(1, min(len(labels), int((width - 0.3) // column)))
+    rows = math.ceil(len(labels) / ncol)
+    return ncol, rows * 0.2 + (0.3 if title else 0.0) + 0.2
+
+
+def finish(fig, *, left: float = 1.0, right: float = 0.25, top: float = 0.7, bottom: float = 0.6,
            wspace: float = 0.85, hspace: float = 0.85, legend: float = 0.0, title: str | None = None,
-           heights=None) -> None:
+           heights=None, handles=None, legend_title: str = "") -> None:
     """Size ``fig`` so each panel keeps its axes area and the margins (inches) fit labels:
     ``left`` for y tick labels and y label, ``bottom`` for x ticks and label, ``top`` for the
-    titles, gaps ``wspace`` / ``hspace`` between panels, ``legend`` inches at the right."""
+    titles, gaps ``wspace`` / ``hspace`` between panels, ``legend`` inches at the right (a
+    right-hand legend of `figure_legend`); ``handles``: a legend below the panels, in as many
+    columns as fit. A figure wider than `MAX_WIDTH_IN` gets narrower panels (not smaller
+    fonts), down to `MIN_PANEL_IN`."""
     rows, cols, width, height = fig._gradest_grid
+    fixed = left + (cols - 1) * wspace + right + legend
+    if fixed + cols * width > MAX_WIDTH_IN:
+        width = max(MIN_PANEL_IN, (MAX_WIDTH_IN - fixed) / cols)
     row_heights = list(heights) if heights is not None else [height] * rows
-    W = left + cols * width + (cols - 1) * wspace + right + legend
-    H = top + sum(row_heights) + (rows - 1) * hspace + bottom
+    W = fixed + cols * width
+    ncol, below = legend_layout([h.get_label() for h in handles or []], W, legend_title)
+    bottom_total = bottom + below
+    H = top + sum(row_heights) + (rows - 1) * hspace + bottom_total
     fig.set_size_inches(W, H)
-    fig.subplots_adjust(left=left / W, right=(W - right - legend) / W, bottom=bottom / H, top=(H - top) / H,
+    fig.subplots_adjust(left=left / W, right=(W - right - legend) / W, bottom=bottom_total / H, top=(H - top) / H,
                         wspace=wspace / width, hspace=hspace / (sum(row_heights) / rows))
     if title:
         fig.suptitle(title, y=1 - 0.12 / H, va="top", fontsize=12)
+    if handles:
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, (below + 0.05) / H), ncol=ncol,
+                   frameon=False, title=legend_title or None, alignment="left", columnspacing=1.2,
+                   handlelength=2.6)
+    fit_log_ticks(fig)
+
+
+def _tick_points(which: str) -> float:
+    from matplotlib.font_manager import FontProperties
+
+    return FontProperties(size=plt.rcParams[f"{which}tick.labelsize"]).get_size_in_points()
+
+
+def fit_log_ticks(fig) -> None:
+    """On every log axis of ``fig``, the densest of 1-2-5 / 1-3 / decade / every-few-decades
+    ticks whose labels fit the axis at its final size without overlapping (x: label widths,
+    y: label heights), so a narrow panel never prints labels over each other."""
+    W, H = fig.get_size_inches()
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        box = ax.get_position()
+        for which, length, limits in (("x", box.width * W, ax.get_xlim), ("y", box.height * H, ax.get_ylim)):
+            axis = ax.xaxis if which == "x" else ax.yaxis
+            if axis.get_scale() != "log" or not isinstance(axis.get_major_locator(), LogLocator):
+                continue  # a linear axis, or ticks placed on purpose (e.g. at the S values)
+            lo, hi = sorted(limits())
+            if not (lo > 0 and hi > lo):
+                continue
+            points = _tick_points(which)
+            fitting, sparsest = None, None
+            for subs in ((1.0, 2.0, 5.0), (1.0, 3.0), (1.0,), "decades"):
+                if subs == "decades":
+                    locator = LogLocator(base=10, numticks=max(2, int(length / (0.5 if which == "y" else 0.7))))
+                else:
+                    locator = LogLocator(base=10, subs=subs, numticks=50)
+                ticks = [t for t in locator.tick_values(lo, hi) if lo <= t <= hi]
+                if len(ticks) < 2:
+                    continue
+                if which == "x":
+                    need = sum(text_width(tick_label(t), points) + 0.18 for t in ticks)
+                else:
+                    need = len(ticks) * points / 72 * 3.5  # about six labels on a 3-inch axis
+                sparsest = ticks
+                if need <= length:
+                    fitting = ticks
+                    break
+            chosen = fitting or sparsest
+            if chosen:
+                axis.set_major_locator(FixedLocator(chosen))
+                axis.set_major_formatter(FuncFormatter(lambda v, _: tick_label(v)))
 
 
 def figure_legend(fig, handles, title: str = "", legend: float = 0.0) -> None:
@@ -163,10 +287,10 @@ def figure_legend(fig, handles, title: str = "", legend: float = 0.0) -> None:
                frameon=False, title=title or None)
 
 
-def subplots(rows: int, cols: int, width: float, heights) -> tuple:
+def subplots(rows: int, cols: int, width: float, heights, **kwargs) -> tuple:
     """Panels of ``width`` x ``heights[r]`` inches (axes areas), finalized by `finish`."""
     fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=(width * cols, sum(heights)),
-                             gridspec_kw={"height_ratios": list(heights)})
+                             gridspec_kw={"height_ratios": list(heights)}, **kwargs)
     fig._gradest_grid = (rows, cols, width, sum(heights) / rows)
     return fig, axes
 

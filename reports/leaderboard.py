@@ -1,0 +1,191 @@
+"""The leaderboard: per task, the estimators ranked by MSE against the exact gradient and by
+work-normalized variance, from a tidy frame of gradient statistics — a `gradest run`'s
+(`gradest.reports.frames.gradient_stats`) or asv's (`gradest.reports.asv_results.track_stats`),
+the same code for both.
+
+`leaderboard(stats)` returns one row per task x estimator at the task's reference number of
+samples S (`frames.reference_samples`); the exact gradient is the reference and is not ranked:
+
+* ``mse_rank``: by MSE = E‖g − ∇L‖² (mean over backends: the statistic does not depend on
+  the framework), with its 95% interval (``mse_low``, ``mse_high``), bias² and variance;
+* ``wnv_rank``: by work-normalized variance, variance x seconds per estimate — the variance at
+  equal compute, lower is better — on one backend per task (``wnv_backend``: the one most
+  estimators of the task ran on, ties in `frames.BACKEND_ORDER`), since timings of two
+  frameworks are not equal compute; with the variance's interval times the seconds. The
+  other backends' values are in ``wnv_<backend>`` (not ranked);
+* ``*_best``: rank 1; ``*_tied``: the interval overlaps the best's (not distinguishable from
+  it at these replicates);
+* ``unbiased``: whether the estimator claims E[g] = ∇L (the registry's estimator, built with
+  the label's options; gradest's conformance tests check the claim by a z-test); None where
+  the registry does not know it; ``learned``: whether it trains φ (``phi_loss``), and
+  ``phi_warmup_steps``, the φ steps it was measured at (None where the rows do not say).
+
+Ranks use the zero rule of `frames` (float noise is 0, so ties at 0 share rank 1) and
+``method="min"``. `task_notes` says where the numbers mislead.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pandas as pd
+
+from gradest.reports import frames as F
+
+#: what the numbers of a built-in task do not say by themselves (shown beside its table)
+TASK_NOTES = {
+    "bandit": ("f(a) = −r_a is linear in the one-hot sample z (f(z) = −r·z), so differentiating f at the sample "
+               "through the softmax, as straight-through does, gives −J_softmax·r = ∇L exactly for every sample: "
+               "straight-through (and any estimator of that form) measures as exact here, with zero bias and "
+               "variance. That is a property of this task, not of the estimator; on a nonlinear f it is biased. "
+               "For the same reason the relaxed and hard (straight-through) Gumbel-softmax variants give the same "
+               "gradient here."),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def estimator_facts(label: str) -> tuple:
+    """(unbiased, learned) of the estimator ``label`` as its registry entry builds it, each
+    None where it cannot be built (an unknown name, a plugin that is not installed)."""
+    from gradest.labels import parse_label
+
+    try:
+        import gradest
+
+        name, options = parse_label(label)
+        est = gradest.get_estimator(name, **options)
+        return bool(est.unbiased), est.phi_loss is not None
+    except Exception:  # noqa: BLE001 -- a report never fails on the registry
+        return None, None
+
+
+def _mean(part: pd.DataFrame, col: str) -> float:
+    return float(part[col].mean()) if col in part.columns else math.nan
+
+
+def _rank(values: pd.Series) -> pd.Series:
+    return values.rank(method="min", na_option="keep")
+
+
+def _flags(board: pd.DataFrame, q: str, rank_col: str) -> None:
+    """``<q>_best`` and ``<q>_tied`` per task (intervals overlapping the best's)."""
+    board[f"{q}_best"] = board[rank_col] == 1
+    tied = pd.Series(False, index=board.index)
+    low, high = f"{q}_low", f"{q}_high"
+    for _, part in board.groupby("task"):
+        best = part[part[rank_col] == 1]
+        if best.empty or low not in part.columns or part[low].isna().all():
+            continue
+        best_high = best[high].max() if best[high].notna().any() else best[q].max()
+        tied.loc[part.index] = (part[rank_col] > 1) & (part[low] <= best_high)
+    board[f"{q}_tied"] = tied
+
+
+def ranking_backend_of(part: pd.DataFrame):
+    """The backend most estimators of ``part`` have a work-normalized variance on (ties: the
+    first in `frames.BACKEND_ORDER`), or None."""
+    if "work_normalized_variance" not in part.columns:
+        return None
+    part = part.dropna(subset=["work_normalized_variance"])
+    if part.empty:
+        return None
+    counts = part.groupby("backend")["estimator"].nunique()
+    order = F.ordered_backends(counts.index)
+    return max(order, key=lambda b: (counts[b], -order.index(b)))
+
+
+def leaderboard(stats: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard frame of ``stats`` (see the module docstring), ordered by task, then
+    MSE rank (estimators without an MSE last, by work-normalized variance rank)."""
+    if stats is None or stats.empty or "task" not in stats.columns:
+        return pd.DataFrame()
+    stats = stats[stats["estimator"].map(F.estimator_name) != F.REFERENCE_ESTIMATOR]
+    at = F.at_reference_samples(stats)
+    if at.empty:
+        return pd.DataFrame()
+    ranking_backend = {task: ranking_backend_of(part) for task, part in at.groupby("task")}
+    rows = []
+    for (task, est), part in at.groupby(["task", "estimator"]):
+        unbiased, learned = estimator_facts(est)
+        row = {"task": task, "estimator": est, "S": part["S"].iloc[0],
+               "backends": ", ".join(F.ordered_backends(part["backend"])),
+               "mse": _mean(part, "mse"), "mse_low": _mean(part, "mse_low"), "mse_high": _mean(part, "mse_high"),
+               "bias_sq": _mean(part, "bias_sq"), "bias_sq_floor": _mean(part, "bias_sq_floor"),
+               "variance": _mean(part, "variance"),
+               "seeds": int(part["seeds"].max()) if "seeds" in part.columns else None,
+               "num_replicates": _mean(part, "num_replicates"),
+               "unbiased": unbiased, "learned": learned,
+               "phi_warmup_steps": (float(part["phi_warmup_steps"].max())
+                                    if "phi_warmup_steps" in part.columns and part["phi_warmup_steps"].notna().any()
+                                    else None)}
+        for q in ("mse", "variance", "bias_sq"):
+            if f"{q}_zero" in part.columns:
+                row[f"{q}_zero"] = bool(part[f"{q}_zero"].all())
+        on = part[part["backend"] == ranking_backend.get(task)]
+        first = on.iloc[0] if len(on) else None
+        row.update({"wnv_backend": ranking_backend.get(task),
+                    **{k: (float(first[c]) if first is not None and c in first.index else math.nan)
+                       for k, c in (("wnv", "work_normalized_variance"), ("wnv_low", "work_normalized_variance_low"),
+                                    ("wnv_high", "work_normalized_variance_high"),
+                                    ("seconds_per_estimate", "seconds_per_estimate"))}})
+        for backend, sub in part.groupby("backend"):
+            if "work_normalized_variance" in sub.columns:
+                row[f"wnv_{backend}"] = float(sub["work_normalized_variance"].mean())
+        rows.append(row)
+    board = pd.DataFrame(rows)
+    board["mse_rank"] = board.groupby("task")["mse"].transform(_rank)
+    board["wnv_rank"] = board.groupby("task")["wnv"].transform(_rank)
+    _flags(board, "mse", "mse_rank")
+    _flags(board, "wnv", "wnv_rank")
+    order = board.assign(_m=board["mse_rank"].fillna(np.inf), _w=board["wnv_rank"].fillna(np.inf))
+    order = order.sort_values(["task", "_m", "_w", "estimator"])
+    return order.drop(columns=["_m", "_w"]).reset_index(drop=True)
+
+
+def by(board: pd.DataFrame, task, rank: str) -> pd.DataFrame:
+    """The rows of ``task`` ordered by ``rank`` (``"mse_rank"`` or ``"wnv_rank"``), unranked last."""
+    part = board[board["task"] == task]
+    return part.assign(_r=part[rank].fillna(np.inf)).sort_values(["_r", "estimator"]).drop(columns="_r")
+
+
+def task_notes(board: pd.DataFrame, task, source: str = "run") -> list[str]:
+    """What the numbers of ``task`` do not say by themselves: `TASK_NOTES`, biased estimators
+    that measure as exact, the φ the learned estimators were measured at, a task without an
+    exact gradient, and (``source="asv"``) that asv's numbers carry no intervals."""
+    part = board[board["task"] == task]
+    notes = []
+    name = F.estimator_name(task)
+    if name in TASK_NOTES:
+        notes.append(TASK_NOTES[name])
+    if "mse_zero" in part.columns:
+        exact = part[part["mse_zero"].fillna(False).astype(bool) & (part["unbiased"] == False)]  # noqa: E712
+        if len(exact):
+            names = ", ".join(exact["estimator"])
+            notes.append(f"{names} {'is' if len(exact) == 1 else 'are'} biased in general but measure"
+                         f"{'s' if len(exact) == 1 else ''} as exact on {task} (MSE zero up to rounding): "
+                         f"ranked first here, that says nothing about other tasks.")
+        zero_var = part["variance_zero"] if "variance_zero" in part.columns else part["mse_zero"]
+        free = part[zero_var.fillna(False).astype(bool) & (part["unbiased"] == True)]  # noqa: E712
+        if len(free):
+            names = ", ".join(free["estimator"])
+            notes.append(f"{names} {'has' if len(free) == 1 else 'have'} zero variance on {task}: "
+                         f"{'it computes' if len(free) == 1 else 'they compute'} ∇L exactly here (e.g. by "
+                         f"enumerating or pairing the few outcomes of its noise), so rank 1 is by construction.")
+    learned = part[part["learned"] == True]  # noqa: E712
+    if len(learned):
+        if source == "asv" or learned["phi_warmup_steps"].isna().all():
+            notes.append(f"{', '.join(learned['estimator'])} train φ; asv's results do not record the φ warm-up "
+                         f"they were measured at (the benchmark grid's default).")
+        else:
+            parts = [f"{r.estimator} after {int(r.phi_warmup_steps)} φ steps at θ₀" if r.phi_warmup_steps
+                     else f"{r.estimator} at its initial φ (no φ warm-up)" for r in learned.itertuples()]
+            notes.append("Learned estimators are measured with φ as it was trained: " + "; ".join(parts)
+                         + ". Their numbers change with φ's training.")
+    if part["mse"].isna().all():
+        notes.append(f"{task} has no exact gradient: MSE and bias² are not defined, so the estimators are ranked "
+                     f"by work-normalized variance only.")
+    if source == "asv":
+        notes.append("asv's track_ benchmarks give one number per grid point (no interval), at the grid's S and "
+                     "seed; ties are exact ties only.")
+    return notes
