@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONSTRAINTS ?= constraints-cpu.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test demo bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,13 @@ demo: venv
 bench: venv
 	$(VENV)/bin/asv machine --yes
 	$(VENV)/bin/asv run --quick -E existing:$(abspath $(PY)) --set-commit-hash $$(git rev-parse HEAD)
+
+# the GPU check (docs/gpu.md): with the Python that holds CUDA builds of torch and jax, no venv
+# and no network; GPU_CHECK_OUT names the summary's folder (default results/gpu-check/<time>)
+GPU_CHECK_OUT ?=
+GPU_CHECK_ARGS ?=
+gpu-check:
+	$(PYTHON) -m gradest.gpu_check $(if $(GPU_CHECK_OUT),--out $(GPU_CHECK_OUT)) $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) .asv results report

@@ -45,6 +45,9 @@ class TorchBackend(Backend):
         self._torch_device = torch.device(device)
         self._float = _DTYPES[dtype]
 
+    def __repr__(self) -> str:  # part of compile-cache keys: a compiled backend is another backend
+        return f"TorchBackend(device={self.device!r}, dtype={self.dtype!r}, compile={self.compile})"
+
     def _dt(self, dtype):
         if dtype is None or dtype == "float":
             return self._float
