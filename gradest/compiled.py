@@ -76,6 +76,9 @@ CACHE = CompiledCache()
 def clear() -> None:
     """Empty the cache of compiled functions (the next calls compile again)."""
     CACHE.clear()
+    from gradest import measure
+
+    measure._SAMPLERS.clear()  # they hold compiled functions too
 
 
 def info() -> dict:

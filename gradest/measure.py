@@ -14,10 +14,10 @@ so other θ, seeds and R reuse the compiled function.
 
 Chunks: R replicates run in chunks of ``chunk_size`` (bounded memory), never in a Python loop
 over replicates. Where compiled functions are specialized to shapes (JAX), a chunk smaller
-than ``chunk_size`` (R < chunk, or the last chunk) is padded up to a size already compiled
-that holds it, else to the next power of two, and the extra replicates are dropped: a key
-compiles at most 1 + log2(chunk) functions over its life, usually one or two, and a call with
-another R compiles nothing once a size that holds its last chunk exists. Chunking never changes
+than ``chunk_size`` (R < chunk, or the last chunk) is padded up to the next multiple of
+`PAD_GRANULE` replicates (below it, the next power of two), or to a size already compiled that
+holds it at most twice over, and the extra replicates are dropped: a key compiles a few
+functions over its life, usually one or two, and the padding costs at most a few percent. Chunking never changes
 the numbers.
 
 Estimator state is set up at θ before measuring (`SamplingKernel.prepare`):
@@ -50,7 +50,10 @@ from gradest.validation import seed as check_seed
 #: memory budget (bytes) of one vectorized chunk of replicates, before the task's own hint
 CHUNK_BYTES = 256 * 2**20
 #: largest chunk where compiled functions are shape-specialized (padding costs at most this)
-MAX_STATIC_CHUNK = 8192
+MAX_STATIC_CHUNK = 16384
+#: where compiled functions are shape-specialized, chunks of at least this many replicates are
+#: padded to a multiple of it (smaller ones to a power of two)
+PAD_GRANULE = 1024
 #: largest chunk elsewhere
 MAX_CHUNK = 1 << 16
 #: steps of state warm-up at θ for estimators whose state moves (moving averages)
@@ -199,13 +202,17 @@ class SamplingKernel:
 
     def padded(self, count: int) -> int:
         """The size of the compiled call that computes ``count`` replicates: ``count`` where
-        functions are not shape-specialized, else the next power of two (at most the chunk), or
-        a size already compiled that holds ``count``, so that another R compiles nothing."""
+        functions are not shape-specialized, else the next multiple of `PAD_GRANULE` (below it:
+        the next power of two; at most the chunk), or a size already compiled that holds
+        ``count`` at most twice over, so that another R usually compiles nothing."""
         if not self.backend.static_shapes or count >= self.chunk_size:
             return count
-        size = min(1 << (count - 1).bit_length(), self.chunk_size)
+        if count >= PAD_GRANULE:
+            size = min(-(-count // PAD_GRANULE) * PAD_GRANULE, self.chunk_size)
+        else:
+            size = min(1 << (count - 1).bit_length(), self.chunk_size)
         if size not in self._by_count:
-            compiled = [n for n in self._by_count if n >= count]
+            compiled = [n for n in self._by_count if count <= n <= 2 * size]  # at most twice the work
             if compiled:
                 return min(compiled)
         return size
@@ -214,7 +221,7 @@ class SamplingKernel:
         """Backend array [padded(count), P]: the estimates of replicates first, first+1, ...;
         the first ``count`` rows are those asked for (the rest is padding: drop it on the host,
         where slicing compiles nothing)."""
-        return self._compiled(self.padded(count))(params, state, np.uint32(seed), np.uint32(first), batch)
+        return self._compiled(self.padded(count))(params, state, int(seed), int(first), batch)  # Python ints: the fast dispatch path
 
     def compiled_sizes(self) -> list[int]:
         return sorted(self._by_count)
@@ -240,7 +247,7 @@ class SamplingKernel:
         if est.update_state:
             step = self._state_warmup_step()
             for t in range(STATE_WARMUP_STEPS):
-                state = step(params, state, np.uint32(seed), np.uint32(t), batch)
+                state = step(params, state, int(seed), int(t), batch)
         if est.phi_loss is not None and phi_warmup > 0:
             if not (isinstance(state, dict) and "phi" in state):
                 raise ValueError(f"estimator {est.label!r} defines phi_loss but its init() state has no 'phi' "
@@ -392,9 +399,34 @@ def gradient_samples(task, estimator, *, backend="torch", device="cpu", num_repl
     (memory only: the numbers do not depend on it), ``phi_warmup`` (φ training steps at θ for
     estimators with trainable φ; default `PHI_WARMUP_STEPS`, 0: φ as initialized). Repeated
     calls with the same task, estimator, backend, S and chunk size reuse the compiled function."""
-    sampler = GradientSampler(task, estimator, backend=backend, device=device,
-                              num_samples=num_samples, seed=seed, **options)
-    return sampler.run(num_replicates)
+    return _sampler(task, estimator, backend, device, num_samples, seed, options).run(num_replicates)
+
+
+#: recent samplers of `gradient_samples`, by the identity of their task and estimator objects
+#: and their options: a repeated call (R = 1 in a loop) skips the checks it already passed
+_SAMPLERS: dict = {}
+_SAMPLERS_KEPT = 16
+
+
+def _sampler(task, estimator, backend, device, num_samples, seed, options) -> "GradientSampler":
+    try:
+        params = options.get("params")
+        key = (id(task), id(estimator), backend if isinstance(backend, str) else id(backend), device, num_samples,
+               seed, tuple(sorted((k, v) for k, v in options.items() if k != "params")),
+               None if params is None else np.asarray(params, dtype=np.float64).tobytes())
+        hash(key)
+    except TypeError:  # an unhashable option: no reuse
+        key = None
+    hit = _SAMPLERS.get(key) if key is not None else None
+    if hit is not None and hit[0] is task and hit[1] is estimator:
+        return hit[2]
+    sampler = GradientSampler(task, estimator, backend=backend, device=device, num_samples=num_samples,
+                              seed=seed, **options)
+    if key is not None and not isinstance(task, str) and not isinstance(estimator, str):
+        if len(_SAMPLERS) >= _SAMPLERS_KEPT:
+            _SAMPLERS.pop(next(iter(_SAMPLERS)))
+        _SAMPLERS[key] = (task, estimator, sampler)  # the objects are kept: their ids stay theirs
+    return sampler
 
 
 class _Exact:
