@@ -39,11 +39,12 @@ both contenders (their order alternating from round to round); the ratio of the 
 rounds of seconds per step (the target: <= 1.1). Both contenders keep training across rounds,
 at the same step counts. ``TrainStepRatio.last`` keeps the rounds' times for the spread.
 
-Threads: torch runs on one intra-op thread (``torch.set_num_threads(1)`` in every setup). JAX's
-threads are fixed when its CPU client starts, by ``XLA_FLAGS`` in the environment of the
-process (single-threaded: ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``);
-this module sets nothing for JAX, so both JAX contenders run under the same flags, whatever
-they are. The garbage collector is left on, as in a training loop.
+Threads: torch runs on one intra-op thread (``torch.set_num_threads(1)`` in the setup of every
+torch benchmark). JAX's threads are fixed when its CPU client starts, by ``XLA_FLAGS`` in the
+environment of the process; `benchmarks._grid`, imported first, sets the single-threaded
+default ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` when XLA_FLAGS
+is unset (``GRADEST_BENCH_THREADS``). This module sets nothing more for JAX: both JAX
+contenders run under the same flags. The garbage collector is left on, as in a training loop.
 """
 from __future__ import annotations
 
@@ -54,11 +55,11 @@ import time
 
 import numpy as np
 
-import gradest
-from gradest.backends import BACKENDS, DEVICES
-from gradest.training import Trainer
+from . import _grid  # first: it sets the thread flags before anything starts a framework
 
-from . import _grid
+import gradest  # noqa: E402
+from gradest.backends import BACKENDS, DEVICES  # noqa: E402
+from gradest.training import Trainer  # noqa: E402
 
 #: the task of the comparison
 TASK_OPTIONS = {"dataset": "digits", "num_latents": 20, "num_categories": 10, "hidden": (200, 200),
@@ -107,8 +108,9 @@ def flatten_blocks(task, blocks) -> np.ndarray:
     return np.concatenate([np.asarray(blocks[name], dtype=np.float64).reshape(-1) for name, _ in task.param_layout])
 
 
-def _layers(task) -> int:
-    return len(task.hidden) + 1  # weight layers per MLP
+def _layers(task, prefix: str) -> int:
+    """Weight layers of the encoder (``"enc"``) or decoder (``"dec"``), from ``param_layout``."""
+    return sum(1 for name, _ in task.param_layout if name.startswith(f"{prefix}_w"))
 
 
 # ---- gradest -----------------------------------------------------------------------------
@@ -133,7 +135,7 @@ def torch_encoder(task, params, x):
     import torch
 
     h = x
-    n = _layers(task)
+    n = _layers(task, "enc")
     for i in range(1, n + 1):
         h = h @ params[f"enc_w{i}"] + params[f"enc_b{i}"]
         if i < n:
@@ -147,7 +149,7 @@ def torch_reconstruction(task, params, x, z):
     import torch.nn.functional as F
 
     h = z.reshape(*z.shape[:-2], task.num_latents * task.num_categories)
-    n = _layers(task)
+    n = _layers(task, "dec")
     for i in range(1, n + 1):
         h = h @ params[f"dec_w{i}"] + params[f"dec_b{i}"]
         if i < n:
@@ -239,7 +241,7 @@ def jax_encoder(task, params, x):
     import jax
 
     h = x
-    n = _layers(task)
+    n = _layers(task, "enc")
     for i in range(1, n + 1):
         h = h @ params[f"enc_w{i}"] + params[f"enc_b{i}"]
         if i < n:
@@ -251,7 +253,7 @@ def jax_reconstruction(task, params, x, z):
     import jax
 
     h = z.reshape(*z.shape[:-2], task.num_latents * task.num_categories)
-    n = _layers(task)
+    n = _layers(task, "dec")
     for i in range(1, n + 1):
         h = h @ params[f"dec_w{i}"] + params[f"dec_b{i}"]
         if i < n:

@@ -53,14 +53,12 @@ class Problem(NamedTuple):
 
 
 def unflatten(backend: Backend, params, layout: Sequence[tuple[str, tuple]]) -> dict:
-    """Split flat θ [P] into named blocks of ``layout``."""
-    out, start = {}, 0
-    for name, shape in layout:
-        size = int(np.prod(shape)) if len(shape) else 1
-        out[name] = backend.reshape(params[start:start + size], shape)
-        start += size
-    assert start == params.shape[0], f"θ has {params.shape[0]} entries, the layout {start}"
-    return out
+    """Split flat θ [P] into named blocks of ``layout`` (one split: its gradient is one
+    concatenation, not a full-size scatter per block)."""
+    sizes = [int(np.prod(shape)) if len(shape) else 1 for _, shape in layout]
+    assert sum(sizes) == params.shape[0], f"θ has {params.shape[0]} entries, the layout {sum(sizes)}"
+    pieces = backend.split(params, sizes) if len(sizes) > 1 else [params]
+    return {name: backend.reshape(piece, shape) for (name, shape), piece in zip(layout, pieces)}
 
 
 def layout_size(layout) -> int:

@@ -121,3 +121,12 @@ def test_value_and_grad_layout_without_aux(backend):
     value, g = B.value_and_grad(lambda w: B.sum(w * w))(B.asarray([1.0, -2.0]))
     assert float(B.to_numpy(value)) == 5.0
     np.testing.assert_allclose(B.to_numpy(g), [2.0, -4.0])
+
+
+def test_split_cuts_axis_0_and_its_gradient_is_the_pieces(backend):
+    B = backend
+    x = B.asarray(np.arange(6.0))
+    a, b, c = B.split(x, [1, 3, 2])
+    assert [B.to_numpy(p).tolist() for p in (a, b, c)] == [[0.0], [1.0, 2.0, 3.0], [4.0, 5.0]]
+    g = B.grad(lambda v: B.sum(B.split(v, [2, 4])[1] * 3.0) + B.sum(B.split(v, [2, 4])[0]))(x)
+    assert B.to_numpy(g).tolist() == [1.0, 1.0, 3.0, 3.0, 3.0, 3.0]

@@ -1,20 +1,22 @@
 """The hand-written training steps of ``benchmarks/train_references.py`` compute gradest's model,
 loss and update: exact comparisons (float64) against the task and gradest's surrogate
-(`gradest.measure.make_loss`) at the same θ and the same noise.
+(`gradest.measure.make_loss`) at the same θ and the same noise. The reference is gradest on
+its torch backend (jax's where torch is missing): eager there, so that the jax checks compile
+only the hand-written functions (each jax compile costs 1-2 s on a small CPU).
 
 * the forward pass: logits, f(z) for one-hot and relaxed z, and the KL equal the task's
-  ``problem(...)`` (``dist.logits``, ``f``, ``extra``);
-* the loss and its gradient given the same noise equal gradest's surrogate's: Gumbel-softmax
-  with the Gumbel noise that ``F.gumbel_softmax`` draws (torch's generator replayed from the
-  same seed) or that ``jax.random.gumbel`` draws from the same key; REINFORCE-LOO with the
-  classes that ``Categorical.sample`` / ``jax.random.categorical`` draw, fed to gradest as
-  Gumbel noise whose argmax is those classes;
-* a whole hand-written step from θ₀ (its own noise, replayed): the returned loss equals
-  gradest's loss at θ₀ with that noise, and θ₁ equals θ₀ minus one Adam update with gradest's
-  gradient (the first Adam update: lr · g / (|g| + eps)). On jax this runs on a smaller
-  categorical_vae (`SMALL`; the same code, sizes read from the task): compiling
-  ``jax.random.gumbel`` on the CPU takes ~2 s at the benchmark's [4, 100, 20, 10], so the jax
-  loss-and-gradient test above feeds the noise explicitly and only this one compiles samplers;
+  ``problem(...)`` (``dist.logits``, ``f``, ``extra``) at a generic θ;
+* one hand-written step from θ₀, for each estimator: the loss it returns equals gradest's loss
+  at θ₀ with the step's noise; Adam's first moment after the step is (1 - β₁) g with g gradest's
+  gradient (so the gradient is checked exactly, every block reached); θ₁ = θ₀ minus the first
+  Adam update lr · g / (|g| + eps). torch: the real step (`TorchStep`), its noise replayed
+  from the same seed (the Gumbel noise ``F.gumbel_softmax`` draws; the classes
+  ``Categorical.sample`` draws, given to gradest as Gumbel noise whose argmax is those
+  classes); jax: the jitted step of `jax_train_step` with NumPy Gumbel noise fed in
+  (softmax(logits + G), or the classes argmax(logits + G)), and its key split;
+* jax's own samplers: the relaxed sample is softmax(logits + jax.random.gumbel(key)), the
+  classes have the frequencies softmax(logits); and a real `JaxStep` runs two steps from its
+  own key on a tiny categorical_vae (Adam moves each coordinate by at most ~lr per step);
 * the asv classes run (torch; few rounds) and both contenders start at the task's θ₀.
 """
 from __future__ import annotations
@@ -36,8 +38,8 @@ from benchmarks import train_references as tr  # noqa: E402
 
 S = tr.NUM_SAMPLES
 RTOL, ATOL = 1e-10, 1e-12  # float64, sums in other orders
-#: a smaller categorical_vae for the jax step test (two hidden layers of different sizes)
-SMALL = {"dataset": "digits", "num_latents": 3, "num_categories": 4, "hidden": (16, 8), "batch_size": 10}
+#: a tiny categorical_vae for running jax's samplers inside a real step
+TINY = {"dataset": "digits", "num_latents": 2, "num_categories": 3, "hidden": (5,), "batch_size": 4}
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +83,27 @@ def _jit(backend_name, fn):
     return fn
 
 
-def _gradest_value_and_grad(task, estimator, B, theta, gumbel, batch):
-    """gradest's surrogate at θ with estimator noise ``gumbel`` [S, Bsz, L, K]: (value, flat grad)."""
+def _reference_backend():
+    """gradest's backend for the reference values: torch float64 (eager), else jax float64."""
+    import importlib.util
+
+    return get_backend("torch" if importlib.util.find_spec("torch") else "jax", dtype="float64")
+
+
+def _gradest_value_and_grad(task, estimator, theta, gumbel, step):
+    """gradest's surrogate at θ on the data of training step ``step`` with estimator noise
+    ``gumbel`` [S, Bsz, L, K] (NumPy): (value, flat gradient), in float64."""
+    B = _reference_backend()
     est = tr.gradest_estimator(estimator)
-    specs = noise_specs(task, est, B, B.asarray(theta), S, batch)
+    batch = task.train_batch(B, tr.SEED, step)
+    params = B.asarray(np.asarray(theta, dtype=np.float64))
+    specs = noise_specs(task, est, B, params, S, batch)  # what gradest draws: one Gumbel stream
     assert set(specs["estimator"]) == {"sample"} and specs["task"] == {}
+    assert specs["estimator"]["sample"].kind == "gumbel"
     assert tuple(specs["estimator"]["sample"].shape) == tuple(gumbel.shape)
     loss = make_loss(task, est, B)
-    fn = _jit(B.name, B.value_and_grad(lambda p, n, xb: loss(p, n, {}, batch=xb), has_aux=True))
-    (value, _), grad = fn(B.asarray(theta), {"estimator": {"sample": B.asarray(gumbel)}, "task": {}}, batch)
+    noise = {"estimator": {"sample": B.asarray(gumbel)}, "task": {}}
+    (value, _), grad = B.value_and_grad(lambda p: loss(p, noise, {}, batch=batch), has_aux=True)(params)
     return float(_np(value)), _np(grad)
 
 
@@ -101,48 +115,33 @@ def _gumbel_for(index, logits, num_categories):
     return G
 
 
-def _torch_value_and_grad(task, estimator, theta, x, seed):
-    """The hand-written torch loss with its own sampler after ``torch.manual_seed(seed)``:
-    (value, flat grad of the surrogate, logits)."""
+def _torch_replayed_noise(task, estimator, seed, logits):
+    """gradest's noise [S, Bsz, L, K] reproducing the torch sampler's draw after manual_seed(seed)."""
     import torch
 
-    w = _weights("torch", task, theta)
-    torch.manual_seed(seed)
-    surrogate, value = tr.torch_loss(task, estimator, w, x)
-    grads = torch.autograd.grad(surrogate, list(w.values()))
-    flat = tr.flatten_blocks(task, {k: _np(g) for k, g in zip(w, grads)})
-    return float(value), flat, _np(tr.torch_encoder(task, w, x))
-
-
-def _jax_value_and_grad(task, estimator, theta, x, latent):
-    """The hand-written jax loss with the noise ``latent(key, logits)``: (value, flat grad)."""
-    import jax
-
-    w = _weights("jax", task, theta)
-    fn = jax.jit(jax.value_and_grad(lambda p, xb: tr.jax_loss(task, estimator, p, xb, None, latent), has_aux=True))
-    (_, value), grads = fn(w, x)
-    return float(value), tr.flatten_blocks(task, {k: _np(g) for k, g in grads.items()})
-
-
-def _replayed_noise(backend_name, task, estimator, key_or_seed, logits):
-    """The estimator noise for gradest [S, Bsz, L, K] that reproduces the hand-written sampler's
-    draw from the same torch seed / jax key at these logits."""
     Bsz, L, K = _sizes(task)
-    if backend_name == "torch":
-        import torch
+    torch.manual_seed(seed)
+    if estimator == "gumbel_softmax":  # F.gumbel_softmax: -log Exponential(1) of the logits' shape
+        return _np(-torch.empty((S, Bsz, L, K), dtype=torch.float64).exponential_().log())
+    index = torch.distributions.Categorical(logits=torch.as_tensor(logits)).sample((S,))
+    return _gumbel_for(_np(index).astype(np.int64), logits, K)
 
-        torch.manual_seed(key_or_seed)
-        if estimator == "gumbel_softmax":  # F.gumbel_softmax: -log Exponential(1) of logits' shape
-            return _np(-torch.empty((S, Bsz, L, K), dtype=torch.float64).exponential_().log())
-        index = torch.distributions.Categorical(logits=torch.as_tensor(logits)).sample((S,))
-        return _gumbel_for(_np(index).astype(np.int64), logits, K)
+
+def _jax_fed_latent(estimator, logits, gumbel):
+    """The jax step's ``latent(key, logits)`` with NumPy Gumbel noise fed in (the key unused)."""
     import jax
     import jax.numpy as jnp
 
     if estimator == "gumbel_softmax":
-        return _np(jax.random.gumbel(key_or_seed, (S, Bsz, L, K), jnp.float64))
-    index = jax.random.categorical(key_or_seed, jnp.asarray(logits), axis=-1, shape=(S, Bsz, L))
-    return _gumbel_for(np.asarray(index), logits, K)
+        return lambda key, lg: jax.nn.softmax((lg + jnp.asarray(gumbel)) / tr.TEMPERATURE, axis=-1)
+    index = jnp.asarray(np.argmax(logits + gumbel, axis=-1))
+    return lambda key, lg: index
+
+
+def _reference_logits(task, theta, step):
+    """The task's encoder logits [Bsz, L, K] at θ on the data of step ``step`` (NumPy)."""
+    B = _reference_backend()
+    return _np(task.problem(B, B.asarray(theta), batch=task.train_batch(B, tr.SEED, step)).dist.logits)
 
 
 # ---- the forward pass ----------------------------------------------------------------------
@@ -159,83 +158,108 @@ def test_forward_pass_equals_the_task(backend_name, task):
     else:
         enc, rec, kl = tr.jax_encoder, tr.jax_reconstruction, tr.jax_kl
 
-    def gradest_side(p, xb, z):
-        prob = task.problem(B, p, batch=xb)
-        return prob.dist.logits, prob.extra, prob.f(z)
+    R = _reference_backend()
+    prob = task.problem(R, R.asarray(theta), batch=task.train_batch(R, tr.SEED, 3))
 
     def hand_side(w, xb, z):
         logits = enc(task, w, xb)
         return logits, kl(task, logits).mean(), rec(task, w, xb, z)
 
-    want_fn, got_fn = _jit(backend_name, gradest_side), _jit(backend_name, hand_side)
+    got_fn = _jit(backend_name, hand_side)
     w = _weights(backend_name, task, theta)
     for z in (one_hot, relaxed):
-        want = [_np(v) for v in want_fn(B.asarray(theta), x, B.asarray(z))]
+        want = [_np(v) for v in (prob.dist.logits, prob.extra, prob.f(R.asarray(z)))]
         got = [_np(v) for v in got_fn(w, x, B.asarray(z))]
         assert want[0].shape == (Bsz, L, K) and want[2].shape == (S, Bsz)
         for name, g, e in zip(("logits", "kl", "f(z)"), got, want):
             np.testing.assert_allclose(g, e, rtol=RTOL, atol=ATOL, err_msg=name)
 
 
-# ---- the loss and its gradient given the same noise ----------------------------------------
-@pytest.mark.parametrize("estimator", tr.ESTIMATORS)
-def test_loss_and_gradient_equal_gradest_surrogate(backend_name, task, estimator):
-    """torch: the step's own samplers (F.gumbel_softmax, Categorical.sample), replayed from the
-    seed; jax: the same Gumbel noise fed to both (the samplers: the step test)."""
-    B = get_backend(backend_name, dtype="float64")
-    theta = _theta(task)
-    x = task.train_batch(B, tr.SEED, 5)
-    if backend_name == "torch":
-        value, grad, logits = _torch_value_and_grad(task, estimator, theta, x, seed=123)
-        gumbel = _replayed_noise("torch", task, estimator, 123, logits)
-    else:
-        import jax
-        import jax.numpy as jnp
-
-        logits = _np(task.problem(B, B.asarray(theta), batch=x).dist.logits)
-        gumbel = np.random.default_rng(3).gumbel(size=(S, *logits.shape))
-        if estimator == "gumbel_softmax":
-            latent = lambda key, lg: jax.nn.softmax((lg + jnp.asarray(gumbel)) / tr.TEMPERATURE, axis=-1)  # noqa: E731
-        else:
-            latent = lambda key, lg: jnp.asarray(np.argmax(logits + gumbel, axis=-1))  # noqa: E731
-        value, grad = _jax_value_and_grad(task, estimator, theta, x, latent)
-    want_value, want_grad = _gradest_value_and_grad(task, estimator, B, theta, gumbel, x)
-    assert value == pytest.approx(want_value, rel=RTOL)
-    np.testing.assert_allclose(grad, want_grad, rtol=1e-8, atol=1e-11)
-    assert np.abs(want_grad).max() > 1e-3  # a real gradient, every block reached
-    for name, block in tr.blocks_numpy(task, want_grad).items():
-        assert np.abs(block).max() > 0, name
-
-
-# ---- a whole hand-written step ---------------------------------------------------------------
+# ---- one whole hand-written step -------------------------------------------------------------
 @pytest.mark.parametrize("estimator", tr.ESTIMATORS)
 def test_handwritten_step_is_one_adam_step_of_gradest_gradient(backend_name, task, estimator):
     B = get_backend(backend_name, dtype="float64")
-    if backend_name == "jax":
-        task = gradest.get_task("categorical_vae", **SMALL)
-    step = tr.handwritten_step(backend_name, estimator, dtype="float64", task=task)
-    theta0 = step.params()
-    np.testing.assert_array_equal(theta0, task.init_params())
+    theta0 = task.init_params()
+    logits = _reference_logits(task, theta0, 0)
+    lr, beta1 = task.default_learning_rate, 0.9
     if backend_name == "torch":
         import torch
 
+        step = tr.handwritten_step("torch", estimator, dtype="float64", task=task)
+        np.testing.assert_array_equal(step.params(), theta0)
         torch.manual_seed(7)
-        key = 7
+        value = step.step()
+        assert step.t == 1
+        theta1 = step.params()
+        moment = tr.flatten_blocks(task, {k: _np(step.optimizer.state[w]["exp_avg"]) for k, w in step.weights.items()})
+        gumbel = _torch_replayed_noise(task, estimator, 7, logits)
     else:
         import jax
+        import optax
 
-        key = jax.random.split(step.key)[1]  # the step splits its key inside the jit
-    value = step.step()
-    theta1 = step.params()
-    assert step.t == 1
-
-    x = task.train_batch(B, tr.SEED, 0)
-    logits = _np(task.problem(B, B.asarray(theta0), batch=x).dist.logits)
-    gumbel = _replayed_noise(backend_name, task, estimator, key, logits)
-    want_value, g = _gradest_value_and_grad(task, estimator, B, theta0, gumbel, x)
+        gumbel = np.random.default_rng(6).gumbel(size=(S, *logits.shape))
+        opt = optax.adam(lr, b1=beta1, b2=0.999, eps=1e-8)  # as JaxStep's
+        w0 = _weights("jax", task, theta0)
+        jitted = tr.jax_train_step(task, estimator, opt, latent=_jax_fed_latent(estimator, logits, gumbel))
+        key0 = jax.random.PRNGKey(11)
+        w1, state, key1, value = jitted(w0, opt.init(w0), key0, task.train_batch(B, tr.SEED, 0))
+        np.testing.assert_array_equal(np.asarray(key1), np.asarray(jax.random.split(key0)[0]))
+        value = float(value)
+        theta1 = tr.flatten_blocks(task, {k: _np(v) for k, v in w1.items()})
+        moment = tr.flatten_blocks(task, {k: _np(v) for k, v in state[0].mu.items()})
+    want_value, g = _gradest_value_and_grad(task, estimator, theta0, gumbel, 0)
     assert value == pytest.approx(want_value, rel=1e-10)
-    lr = task.default_learning_rate
+    np.testing.assert_allclose(moment / (1 - beta1), g, rtol=1e-8, atol=1e-12)  # the gradient
+    for name, block in tr.blocks_numpy(task, g).items():  # a real gradient, every block reached
+        assert np.abs(block).max() > 1e-6, name
     np.testing.assert_allclose(theta1 - theta0, -lr * g / (np.abs(g) + 1e-8), rtol=1e-7, atol=1e-12)
+
+
+# ---- jax's samplers and a real jax step ---------------------------------------------------
+def test_jax_samplers():
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    get_backend("jax", dtype="float64")
+    logits = jnp.asarray(np.random.default_rng(4).standard_normal((2, 3)))  # [Bsz, L, K] = [1, 2, 3]
+    logits = logits[None]
+    key = jax.random.PRNGKey(5)
+    got = tr.jax_gumbel_relax(key, logits)  # S relaxed samples
+    want = np.exp(_np(logits + jax.random.gumbel(key, (S, 1, 2, 3), jnp.float64)))
+    np.testing.assert_allclose(_np(got), want / want.sum(-1, keepdims=True), rtol=1e-12)
+
+    n = 20_000
+    index = np.asarray(tr.jax_categorical_draw(key, logits, num_samples=n))
+    assert index.shape == (n, 1, 2)
+    p = np.exp(_np(logits))[0]
+    p /= p.sum(-1, keepdims=True)  # [L, K]
+    freq = np.stack([(index[:, 0, l, None] == np.arange(3)).mean(0) for l in range(2)])
+    assert np.all(np.abs(freq - p) < 5 * np.sqrt(p * (1 - p) / n))
+
+
+def test_jax_step_runs_on_its_own_noise(estimator="reinforce_loo"):
+    """One estimator: the wrapper and the key handling are shared (the samplers: the test
+    above). Step 0's loss is gradest's at θ₀ with the classes jax.random.categorical draws
+    from the second half of split(key): the noise comes from the split key, not the carried one."""
+    pytest.importorskip("jax")
+    import jax
+    import jax.numpy as jnp
+
+    tiny = gradest.get_task("categorical_vae", **TINY)
+    step = tr.handwritten_step("jax", estimator, dtype="float64", task=tiny)
+    key0, theta0 = step.key, step.params()
+    np.testing.assert_array_equal(theta0, tiny.init_params())
+    values = [step.step(), step.step()]
+    assert step.t == 2 and all(np.isfinite(values))
+    np.testing.assert_array_equal(np.asarray(step.key), np.asarray(jax.random.split(jax.random.split(key0)[0])[0]))
+    lr = tiny.default_learning_rate
+    moved = np.abs(step.params() - theta0)
+    assert moved.max() > 0.5 * lr and moved.max() <= 2.1 * lr  # two Adam steps of at most ~lr each
+
+    logits = _reference_logits(tiny, theta0, 0)
+    index = np.asarray(tr.jax_categorical_draw(jax.random.split(key0)[1], jnp.asarray(logits)))
+    want_value, _ = _gradest_value_and_grad(tiny, estimator, theta0, _gumbel_for(index, logits, 3), 0)
+    assert values[0] == pytest.approx(want_value, rel=1e-10)
 
 
 # ---- the asv classes -------------------------------------------------------------------------

@@ -168,6 +168,11 @@ class Backend(abc.ABC):
     def concatenate(self, xs, axis: int = 0): ...
 
     @abc.abstractmethod
+    def split(self, x, sizes: Sequence[int]) -> list:
+        """``x`` [sum(sizes), ...] cut along axis 0 into pieces of ``sizes`` (one backward op,
+        where slices would each scatter into a full-size gradient)."""
+
+    @abc.abstractmethod
     def moveaxis(self, x, source: int, destination: int): ...
 
     @abc.abstractmethod

@@ -158,6 +158,10 @@ class JaxBackend(Backend):
     def stack(self, xs, axis=0):
         return jnp.stack(list(xs), axis=axis)
 
+    def split(self, x, sizes):
+        bounds = np.cumsum([int(n) for n in sizes])[:-1].tolist()
+        return list(jnp.split(x, bounds))
+
     def concatenate(self, xs, axis=0):
         return jnp.concatenate(list(xs), axis=axis)
 

@@ -183,6 +183,9 @@ class TorchBackend(Backend):
     def stack(self, xs, axis=0):
         return torch.stack(list(xs), dim=axis)
 
+    def split(self, x, sizes):
+        return list(torch.split(x, [int(n) for n in sizes]))
+
     def concatenate(self, xs, axis=0):
         return torch.cat(list(xs), dim=axis)
 
