@@ -1,10 +1,14 @@
 """The conformance kit on everything registered, and the kit's own power to fail.
 
-* `check_estimator` over every registered estimator with its default options, plus the
-  built-in option variants that change the algorithm (REINFORCE baselines, hard
-  Gumbel-softmax); estimators no toy task fits (VIMCO needs the ``log_weight`` capability) are
-  checked on a small instance of a task that offers what they need (`EXTRA_TASKS`).
-* `check_task` over every registered task with its default options.
+* Every named check (`parametrize_with_checks`) of every registered estimator with its
+  default options, plus the built-in option variants that change the algorithm (REINFORCE
+  baselines, hard Gumbel-softmax), each its own test (``-k unbiased`` runs the z-tests);
+  estimators no toy task fits (VIMCO needs the ``log_weight`` capability) are checked on a
+  small instance of a task that offers what they need (`EXTRA_TASKS`). The checks of one
+  estimator share their work, so the series costs one `check_estimator` call.
+* Every named check of every registered task with its default options (the costly ones small).
+* The series of names covers the kit: surrogate, samples, determinism, unbiasedness exactly
+  for the estimators that claim it, parity with both backends.
 * `z_test` is calibrated (its rejection rate under the null is at most alpha) and has power.
 * Deliberately broken estimators and tasks fail with messages that name the check, the task,
   the backend and the size of the failure.
@@ -18,7 +22,7 @@ import gradest
 from gradest.estimator import GradientEstimator, magic_box, no_state
 from gradest.measure import check_compatible
 from gradest.testing import (CONFORMANCE_TASKS, ZTest, check_estimator, check_task, conformance_tasks,
-                             evaluate_surrogate, numpy_noise, z_test)
+                             estimator_checks, evaluate_surrogate, numpy_noise, parametrize_with_checks, z_test)
 
 
 def _declared_variants(name: str) -> list[dict]:
@@ -42,13 +46,14 @@ TASK_OPTIONS = {
 }
 
 
-def _estimator_cases():
+def _estimator_variants():
+    """(name, options, test id) of every registered estimator and declared variant."""
     cases = []
     for name in gradest.list_estimators():
-        cases.append(pytest.param(name, {}, id=name))
+        cases.append((name, {}, name))
         for options in _declared_variants(name):
             label = ",".join(f"{k}={v}" for k, v in options.items())
-            cases.append(pytest.param(name, options, id=f"{name}[{label}]"))
+            cases.append((name, options, f"{name}[{label}]"))
     return cases
 
 
@@ -66,31 +71,43 @@ def _extra_tasks(est):
     return tasks
 
 
-@pytest.mark.parametrize("name, options", _estimator_cases())
-def test_registered_estimator_conforms(name, options):
+def _check_options(name: str, options: dict):
+    """``(estimator, options of estimator_checks)``, or ``(None, why it cannot be checked)``."""
     entry = gradest.registry.ESTIMATORS.entries[name]
     if entry.required_options():
-        pytest.skip(f"{name} needs the options {entry.required_options()}; nothing to build by default")
+        return None, f"{name} needs the options {entry.required_options()}; nothing to build by default"
     est = gradest.get_estimator(name, **options)
     if conformance_tasks(est):
-        results = check_estimator(est, num_replicates=REPLICATES)
-    else:
-        extra = _extra_tasks(est)
-        if not extra:
-            pytest.skip(f"no registered task offers what {est.label} needs ({sorted(est.requires)})")
-        results = check_estimator(est, tasks=extra, num_replicates=EXTRA_REPLICATES)
-    checks = {r.check for r in results}
-    assert {"surrogate", "gradient_samples", "determinism"} <= checks
-    assert ("unbiased" in checks) == est.unbiased
-    if {"torch", "jax"} <= set(gradest.backends.available_backends()):
-        assert "parity" in checks
+        return est, {"num_replicates": REPLICATES}
+    extra = _extra_tasks(est)
+    if not extra:
+        return None, f"no registered task offers what {est.label} needs ({sorted(est.requires)})"
+    return est, {"tasks": extra, "num_replicates": EXTRA_REPLICATES}
 
 
-@pytest.mark.parametrize("name", gradest.list_tasks())
-def test_registered_task_conforms(name):
-    results = check_task(name, options=TASK_OPTIONS.get(name))
-    checks = {r.check for r in results}
-    assert {"layout", "problem", "exact"} <= checks
+def _checkable_estimators():
+    cases = [_check_options(name, options) for name, options, _ in _estimator_variants()]
+    return [(est, options) for est, options in cases if est is not None]
+
+
+@parametrize_with_checks(_checkable_estimators())
+def test_registered_estimator_conforms(obj, check):
+    check()
+
+
+@parametrize_with_checks([(name, {"options": TASK_OPTIONS.get(name)}) for name in gradest.list_tasks()])
+def test_registered_task_conforms(obj, check):
+    check()
+
+
+@pytest.mark.parametrize("name, options", [pytest.param(n, o, id=i) for n, o, i in _estimator_variants()])
+def test_registered_estimator_has_every_check(name, options):
+    est, check_options = _check_options(name, options)
+    if est is None:
+        pytest.skip(check_options)
+    kinds = {check.kind for _, check in estimator_checks(est, **check_options)}
+    assert {"metadata", "noise_spec", "surrogate", "gradient_samples", "determinism", "parity"} <= kinds
+    assert ("unbiased" in kinds) == est.unbiased
 
 
 # ---- z_test ---------------------------------------------------------------------------------

@@ -50,9 +50,6 @@ except ImportError:  # run outside the test suite's folder
     EXTRA_TASKS = {"categorical_vae": {"kl": "sampled", "num_latents": 2, "num_categories": 3, "hidden": [4],
                                        "batch_size": 2}}
     TASK_OPTIONS = {"categorical_vae": {"num_latents": 2, "num_categories": 3, "hidden": [16], "batch_size": 8}}
-#: option variants checked beside the defaults where the registry declares none
-FALLBACK_VARIANTS = {"reinforce": [{"baseline": "loo"}, {"baseline": "moving_average"}, {"baseline": "optimal"}],
-                     "gumbel_softmax": [{"hard": True}]}
 
 DEVICE = os.environ.get(TEST_DEVICE_ENV, "cuda")
 _NO_DEVICE = no_cuda_reason() if DEVICE == "cuda" else None
@@ -103,8 +100,6 @@ def _variants(name: str) -> list[dict]:
     """The option variants an estimator declares at registration, other than its defaults (as
     the CPU kit checks them)."""
     registry = gradest.registry
-    if not hasattr(registry, "estimator_variants"):
-        return FALLBACK_VARIANTS.get(name, [])
     defaults = registry.ESTIMATORS.entry(name).option_defaults()
     return [v for v in registry.estimator_variants(name)
             if v and any(defaults.get(k, object()) != value for k, value in v.items())]

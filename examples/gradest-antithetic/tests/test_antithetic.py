@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 
 import gradest
-from gradest.testing import check_estimator
+from gradest.testing import parametrize_with_checks
 
 
-@pytest.mark.parametrize("baseline", ["none", "loo"])
-def test_conformance(baseline):
-    results = check_estimator("antithetic", options={"baseline": baseline})
-    assert {r.check for r in results} >= {"surrogate", "determinism", "unbiased", "parity"}
+# every check of the kit its own test: test_conformance[antithetic[baseline=loo]-unbiased[bandit-torch]], ...
+@parametrize_with_checks(["antithetic", gradest.get_estimator("antithetic", baseline="loo")])
+def test_conformance(obj, check):
+    check()
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
