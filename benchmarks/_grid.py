@@ -58,6 +58,17 @@ from gradest.measure import UnsupportedCombinationError, check_compatible, gradi
 from gradest.registry import estimator_variants, task_variants  # noqa: E402
 
 
+class StableTiming:
+    """asv timing settings that give a figure stable on a shared machine: a warm-up, then at
+    least `min_run_count` samples (between 5 and 25 repeats of one call each, at most 20 s);
+    asv reports their median and interquartile range. A timed class inherits them."""
+
+    warmup_time = 0.5
+    number = 1
+    repeat = (5, 25, 20.0)
+    min_run_count = 5
+
+
 def fix_threads() -> None:
     """Run torch with `THREADS` intra-op threads (JAX's are fixed at import by XLA_FLAGS)."""
     import importlib.util

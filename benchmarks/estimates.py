@@ -37,7 +37,7 @@ class _SamplerSetup:
         self.sampler.run(self.replicates)  # warm-up: compilation and allocation
 
 
-class GradientEstimate(_SamplerSetup):
+class GradientEstimate(_SamplerSetup, _grid.StableTiming):
     """One vectorized call of R gradient estimates (`GradientSampler.run`)."""
 
     def time_estimate(self, estimator, task, backend, device):

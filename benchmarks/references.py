@@ -208,7 +208,7 @@ def reinforce_call(implementation: str, backend: str, device: str):
     raise ValueError(f"unknown implementation {implementation!r}; known: {', '.join(IMPLEMENTATIONS)}")
 
 
-class ReinforceBandit:
+class ReinforceBandit(_grid.StableTiming):
     """REINFORCE on the 10-armed bandit: gradest, by hand (vectorized), and a Python loop."""
 
     params = [IMPLEMENTATIONS, list(BACKENDS), list(DEVICES)]
@@ -288,7 +288,7 @@ class ReinforceBanditRatios:
     track_single_ratio_to_handwritten.unit = "x"
 
 
-class NumpyReinforceBandit:
+class NumpyReinforceBandit(_grid.StableTiming):
     """The floor: REINFORCE on the bandit, vectorized NumPy, analytic score (no autodiff)."""
 
     version = "1"
@@ -376,7 +376,7 @@ def gumbel_softmax_call(implementation: str, backend: str, device: str, hard: bo
     raise ValueError(f"unknown implementation {implementation!r}; known: gradest, reference")
 
 
-class GumbelSoftmaxBandit:
+class GumbelSoftmaxBandit(_grid.StableTiming):
     """Gumbel-softmax on the 10-armed bandit: gradest against the framework's own/hand-written."""
 
     params = [["gradest", "reference"], list(BACKENDS), [False, True], list(DEVICES)]

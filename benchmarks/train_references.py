@@ -407,7 +407,7 @@ def summarize(seconds: dict) -> dict:
             "round_ratio_q3": q[2], "round_ratio_max": per_round[-1], "rounds": len(per_round)}
 
 
-class TrainStepReference:
+class TrainStepReference(_grid.StableTiming):
     """One training step of categorical_vae (20×10, hidden (200, 200), batch 100, S = 4)."""
 
     params = [CONTENDERS, list(BACKENDS), ESTIMATORS, list(DEVICES)]

@@ -31,7 +31,7 @@ def make_train_step(case, seed: int = _grid.SEED, optimizer: str = "adam"):
     return trainer.step
 
 
-class TrainStep:
+class TrainStep(_grid.StableTiming):
     """One training step (gradient estimate + optimizer update)."""
 
     params = _grid.grid_params()

@@ -286,3 +286,21 @@ def test_gumbel_softmax_reference_matches_gradest_in_mean(monkeypatch, backend_n
     se = np.sqrt(a.var(axis=0, ddof=1) / len(a) + b.var(axis=0, ddof=1) / len(b))
     z = np.abs(a.mean(axis=0) - b.mean(axis=0)) / np.maximum(se, 1e-9)
     assert z.max() < NormalDist().inv_cdf(1 - 1e-4 / 20), z
+
+
+def test_every_timed_benchmark_has_stable_timing_settings():
+    """asv's defaults on a shared machine gave 25 false regressions between identical commits:
+    every class with a time_ benchmark takes the settings of `_grid.StableTiming`."""
+    import importlib
+    import inspect
+
+    timed = []
+    for module in ("estimates", "references", "training", "train_references"):
+        mod = importlib.import_module(f"benchmarks.{module}")
+        for name, cls in inspect.getmembers(mod, inspect.isclass):
+            if cls.__module__ == mod.__name__ and any(m.startswith("time_") for m in dir(cls)):
+                timed.append(cls)
+    assert len(timed) >= 5
+    for cls in timed:
+        assert issubclass(cls, _grid.StableTiming), cls
+        assert cls.repeat[0] >= 5 and cls.min_run_count >= 5 and cls.warmup_time > 0 and cls.number == 1
