@@ -147,13 +147,16 @@ def test_a_worker_killed_mid_cell_loses_and_duplicates_nothing(cluster, tmp_path
     assert list(result.results.sort_values("seed")["twice_seed"]) == [0, 2, 4, 6]
 
 
-def test_an_unreachable_scheduler_is_a_clear_error_within_seconds(capsys, tmp_path):
+def test_an_unreachable_scheduler_is_a_clear_error_within_seconds(capsys, tmp_path, monkeypatch):
+    import gradest.sweep.dask as dask_module
+
+    monkeypatch.setattr(dask_module, "CONNECT_TIMEOUT_S", 2)  # the wait is the timeout's (10 s by default)
     start = time.time()
     code = cli.main(["run", "--tasks", "bandit", "--estimators", "exact", "--backends", "torch", "--kinds",
                      "gradient", "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "o")])
     assert code == 2 and time.time() - start < 25
     err = capsys.readouterr().err
-    assert "cannot reach a Dask scheduler at tcp://127.0.0.1:9" in err and "dask scheduler" in err
+    assert "cannot reach a Dask scheduler at tcp://127.0.0.1:9 within 2 s" in err and "dask scheduler" in err
     assert "Traceback" not in err and not (tmp_path / "o").exists()
     assert cli.main(["run", "--scheduler-file", str(tmp_path / "none.json"), "--out", str(tmp_path / "o")]) == 2
     assert "no scheduler file" in capsys.readouterr().err

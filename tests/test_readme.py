@@ -19,7 +19,7 @@ def test_readme_python_blocks_run_in_order():
         exec(compile(block, f"README.md python block {i + 1}", "exec"), namespace)  # noqa: S102
     # what the first example promises
     assert namespace["g"].shape == (10_000, 3)
-    assert len(namespace["result"].history) == 200
+    assert len(namespace["result"].history) == 100
 
 
 def test_readme_points_only_at_files_of_the_project():

@@ -122,10 +122,12 @@ class DaskExecutor:
 
     @classmethod
     def connect(cls, address: str | None = None, scheduler_file: str | None = None,
-                timeout: float = CONNECT_TIMEOUT_S, backends=("torch", "jax")) -> "DaskExecutor":
+                timeout: float | None = None, backends=("torch", "jax")) -> "DaskExecutor":
         """A client of the running cluster at ``address`` (``tcp://host:port``) or described by
-        ``scheduler_file``; a `ClusterError` within ``timeout`` seconds when it cannot be reached."""
+        ``scheduler_file``; a `ClusterError` within ``timeout`` seconds (default
+        `CONNECT_TIMEOUT_S`) when it cannot be reached."""
         distributed = _need_distributed()
+        timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
         where = address or f"the scheduler file {scheduler_file}"
         if scheduler_file is not None:
             import os
