@@ -20,17 +20,9 @@ import pytest
 
 import gradest
 from gradest.estimator import GradientEstimator, magic_box, no_state
-from gradest.measure import check_compatible
-from gradest.testing import (CONFORMANCE_TASKS, ZTest, check_estimator, check_task, conformance_tasks,
-                             estimator_checks, evaluate_surrogate, numpy_noise, parametrize_with_checks, z_test)
-
-
-def _declared_variants(name: str) -> list[dict]:
-    """The variants an estimator declares at registration, other than its defaults (checked
-    beside the defaults)."""
-    defaults = gradest.registry.ESTIMATORS.entry(name).option_defaults()
-    return [v for v in gradest.registry.estimator_variants(name)
-            if v and any(defaults.get(k, object()) != value for k, value in v.items())]
+from gradest.testing import (CONFORMANCE_TASKS, ZTest, check_estimator, check_task, compatible_tasks,
+                             conformance_tasks, declared_variants, estimator_checks, evaluate_surrogate, numpy_noise,
+                             parametrize_with_checks, z_test)
 
 #: small instances of registered tasks, for estimators that no toy task fits
 EXTRA_TASKS = {
@@ -51,24 +43,14 @@ def _estimator_variants():
     cases = []
     for name in gradest.list_estimators():
         cases.append((name, {}, name))
-        for options in _declared_variants(name):
+        for options in declared_variants(name):
             label = ",".join(f"{k}={v}" for k, v in options.items())
             cases.append((name, options, f"{name}[{label}]"))
     return cases
 
 
 def _extra_tasks(est):
-    tasks = []
-    for name, options in EXTRA_TASKS.items():
-        if name not in gradest.list_tasks():
-            continue
-        task = gradest.get_task(name, **options)
-        try:
-            check_compatible(task, est, max(est.min_samples, 2))
-        except ValueError:
-            continue
-        tasks.append(task)
-    return tasks
+    return compatible_tasks(est, EXTRA_TASKS)
 
 
 def _check_options(name: str, options: dict):

@@ -40,9 +40,9 @@ from gradest import noise as gnoise
 from gradest.backends import BACKENDS, get_backend
 from gradest.estimator import sample_noise_spec
 from gradest.gpu_check import TEST_DEVICE_ENV, no_cuda_reason
-from gradest.measure import check_compatible
 from gradest.registry import ESTIMATORS
-from gradest.testing import check_estimator, check_task, conformance_tasks, numpy_noise, surrogate_evaluator
+from gradest.testing import (check_estimator, check_task, compatible_tasks, conformance_tasks, declared_variants,
+                             numpy_noise, surrogate_evaluator)
 
 try:  # the task instances the CPU kit checks, so that both check the same
     from test_conformance import EXTRA_TASKS, TASK_OPTIONS
@@ -96,20 +96,11 @@ def backend_name(request):
 
 
 # ---- the estimators and tasks ------------------------------------------------------------------
-def _variants(name: str) -> list[dict]:
-    """The option variants an estimator declares at registration, other than its defaults (as
-    the CPU kit checks them)."""
-    registry = gradest.registry
-    defaults = registry.ESTIMATORS.entry(name).option_defaults()
-    return [v for v in registry.estimator_variants(name)
-            if v and any(defaults.get(k, object()) != value for k, value in v.items())]
-
-
 def _estimator_cases():
     cases = []
     for name in gradest.list_estimators():
         cases.append(pytest.param(name, {}, id=name))
-        for options in _variants(name):
+        for options in declared_variants(name):
             label = ",".join(f"{k}={v}" for k, v in options.items())
             cases.append(pytest.param(name, options, id=f"{name}[{label}]"))
     return cases
@@ -122,16 +113,7 @@ def _build_estimator(name, options):
 
 
 def _extra_tasks(est):
-    tasks = []
-    for name, options in EXTRA_TASKS.items():
-        if name in gradest.list_tasks():
-            task = gradest.get_task(name, **options)
-            try:
-                check_compatible(task, est, max(est.min_samples, 2))
-            except ValueError:
-                continue
-            tasks.append(task)
-    return tasks
+    return compatible_tasks(est, EXTRA_TASKS)
 
 
 def _first_task(est):

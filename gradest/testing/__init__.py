@@ -47,8 +47,8 @@ framework.
 from __future__ import annotations
 
 from gradest.testing._core import PARITY_ATOL, PARITY_RTOL, Check, CheckResult
-from gradest.testing.estimators import (CONFORMANCE_TASKS, NUM_REPLICATES, check_estimator, conformance_tasks,
-                                        estimator_checks)
+from gradest.testing.estimators import (CONFORMANCE_TASKS, NUM_REPLICATES, check_estimator, compatible_tasks,
+                                        conformance_tasks, declared_variants, estimator_checks)
 from gradest.testing.noise import evaluate_surrogate, numpy_noise, surrogate_evaluator
 from gradest.testing.parametrize import parametrize_with_checks
 from gradest.testing.stats import ALPHA, ZTest, z_scores, z_test
@@ -56,5 +56,5 @@ from gradest.testing.tasks import check_task, task_checks
 
 __all__ = ["check_estimator", "check_task", "z_test", "z_scores", "ZTest", "CheckResult",
            "CONFORMANCE_TASKS", "numpy_noise", "evaluate_surrogate", "surrogate_evaluator",
-           "conformance_tasks", "estimator_checks", "task_checks", "parametrize_with_checks", "Check",
+           "conformance_tasks", "compatible_tasks", "declared_variants", "estimator_checks", "task_checks", "parametrize_with_checks", "Check",
            "ALPHA", "NUM_REPLICATES", "PARITY_RTOL", "PARITY_ATOL"]

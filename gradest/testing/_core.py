@@ -254,6 +254,17 @@ def _split_backends(backends: Iterable[str]) -> tuple[list[str], list[str]]:
     return [b for b in backends if b in have], [b for b in backends if b not in have]
 
 
+def run_series(series) -> list[CheckResult]:
+    """Every check of ``series`` that is not skipped, in order (the all-in-one calls), then the
+    report of backends that are not installed."""
+    results: list[CheckResult] = []
+    for check in series:
+        if not check.skipped:
+            results += check()
+    _report_missing(series.missing, series.ran, series.ctx.what)
+    return results
+
+
 def _report_missing(missing: list[str], ran: list[str], what: str) -> None:
     if not missing:
         return

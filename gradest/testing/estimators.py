@@ -46,10 +46,10 @@ from gradest.backends import BACKENDS, NOISE_KINDS, get_backend
 from gradest.distributions import DISTRIBUTION_KINDS
 from gradest.estimator import GradientEstimator
 from gradest.measure import GradientSampler, check_compatible
-from gradest.registry import get_estimator, get_task
+from gradest.registry import ESTIMATORS, estimator_variants, get_estimator, get_task, list_tasks
 from gradest.task import Task
 from gradest.testing._core import (ESTIMATOR_RULE, PARITY_ATOL, PARITY_RTOL, Check, CheckResult, Shared, _close,
-                                   _Context, _finite, _flat_state, _report_missing, _shape, _split_backends)
+                                   _Context, _finite, _flat_state, _shape, _split_backends, run_series)
 from gradest.testing.noise import numpy_noise, surrogate_evaluator
 from gradest.testing.stats import ALPHA, z_scores, z_test
 from gradest.testing.tasks import _exact_value_and_grad
@@ -67,11 +67,14 @@ CONFORMANCE_TASKS: dict[str, dict[str, Any]] = {
 NUM_REPLICATES = 4000
 
 
-def conformance_tasks(estimator) -> list[Task]:
-    """The `CONFORMANCE_TASKS` instances the estimator can run on (kind, requirements, truth)."""
+def compatible_tasks(estimator, specs: dict) -> list[Task]:
+    """The tasks ``{name: options}`` of ``specs`` that are registered and that the estimator can
+    run on at its smallest S of at least 2 (distribution kind, requirements, truth)."""
     est = get_estimator(estimator)
     tasks = []
-    for name, options in CONFORMANCE_TASKS.items():
+    for name, options in specs.items():
+        if name not in list_tasks():
+            continue
         task = get_task(name, **options)
         try:
             check_compatible(task, est, max(est.min_samples, 2))
@@ -79,6 +82,19 @@ def conformance_tasks(estimator) -> list[Task]:
             continue
         tasks.append(task)
     return tasks
+
+
+def conformance_tasks(estimator) -> list[Task]:
+    """The `CONFORMANCE_TASKS` instances the estimator can run on (kind, requirements, truth)."""
+    return compatible_tasks(estimator, CONFORMANCE_TASKS)
+
+
+def declared_variants(name: str) -> list[dict]:
+    """The variants estimator ``name`` declares at registration, other than its defaults (the
+    ones a conformance suite checks beside the defaults)."""
+    defaults = ESTIMATORS.entry(name).option_defaults()
+    return [v for v in estimator_variants(name)
+            if v and any(defaults.get(k, object()) != value for k, value in v.items())]
 
 
 def check_estimator(estimator, *, options: dict | None = None, backends: Iterable[str] = ("torch", "jax"),
@@ -107,12 +123,7 @@ def check_estimator(estimator, *, options: dict | None = None, backends: Iterabl
     series = _estimator_series(estimator, options=options, backends=backends, device=device, tasks=tasks,
                                toy_tasks=toy_tasks, num_samples=num_samples, num_replicates=num_replicates,
                                alpha=alpha, seed=seed, rtol=rtol, atol=atol)
-    results: list[CheckResult] = []
-    for check in series:
-        if not check.skipped:
-            results += check()
-    _report_missing(series.missing, series.ran, series.ctx.what)
-    return results
+    return run_series(series)
 
 
 def estimator_checks(estimator, *, options: dict | None = None, backends: Iterable[str] = ("torch", "jax"),

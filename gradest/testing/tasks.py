@@ -32,7 +32,7 @@ from gradest.distributions import DISTRIBUTION_KINDS
 from gradest.registry import get_task, list_tasks
 from gradest.task import layout_size
 from gradest.testing._core import (PARITY_ATOL, PARITY_RTOL, TASK_RULE, Check, CheckResult, Shared, _close,
-                                   _Context, _finite, _flat_state, _report_missing, _shape, _split_backends)
+                                   _Context, _finite, _flat_state, _shape, _split_backends, run_series)
 from gradest.testing.noise import _grad_and_value, _numpy_draw, _tree_numpy
 from gradest.testing.stats import ALPHA, z_test
 
@@ -57,12 +57,7 @@ def check_task(task, *, options: dict | None = None, backends: Iterable[str] = (
     """
     series = _task_series(task, options=options, backends=backends, num_samples=num_samples,
                           mc_samples=mc_samples, alpha=alpha, seed=seed, rtol=rtol, atol=atol, eager=True)
-    results: list[CheckResult] = []
-    for check in series:
-        if not check.skipped:
-            results += check()
-    _report_missing(series.missing, series.ran, series.ctx.what)
-    return results
+    return run_series(series)
 
 
 def task_checks(task, *, options: dict | None = None, backends: Iterable[str] = ("torch", "jax"),
