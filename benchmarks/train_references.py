@@ -129,17 +129,23 @@ class GradestStep:
         return self.trainer.params()
 
 
+def _mlp(task, params, prefix: str, h, relu):
+    """The task's ``prefix`` ("enc" or "dec") network by hand: affine layers with ``relu`` (the
+    framework's own) between them; plain ``@`` and ``+``, the same in torch and JAX."""
+    n = _layers(task, prefix)
+    for i in range(1, n + 1):
+        h = h @ params[f"{prefix}_w{i}"] + params[f"{prefix}_b{i}"]
+        if i < n:
+            h = relu(h)
+    return h
+
+
 # ---- hand-written: torch -----------------------------------------------------------------
 def torch_encoder(task, params, x):
     """x [Bsz, D] -> logits [Bsz, L, K]."""
     import torch
 
-    h = x
-    n = _layers(task, "enc")
-    for i in range(1, n + 1):
-        h = h @ params[f"enc_w{i}"] + params[f"enc_b{i}"]
-        if i < n:
-            h = torch.relu(h)
+    h = _mlp(task, params, "enc", x, torch.relu)
     return h.reshape(x.shape[0], task.num_latents, task.num_categories)
 
 
@@ -149,11 +155,7 @@ def torch_reconstruction(task, params, x, z):
     import torch.nn.functional as F
 
     h = z.reshape(*z.shape[:-2], task.num_latents * task.num_categories)
-    n = _layers(task, "dec")
-    for i in range(1, n + 1):
-        h = h @ params[f"dec_w{i}"] + params[f"dec_b{i}"]
-        if i < n:
-            h = torch.relu(h)
+    h = _mlp(task, params, "dec", h, torch.relu)
     return (F.softplus(h) - x * h).sum(-1)
 
 
@@ -240,12 +242,7 @@ class TorchStep:
 def jax_encoder(task, params, x):
     import jax
 
-    h = x
-    n = _layers(task, "enc")
-    for i in range(1, n + 1):
-        h = h @ params[f"enc_w{i}"] + params[f"enc_b{i}"]
-        if i < n:
-            h = jax.nn.relu(h)
+    h = _mlp(task, params, "enc", x, jax.nn.relu)
     return h.reshape(x.shape[0], task.num_latents, task.num_categories)
 
 
@@ -253,11 +250,7 @@ def jax_reconstruction(task, params, x, z):
     import jax
 
     h = z.reshape(*z.shape[:-2], task.num_latents * task.num_categories)
-    n = _layers(task, "dec")
-    for i in range(1, n + 1):
-        h = h @ params[f"dec_w{i}"] + params[f"dec_b{i}"]
-        if i < n:
-            h = jax.nn.relu(h)
+    h = _mlp(task, params, "dec", h, jax.nn.relu)
     return (jax.nn.softplus(h) - x * h).sum(-1)
 
 
