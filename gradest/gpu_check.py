@@ -32,8 +32,8 @@ needs no network and no ``make venv``, and fits one GPU for at most `DEFAULT_BUD
 5. **asv** (the rest): the ``cuda`` rows of the asv suites in the current environment
    (``asv run --quick -E existing:<python>``) with a config of its own whose results go to
    ``DIR/asv/results`` (``gradest report DIR/asv/results`` reads them). asv comes from the
-   environment or from wheels carried in ``--wheels DIR`` / ``$GRADEST_WHEELS`` / ``.whl/`` /
-   ``shared/wheels/`` (installed into a temporary folder, offline); without either it is
+   environment or from wheels carried in ``--wheels DIR`` / ``$GRADEST_WHEELS`` / ``.whl/``
+   (installed into a temporary folder, offline); without either it is
    skipped with a note. Scope ``--asv-scope core`` (default): the time, peak-memory and GPU
    memory benchmarks and the training step of `CORE_ASV_ESTIMATORS` on `CORE_ASV_TASKS`,
    and every cuda row of the reference suites; ``all``: every cuda row of every suite (the
@@ -100,7 +100,7 @@ BANDIT_ARMS = 10
 ASV_WHEEL_NAMES = ("asv", "asv_runner", "json5", "importlib_metadata", "lazy_importer", "zipp", "tabulate",
                    "packaging", "pyyaml", "pympler", "tomli")
 #: where carried wheels are looked for when neither --wheels nor $GRADEST_WHEELS names a folder
-DEFAULT_WHEEL_DIRS = (".whl", "shared/wheels")
+DEFAULT_WHEEL_DIRS = (".whl",)
 SEED = 0
 
 
@@ -1198,7 +1198,7 @@ def parse_args(argv=None):
                                 description="Check every CUDA path of gradest on this machine (see docs/gpu.md).")
     p.add_argument("--out", help="folder of the summary, logs and asv results (default results/gpu-check/<time>)")
     p.add_argument("--budget", type=float, help=f"seconds for the whole check (default {DEFAULT_BUDGET})")
-    p.add_argument("--wheels", help="folder of carried wheels for asv (default $GRADEST_WHEELS, .whl/, shared/wheels/)")
+    p.add_argument("--wheels", help="folder of carried wheels for asv (default $GRADEST_WHEELS, .whl/)")
     p.add_argument("--mnist-dir", help="folder of MNIST's IDX files or mnist.npz (default $GRADEST_MNIST_DIR, "
                                        "~/.keras/datasets)")
     p.add_argument("--asv-scope", choices=("core", "all", "none"), default="core",
