@@ -11,17 +11,33 @@ installed plugins are benchmarked without touching this folder:
   a default keeps a benchmark's history.
 * tasks: every registered task (`gradest.list_tasks`) once per declared variant (labelled the
   same way).
-* backends: ``torch`` and ``jax``; devices: ``cpu`` and ``cuda``.
+* backends: ``torch`` and ``jax``; devices: ``cpu``, and ``cuda`` where an NVIDIA GPU is
+  present (`grid_devices`).
+
+**One suite per distribution kind.** An estimator runs only on tasks of a distribution it
+supports, so the full product estimator x task is mostly n/a. `suites()` splits the grid by
+the tasks' ``distribution_kind`` (categorical, bernoulli, normal, and any kind a plugin
+brings): a suite's estimators are those that support the kind, its tasks those of the kind.
+Each benchmark class is declared once (`suite_classes` makes one subclass per kind, named
+``<Class>_<kind>``, e.g. ``GradientEstimate_bernoulli``), so asv shows and compares only
+points that can run, up to the few an estimator's extra needs rule out (`runnable`).
 
 A grid point that cannot run is skipped, never failed: `prepare` raises NotImplementedError
 (asv's skip) for an unsupported estimator x task combination
-(`gradest.measure.UnsupportedCombinationError`), a plugin estimator that cannot be built
-without options, a framework that is not installed, and ``cuda`` without a GPU. Any other
-error is a real failure and shows as one.
+(`gradest.measure.UnsupportedCombinationError`), a framework that is not installed, and
+``cuda`` without a GPU. Any other error is a real failure and shows as one. A plugin
+estimator that cannot be built without options is in no suite (`unbuildable` names it and
+why).
 
 Sizes per task (`TASK_SETTINGS`): R of the timed vectorized call, R of the statistics, and the
 training budget. Every estimate averages ``NUM_SAMPLES`` samples (at least the estimator's
 ``min_samples``), so estimators are compared at equal sample counts. Seeds are fixed (`SEED`).
+
+**Computed once per grid point** (`point_values`): the statistics and the trained loss of a
+grid point are read by several ``track_`` benchmarks, each its own process. The first computes
+them and leaves them, as a JSON file, in the folder of the run's ``setup_cache`` (asv runs a
+suite's benchmarks in that folder, and removes it after the run); the others read it. A
+``--bench`` selection therefore pays only for the grid points it runs.
 
 Both frameworks are imported when this module is imported: asv's fork server (see
 ``launch_method`` in asv.conf.json) imports the suites once and forks a process per
@@ -34,8 +50,11 @@ training benchmarks of one grid point, each its own process, compile each functi
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
+import importlib.util
 import itertools
+import json
 import math
 import os
 import shutil
@@ -52,10 +71,10 @@ os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen={'false' if TH
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 import gradest  # noqa: E402
-from gradest.backends import BACKENDS, DEVICES, get_backend  # noqa: E402
+from gradest.backends import BACKENDS, get_backend  # noqa: E402
 from gradest.labels import make_label, parse_label  # noqa: E402,F401 -- parse_label: the grid's inverse
 from gradest.measure import UnsupportedCombinationError, check_compatible, gradient_stats  # noqa: E402
-from gradest.registry import estimator_variants, task_variants  # noqa: E402
+from gradest.registry import TASKS, estimator_variants, task_variants  # noqa: E402
 
 
 class StableTiming:
@@ -107,7 +126,7 @@ DEFAULT_TASK_SETTINGS = TaskSettings(1_000, 50)
 PARAM_NAMES = ["estimator", "task", "backend", "device"]
 
 
-# ---- labels ---------------------------------------------------------------------------------
+# ---- labels and suites ----------------------------------------------------------------------
 def estimator_labels() -> list[str]:
     """Grid labels of the estimators: registry order, each estimator's declared variants."""
     return [make_label(name, opts) for name in gradest.list_estimators() for opts in estimator_variants(name)]
@@ -117,14 +136,76 @@ def task_labels() -> list[str]:
     return [make_label(name, opts) for name in gradest.list_tasks() for opts in task_variants(name)]
 
 
-def grid_params() -> list[list[str]]:
-    """asv ``params``: [estimators, tasks, backends, devices]."""
-    return [estimator_labels(), task_labels(), list(BACKENDS), list(DEVICES)]
+def grid_devices() -> list[str]:
+    """``cpu``, and ``cuda`` where an NVIDIA GPU is present: a CPU machine's grid has no rows
+    that could only be skipped."""
+    return ["cpu", "cuda"] if gpu_present() else ["cpu"]
 
 
-def grid_points(params: list[list[str]] | None = None):
-    """Every (estimator, task, backend, device) of ``params`` (default: the whole grid)."""
-    return list(itertools.product(*(grid_params() if params is None else params)))
+def task_kind(task_label: str) -> str:
+    """The distribution kind of a task label (the factory's class attribute, else the built
+    task's)."""
+    name, _ = parse_label(task_label)
+    kind = getattr(TASKS.entry(name).factory, "distribution_kind", "")
+    return kind if isinstance(kind, str) and kind else build_task(task_label).distribution_kind
+
+
+@functools.lru_cache(maxsize=None)
+def _estimator_support(label: str) -> frozenset | str:
+    """The kinds an estimator label supports, or why it cannot be built with its options."""
+    try:
+        return frozenset(build_estimator(label).supports)
+    except NotImplementedError as err:
+        return str(err)
+
+
+def unbuildable() -> dict[str, str]:
+    """{estimator label: reason} of the estimators left out of every suite."""
+    return {label: why for label in estimator_labels() if isinstance(why := _estimator_support(label), str)}
+
+
+def suites() -> dict[str, list[list[str]]]:
+    """{distribution kind: asv ``params`` [estimators, tasks, backends, devices]}: per kind of
+    the registered tasks (registry order), the estimators that support it and its tasks."""
+    by_kind: dict[str, list[str]] = {}
+    for label in task_labels():
+        by_kind.setdefault(task_kind(label), []).append(label)
+    out = {}
+    for kind, tasks in by_kind.items():
+        estimators = [e for e in estimator_labels()
+                      if not isinstance(s := _estimator_support(e), str) and kind in s]
+        if estimators:
+            out[kind] = [estimators, tasks, list(BACKENDS), grid_devices()]
+    return out
+
+
+def suite_classes(base: type, namespace: dict, devices: list[str] | None = None) -> list[type]:
+    """One subclass of ``base`` per suite, ``<base name without _>_<kind>``, put in
+    ``namespace`` (the module's globals, where asv finds them); ``devices`` narrows the
+    devices (e.g. ``["cuda"]``: no suite when none is present)."""
+    made = []
+    for kind, params in suites().items():
+        params = list(params)
+        if devices is not None:
+            params[3] = [d for d in params[3] if d in devices]
+            if not params[3]:
+                continue
+        name = f"{base.__name__.lstrip('_')}_{kind}"
+        cls = type(name, (base,), {"params": params, "__module__": namespace["__name__"],
+                                   "__doc__": f"{base.__doc__} Suite: the {kind} tasks."})
+        namespace[name] = cls
+        made.append(cls)
+    return made
+
+
+def grid_points(params: list[list[str]]):
+    """Every (estimator, task, backend, device) of ``params`` (a suite's)."""
+    return list(itertools.product(*params))
+
+
+def all_points() -> list[tuple]:
+    """Every grid point of every suite."""
+    return [p for params in suites().values() for p in grid_points(params)]
 
 
 def settings(task_label: str) -> TaskSettings:
@@ -177,10 +258,9 @@ class Case(NamedTuple):
     settings: TaskSettings
 
 
-def prepare(estimator: str, task: str, backend: str, device: str) -> Case:
-    """The objects of one grid point, or NotImplementedError (asv: skipped) naming why it
-    cannot run here. Cheap checks (a GPU at all, compatibility) come before any framework
-    work: most of the grid is skipped, and each grid point is a process."""
+def _objects(estimator: str, task: str, device: str):
+    """(estimator, task, S) of a grid point, or NotImplementedError naming why it cannot run
+    here; the cheap checks (a GPU at all, compatibility), before any framework work."""
     if device == "cuda" and not gpu_present():
         raise NotImplementedError("device 'cuda' skipped: this machine has no NVIDIA GPU")
     est = build_estimator(estimator)
@@ -190,11 +270,37 @@ def prepare(estimator: str, task: str, backend: str, device: str) -> Case:
         check_compatible(task_obj, est, num_samples)
     except UnsupportedCombinationError as err:
         raise NotImplementedError(f"unsupported combination: {err}") from err
+    return est, task_obj, num_samples
+
+
+def prepare(estimator: str, task: str, backend: str, device: str) -> Case:
+    """The objects of one grid point, or NotImplementedError (asv: skipped) naming why it
+    cannot run here."""
+    est, task_obj, num_samples = _objects(estimator, task, device)
     fix_threads()
     return Case(task_obj, est, backend_or_skip(backend, device), num_samples, settings(task))
 
 
-# ---- results of the whole grid, computed in one process (asv setup_cache) -------------------
+def skip_reason(point) -> str | None:
+    """Why a grid point is skipped on this machine, or None when it runs: `prepare`'s checks,
+    with the framework only looked up, not imported."""
+    estimator, task, backend, device = point
+    try:
+        _objects(estimator, task, device)
+    except NotImplementedError as err:
+        return str(err)
+    if importlib.util.find_spec(backend) is None:
+        return f"backend {backend!r} skipped: it is not installed"
+    return None
+
+
+def runnable_fraction(points) -> float:
+    """The share of ``points`` that run here (`skip_reason` None)."""
+    points = list(points)
+    return sum(skip_reason(p) is None for p in points) / max(1, len(points))
+
+
+# ---- values computed once per grid point per run (see the module docstring) ----------------
 def collect(points, compute) -> dict:
     """{(estimator, task, backend, device): entry} for the given grid points, where entry is
     ``{"values": compute(case)}`` (a dict of floats), ``{"skip": reason}`` or
@@ -214,6 +320,33 @@ def collect(points, compute) -> dict:
     return out
 
 
+def run_folder() -> str:
+    """A suite's ``setup_cache``: the folder asv runs the suite's benchmarks in for this run
+    (its working directory), where `point_values` leaves what it computed."""
+    return os.getcwd()
+
+
+def point_values(folder: str, name: str, point, compute) -> dict:
+    """``compute(case)`` of one grid point (a dict of floats), computed once per run: the
+    first call leaves it in ``folder`` (`run_folder`) as ``<name>-<hash of point>.json``
+    (written atomically), later calls, in other processes, read it. A grid point that cannot
+    run raises NotImplementedError (skipped) every time; one whose computation raised raises
+    RuntimeError with the traceback (failed)."""
+    point = tuple(point)
+    digest = hashlib.sha1(json.dumps([name, *point]).encode()).hexdigest()[:16]
+    path = os.path.join(folder, f"{name}-{digest}.json")
+    try:
+        with open(path) as fh:
+            entry = json.load(fh)
+    except (OSError, ValueError):  # not computed yet in this run (or a torn file: recompute)
+        entry = collect([point], compute)[point]
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(entry, fh)
+        os.replace(tmp, path)
+    return lookup({point: entry}, point)
+
+
 STAT_KEYS = ("variance", "bias_sq", "mse", "work_normalized_variance", "seconds_per_estimate",
              "cosine_to_exact")
 
@@ -224,11 +357,6 @@ def case_statistics(case) -> dict:
                            num_replicates=case.settings.replicates, num_samples=case.num_samples,
                            seed=SEED)
     return {k: stats[k] for k in STAT_KEYS}
-
-
-def grid_statistics(points) -> dict:
-    """`collect` of `case_statistics` (the setup_cache of benchmarks.statistics)."""
-    return collect(points, case_statistics)
 
 
 def lookup(cache: dict, point) -> dict:

@@ -7,11 +7,16 @@ the host synchronizes). R per task is `_grid.TASK_SETTINGS`. The sampler is buil
 once in ``setup`` (jit compilation, allocator warm-up) so that the timed call is the steady
 state.
 
-* ``GradientEstimate.time_estimate``: seconds of one call of R estimates.
-* ``GradientEstimate.peakmem_estimate``: peak resident memory of the process around that call.
-* ``GpuMemory.track_gpu_peak_memory``: peak device memory of that call on ``cuda``
+Each class is one suite per distribution kind (`_grid.suite_classes`), e.g.
+``GradientEstimate_categorical``:
+
+* ``GradientEstimate_<kind>.time_estimate``: seconds of one call of R estimates.
+* ``GradientEstimate_<kind>.peakmem_estimate``: peak resident memory of the process around
+  that call.
+* ``GpuMemory_<kind>.track_gpu_peak_memory``: peak device memory of that call on ``cuda``
   (`Backend.peak_memory_bytes`: torch's max_memory_allocated after a reset; jax's allocator
-  peak since the process started, which includes the warm-up of the same call). Skipped on cpu.
+  peak since the process started, which includes the warm-up of the same call). These suites
+  exist only on a machine with an NVIDIA GPU.
 """
 from __future__ import annotations
 
@@ -23,7 +28,6 @@ from . import _grid
 class _SamplerSetup:
     """The grid and the setup shared by the classes below (no benchmarks of its own)."""
 
-    params = _grid.grid_params()
     param_names = _grid.PARAM_NAMES
     version = "1"
     timeout = 600
@@ -37,7 +41,7 @@ class _SamplerSetup:
         self.sampler.run(self.replicates)  # warm-up: compilation and allocation
 
 
-class GradientEstimate(_SamplerSetup, _grid.StableTiming):
+class _GradientEstimate(_SamplerSetup, _grid.StableTiming):
     """One vectorized call of R gradient estimates (`GradientSampler.run`)."""
 
     def time_estimate(self, estimator, task, backend, device):
@@ -47,7 +51,7 @@ class GradientEstimate(_SamplerSetup, _grid.StableTiming):
         self.sampler.run(self.replicates)
 
 
-class GpuMemory(_SamplerSetup):
+class _GpuMemory(_SamplerSetup):
     """Peak GPU memory of one vectorized call of R gradient estimates (cuda only)."""
 
     def setup(self, estimator, task, backend, device):
@@ -61,3 +65,7 @@ class GpuMemory(_SamplerSetup):
         return self.backend.peak_memory_bytes()
 
     track_gpu_peak_memory.unit = "bytes"
+
+
+_grid.suite_classes(_GradientEstimate, globals())
+_grid.suite_classes(_GpuMemory, globals(), devices=["cuda"])

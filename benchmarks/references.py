@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 import gradest
-from gradest.backends import BACKENDS, DEVICES
+from gradest.backends import BACKENDS
 
 from . import _grid
 
@@ -211,7 +211,7 @@ def reinforce_call(implementation: str, backend: str, device: str):
 class ReinforceBandit(_grid.StableTiming):
     """REINFORCE on the 10-armed bandit: gradest, by hand (vectorized), and a Python loop."""
 
-    params = [IMPLEMENTATIONS, list(BACKENDS), list(DEVICES)]
+    params = [IMPLEMENTATIONS, list(BACKENDS), _grid.grid_devices()]
     param_names = ["implementation", "backend", "device"]
     version = "1"
     timeout = 300
@@ -233,7 +233,7 @@ class ReinforceBanditRatios:
     """gradest's REINFORCE against the hand-written one and the Python loop, measured back to
     back in one process (the ratios of the requirements)."""
 
-    params = [list(BACKENDS), list(DEVICES)]
+    params = [list(BACKENDS), _grid.grid_devices()]
     param_names = ["backend", "device"]
     version = "1"
     timeout = 300
@@ -379,7 +379,7 @@ def gumbel_softmax_call(implementation: str, backend: str, device: str, hard: bo
 class GumbelSoftmaxBandit(_grid.StableTiming):
     """Gumbel-softmax on the 10-armed bandit: gradest against the framework's own/hand-written."""
 
-    params = [["gradest", "reference"], list(BACKENDS), [False, True], list(DEVICES)]
+    params = [["gradest", "reference"], list(BACKENDS), [False, True], _grid.grid_devices()]
     param_names = ["implementation", "backend", "hard", "device"]
     version = "1"
     timeout = 300

@@ -13,9 +13,11 @@ seed `_grid.SEED`) and compares them with the exact gradient (enumeration or clo
 Bias and MSE are NaN (asv: n/a) on a task without ground truth. The numbers are deterministic
 under the seed except the work-normalized variance, which carries a timing.
 
-The statistics of the whole grid are computed once per run in ``setup_cache`` (one process)
-and every ``track_`` reads its grid point, instead of recomputing them per statistic. A grid
-point that cannot run is skipped; one whose computation failed fails alone, with its traceback.
+One suite per distribution kind (`_grid.suite_classes`): ``EstimatorStatistics_<kind>``.
+A grid point's statistics are computed once per run, by the first of its ``track_`` benchmarks
+(`_grid.point_values`, in the suite's ``setup_cache`` folder), and read by the others: a
+``--bench`` selection pays only for the grid points it runs. A grid point that cannot run is
+skipped; one whose computation failed fails alone, with its traceback.
 
 [1] Glynn & Whitt, The Asymptotic Efficiency of Simulation Estimators, Operations Research 1992.
 """
@@ -24,21 +26,19 @@ from __future__ import annotations
 from . import _grid
 
 
-class EstimatorStatistics:
+class _EstimatorStatistics:
     """Variance, squared bias, MSE and work-normalized variance of one estimate."""
 
-    params = _grid.grid_params()
     param_names = _grid.PARAM_NAMES
     version = "1"
-    timeout = 120
+    timeout = 600
 
     def setup_cache(self):
-        return _grid.grid_statistics(_grid.grid_points(self.params))
-
-    setup_cache.timeout = 3600
+        return _grid.run_folder()
 
     def setup(self, cache, estimator, task, backend, device):
-        self.stats = _grid.lookup(cache, (estimator, task, backend, device))
+        self.stats = _grid.point_values(cache, "statistics", (estimator, task, backend, device),
+                                        _grid.case_statistics)
 
     def track_variance(self, cache, estimator, task, backend, device):
         return self.stats["variance"]
@@ -59,3 +59,6 @@ class EstimatorStatistics:
         return self.stats["work_normalized_variance"]
 
     track_work_normalized_variance.unit = "gradient^2*s"
+
+
+_grid.suite_classes(_EstimatorStatistics, globals())

@@ -58,7 +58,7 @@ import numpy as np
 from . import _grid  # first: it sets the thread flags before anything starts a framework
 
 import gradest  # noqa: E402
-from gradest.backends import BACKENDS, DEVICES  # noqa: E402
+from gradest.backends import BACKENDS  # noqa: E402
 from gradest.training import Trainer  # noqa: E402
 
 #: the task of the comparison
@@ -403,7 +403,7 @@ def summarize(seconds: dict) -> dict:
 class TrainStepReference(_grid.StableTiming):
     """One training step of categorical_vae (20×10, hidden (200, 200), batch 100, S = 4)."""
 
-    params = [CONTENDERS, list(BACKENDS), ESTIMATORS, list(DEVICES)]
+    params = [CONTENDERS, list(BACKENDS), ESTIMATORS, _grid.grid_devices()]
     param_names = ["contender", "backend", "estimator", "device"]
     version = "1"
     timeout = 300
@@ -419,7 +419,7 @@ class TrainStepReference(_grid.StableTiming):
 class TrainStepRatio:
     """gradest's step time / the hand-written step's, interleaved in one process."""
 
-    params = [list(BACKENDS), ESTIMATORS, list(DEVICES)]
+    params = [list(BACKENDS), ESTIMATORS, _grid.grid_devices()]
     param_names = ["backend", "estimator", "device"]
     version = "1"
     timeout = 300

@@ -11,8 +11,11 @@
 * ``TrainLoss.track_loss_after_training``: `gradest.train` for ``train_steps`` steps
   (`_grid.TASK_SETTINGS`) from θ₀ with the task's default learning rate and seed `_grid.SEED`;
   the exact loss L(θ) at the last step where the task has ground truth, else the step's
-  surrogate loss. Lower is better. The whole grid is trained once per run in ``setup_cache``
-  (one process: each function compiles once) and each grid point reads its loss.
+  surrogate loss. Lower is better. A grid point is trained once per run
+  (`_grid.point_values`), when its benchmark runs.
+
+Both are one suite per distribution kind (`_grid.suite_classes`): ``TrainStep_<kind>``,
+``TrainLoss_<kind>``.
 """
 from __future__ import annotations
 
@@ -31,10 +34,9 @@ def make_train_step(case, seed: int = _grid.SEED, optimizer: str = "adam"):
     return trainer.step
 
 
-class TrainStep(_grid.StableTiming):
+class _TrainStep(_grid.StableTiming):
     """One training step (gradient estimate + optimizer update)."""
 
-    params = _grid.grid_params()
     param_names = _grid.PARAM_NAMES
     version = "1"
     timeout = 600
@@ -59,24 +61,25 @@ def case_training_loss(case) -> dict:
     return {"loss": exact if math.isfinite(exact) else result.final("loss")}
 
 
-class TrainLoss:
-    """The loss after a fixed training budget. The grid is trained once per run, in one
-    process (``setup_cache``); each grid point reads its loss."""
+class _TrainLoss:
+    """The loss after a fixed training budget, trained once per grid point and run."""
 
-    params = _grid.grid_params()
     param_names = _grid.PARAM_NAMES
     version = "1"
-    timeout = 120
+    timeout = 600
 
     def setup_cache(self):
-        return _grid.collect(_grid.grid_points(self.params), case_training_loss)
-
-    setup_cache.timeout = 3600
+        return _grid.run_folder()
 
     def setup(self, cache, estimator, task, backend, device):
-        self.values = _grid.lookup(cache, (estimator, task, backend, device))
+        self.values = _grid.point_values(cache, "training", (estimator, task, backend, device),
+                                         case_training_loss)
 
     def track_loss_after_training(self, cache, estimator, task, backend, device):
         return self.values["loss"]
 
     track_loss_after_training.unit = "loss"
+
+
+_grid.suite_classes(_TrainStep, globals())
+_grid.suite_classes(_TrainLoss, globals())

@@ -874,9 +874,9 @@ def asv_selections(scope: str, device: str) -> list[tuple[str, str]]:
     grid = rf"\('({ests})', '({tasks})', '[^']*', {dev}\)$"
     return [
         ("estimates and references",
-         rf"^estimates\.(GradientEstimate\.(time|peakmem)_estimate|GpuMemory\.track_gpu_peak_memory){grid}"
+         rf"^estimates\.(GradientEstimate_\w+\.(time|peakmem)_estimate|GpuMemory_\w+\.track_gpu_peak_memory){grid}"
          rf"|^references\.\w+\.\w+\(.*{dev}\)$"),
-        ("training steps", rf"^training\.TrainStep\.time_train_step{grid}|^train_references\.\w+\.\w+\(.*{dev}\)$"),
+        ("training steps", rf"^training\.TrainStep_\w+\.time_train_step{grid}|^train_references\.\w+\.\w+\(.*{dev}\)$"),
     ]
 
 

@@ -85,7 +85,7 @@ DEFAULTS = {
 _NAME = "bernoulli_vae"
 
 
-@register_task("bernoulli_vae")
+@register_task("bernoulli_vae", variants=[{}, {"kl": "sampled"}])
 class BernoulliVAE(_vae.VAETask):
     """VAE with factorized Bernoulli latents and a learned Bernoulli prior (REBAR, DisARM)."""
 

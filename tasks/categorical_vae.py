@@ -126,7 +126,7 @@ DEFAULTS = {
 _NAME = "categorical_vae"
 
 
-@register_task("categorical_vae")
+@register_task("categorical_vae", variants=[{}, {"kl": "sampled"}])
 class CategoricalVAE(_vae.VAETask):
     """VAE with categorical latents and a Bernoulli decoder (Jang et al. 2017); loss = -ELBO."""
 

@@ -81,7 +81,7 @@ _NAME = "gaussian_vae"
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-@register_task("gaussian_vae")
+@register_task("gaussian_vae", variants=[{}, {"kl": "sampled"}])
 class GaussianVAE(_vae.VAETask):
     """VAE with diagonal Gaussian latents (Kingma & Welling 2014); Bernoulli or linear-Gaussian decoder."""
 

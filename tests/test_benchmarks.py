@@ -58,6 +58,18 @@ def test_labels_round_trip():
             _grid.parse_label(bad)
 
 
+def _suite_classes():
+    """{name: class} of the per-kind suites the benchmark modules export (what asv finds)."""
+    import inspect
+
+    out = {}
+    for mod in (estimates, statistics, training):
+        for name, cls in vars(mod).items():
+            if not name.startswith("_") and inspect.isclass(cls) and isinstance(getattr(cls, "params", None), list):
+                out[f"{mod.__name__}.{name}"] = cls
+    return out
+
+
 def test_grid_is_generated_from_the_registry():
     from gradest.estimators.reinforce import BASELINES
 
@@ -67,15 +79,47 @@ def test_grid_is_generated_from_the_registry():
     assert names == set(gradest.list_estimators())
     assert [f"reinforce[baseline={b}]" for b in BASELINES] == [l for l in labels if l.startswith("reinforce")]
     assert {"gumbel_softmax[hard=False]", "gumbel_softmax[hard=True]"} <= set(labels)
-    assert _grid.task_labels() == gradest.list_tasks()
-    for cls in (estimates.GradientEstimate, estimates.GpuMemory, statistics.EstimatorStatistics,
-                training.TrainStep, training.TrainLoss):
-        assert cls.params == [labels, _grid.task_labels(), ["torch", "jax"], ["cpu", "cuda"]]
-        assert cls.param_names == ["estimator", "task", "backend", "device"]
-        assert isinstance(cls.version, str)  # explicit: refactors keep the history
+    assert set(gradest.list_tasks()) <= set(_grid.task_labels())
+    assert "categorical_vae[kl=sampled]" in _grid.task_labels()  # the variant VIMCO runs on
+    suites = _grid.suites()
+    assert {"categorical", "bernoulli", "normal"} <= set(suites)
+    # every task is in the suite of its kind, every estimator in the suites of the kinds it supports
+    assert sorted(t for params in suites.values() for t in params[1]) == sorted(_grid.task_labels())
+    for kind, (ests, tasks, backends, devices) in suites.items():
+        assert all(_grid.build_task(t).distribution_kind == kind for t in tasks)
+        assert ests == [e for e in labels if kind in _grid.build_estimator(e).supports]
+        assert backends == ["torch", "jax"] and devices == _grid.grid_devices()
+    classes = _suite_classes()
+    for base in ("estimates.GradientEstimate", "statistics.EstimatorStatistics", "training.TrainStep",
+                 "training.TrainLoss"):
+        for kind, params in suites.items():
+            cls = classes[f"benchmarks.{base}_{kind}"]
+            assert cls.params == params and cls.param_names == ["estimator", "task", "backend", "device"]
+            assert isinstance(cls.version, str)  # explicit: refactors keep the history
     for label in labels:  # every label builds the estimator it names
         est = _grid.build_estimator(label)
         assert est.name == _grid.parse_label(label)[0]
+
+
+def test_a_cpu_machine_grid_is_mostly_runnable(monkeypatch):
+    """On a machine without a GPU there are no cuda rows, no GPU-memory suites, and at least
+    75% of the grid points run (the rest: an estimator's extra needs, e.g. exact on a task
+    without truth), each skip with its reason."""
+    monkeypatch.setattr(_grid, "gpu_present", lambda: False)
+    suites = _grid.suites()
+    assert all(params[3] == ["cpu"] for params in suites.values())
+    points = _grid.all_points()
+    fraction = _grid.runnable_fraction(points)
+    assert fraction >= 0.75, fraction
+    skipped = [p for p in points if _grid.skip_reason(p) is not None]
+    assert all("unsupported combination" in _grid.skip_reason(p) for p in skipped if _has(p[2]))
+    assert any(p[0] == "vimco" and _grid.skip_reason(p) is None for p in points)  # VIMCO is benchmarked
+    made = _grid.suite_classes(estimates._GpuMemory, {"__name__": "x"}, devices=["cuda"])
+    assert made == []  # no suite of GPU memory without a GPU
+    monkeypatch.setattr(_grid, "gpu_present", lambda: True)
+    assert all(params[3] == ["cpu", "cuda"] for params in _grid.suites().values())
+    made = _grid.suite_classes(estimates._GpuMemory, {"__name__": "x"}, devices=["cuda"])
+    assert made and all(cls.params[3] == ["cuda"] for cls in made)
 
 
 def test_a_newly_registered_estimator_appears_with_default_options():
@@ -91,6 +135,7 @@ def test_a_newly_registered_estimator_appears_with_default_options():
     try:
         assert name in _grid.estimator_labels()
         assert [name] * 4 == [p[0] for p in _grid.grid_points([[name], ["bandit"], ["torch", "jax"], ["cpu", "cuda"]])]
+        assert name in _grid.suites()["categorical"][0]
         case = _grid.prepare(name, "bandit", "torch", "cpu") if _has("torch") else None
         if case is not None:
             assert case.estimator.options == {"baseline": "loo"} and case.num_samples == _grid.NUM_SAMPLES
@@ -100,7 +145,7 @@ def test_a_newly_registered_estimator_appears_with_default_options():
 
 
 # ---- skipping: NotImplementedError in setup, never a failure ---------------------------------
-@pytest.mark.parametrize("cls", [estimates.GradientEstimate, training.TrainStep])
+@pytest.mark.parametrize("cls", [estimates._GradientEstimate, training._TrainStep])
 @pytest.mark.parametrize("point", [("pathwise", "bandit"), ("arm", "gaussian_quadratic"),
                                    ("reinforce[baseline=none]", "lasso_huber"), ("vimco", "binary_toy")])
 def test_unsupported_combinations_are_skipped(cls, point, backend_name):
@@ -108,30 +153,34 @@ def test_unsupported_combinations_are_skipped(cls, point, backend_name):
         cls().setup(*point, backend_name, "cpu")
 
 
-def test_shared_caches_skip_and_fail_per_grid_point():
-    points = [("pathwise", "bandit", "torch", "cpu"), ("exact", "bandit", "jax", "cuda")]
-    cache = _grid.grid_statistics(points)
-    assert set(cache) == set(points) and all("skip" in entry for entry in cache.values())
-    for point in points:
-        with pytest.raises(NotImplementedError):
-            statistics.EstimatorStatistics().setup(cache, *point)
-    with pytest.raises(RuntimeError, match="boom"):  # a failure is reported, not skipped
-        statistics.EstimatorStatistics().setup({points[0]: {"error": "boom"}}, *points[0])
-    cache = _grid.collect(points[:1], lambda case: 1 / 0)  # skipped before computing
-    assert "skip" in cache[points[0]]
-    if _has("torch"):  # a grid point whose computation raises fails alone, with its traceback
-        broken = ("exact", "bandit", "torch", "cpu")
-        cache = _grid.collect([broken], lambda case: 1 / 0)
-        with pytest.raises(RuntimeError, match="ZeroDivisionError"):
-            statistics.EstimatorStatistics().setup(cache, *broken)
+def test_point_values_are_computed_once_per_run_and_skip_or_fail_alone(tmp_path):
+    calls = []
+
+    def compute(case):
+        calls.append(case.estimator.label)
+        return {"x": 1.5}
+
+    if _has("torch"):
+        point = ("exact", "bandit", "torch", "cpu")
+        assert _grid.point_values(str(tmp_path), "s", point, compute) == {"x": 1.5}
+        assert _grid.point_values(str(tmp_path), "s", point, compute) == {"x": 1.5}  # read back
+        assert calls == ["exact"] and len(list(tmp_path.glob("s-*.json"))) == 1
+        with pytest.raises(RuntimeError, match="ZeroDivisionError"):  # fails alone, with its traceback
+            _grid.point_values(str(tmp_path), "broken", point, lambda case: 1 / 0)
+    for point in [("pathwise", "bandit", "torch", "cpu"), ("exact", "bandit", "jax", "cuda")]:
+        if point[3] == "cuda" and _grid.gpu_present():
+            continue
+        with pytest.raises(NotImplementedError):  # skipped before computing
+            statistics._EstimatorStatistics().setup(str(tmp_path), *point)
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically
 
 
 def test_missing_gpu_and_missing_framework_are_skipped(monkeypatch, backend_name):
     monkeypatch.setattr(_grid, "gpu_present", lambda: False)
     with pytest.raises(NotImplementedError, match="no NVIDIA GPU"):
-        estimates.GradientEstimate().setup("exact", "bandit", backend_name, "cuda")
+        estimates._GradientEstimate().setup("exact", "bandit", backend_name, "cuda")
     with pytest.raises(NotImplementedError, match="on device .cuda. only"):
-        estimates.GpuMemory().setup("exact", "bandit", backend_name, "cpu")
+        estimates._GpuMemory().setup("exact", "bandit", backend_name, "cpu")
     with pytest.raises(NotImplementedError):
         references.ReinforceBandit().setup("gradest", backend_name, "cuda")
 
@@ -140,7 +189,7 @@ def test_missing_gpu_and_missing_framework_are_skipped(monkeypatch, backend_name
 
     monkeypatch.setattr(_grid, "get_backend", missing)
     with pytest.raises(NotImplementedError, match="not installed|No module"):
-        estimates.GradientEstimate().setup("exact", "bandit", backend_name, "cpu")
+        estimates._GradientEstimate().setup("exact", "bandit", backend_name, "cpu")
 
 
 # ---- one small benchmark of each kind, run as asv runs it -----------------------------------
@@ -148,7 +197,7 @@ def test_missing_gpu_and_missing_framework_are_skipped(monkeypatch, backend_name
 def test_gradient_estimate_time_and_peakmem(small, backend_name):
     _need(backend_name)
     point = ("reinforce[baseline=loo]", "bandit", backend_name, "cpu")
-    bench = estimates.GradientEstimate()
+    bench = estimates._GradientEstimate()
     bench.setup(*point)
     assert bench.replicates == 2_000 and bench.sampler.num_samples == _grid.NUM_SAMPLES
     assert bench.time_estimate(*point) is None
@@ -175,11 +224,11 @@ def _binary_toy_truth(t: float, S: int):
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
-def test_statistics_against_enumeration(small, backend_name):
+def test_statistics_against_enumeration(small, backend_name, tmp_path):
     _need(backend_name)
     point = ("reinforce[baseline=none]", "binary_toy", backend_name, "cpu")
-    cache = _grid.grid_statistics([point])
-    bench = statistics.EstimatorStatistics()
+    cache = str(tmp_path)
+    bench = statistics._EstimatorStatistics()
     bench.setup(cache, *point)
     variance = bench.track_variance(cache, *point)
     bias_sq = bench.track_bias_sq(cache, *point)
@@ -201,15 +250,15 @@ def test_statistics_against_enumeration(small, backend_name):
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
-def test_training_step_and_loss(small, backend_name):
+def test_training_step_and_loss(small, backend_name, tmp_path):
     _need(backend_name)
     point = ("reinforce[baseline=moving_average]", "binary_toy", backend_name, "cpu")
-    step = training.TrainStep()
+    step = training._TrainStep()
     step.setup(*point)
     assert step.time_train_step(*point) is None
     assert math.isfinite(step.step())
-    bench = training.TrainLoss()
-    cache = _grid.collect([point, ("pathwise", "bandit", backend_name, "cpu")], training.case_training_loss)
+    bench = training._TrainLoss()
+    cache = str(tmp_path)
     bench.setup(cache, *point)
     loss = bench.track_loss_after_training(cache, *point)
     with pytest.raises(NotImplementedError, match="unsupported combination"):
@@ -220,10 +269,10 @@ def test_training_step_and_loss(small, backend_name):
 
 
 def test_gpu_memory_is_a_track_in_bytes():
-    assert estimates.GpuMemory.track_gpu_peak_memory.unit == "bytes"
+    assert estimates._GpuMemory.track_gpu_peak_memory.unit == "bytes"
     if not _grid.gpu_present():
         with pytest.raises(NotImplementedError):
-            estimates.GpuMemory().setup("exact", "bandit", "torch", "cuda")
+            estimates._GpuMemory().setup("exact", "bandit", "torch", "cuda")
 
 
 # ---- the reference implementations estimate the same gradient -------------------------------
