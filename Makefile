@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONSTRAINTS ?= constraints-cpu.txt
+# where torch comes from: PyTorch's CPU wheels (the default index's torch is the CUDA build, several
+# GB); on a GPU machine e.g. TORCH_INDEX=https://download.pytorch.org/whl/cu128
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.installed
 
 .PHONY: venv test demo bench gpu-check clean
@@ -12,6 +15,9 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml $(CONSTRAINTS) examples/gradest-antithetic/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, alone: a wheel pip already has at hand (its find-links), else TORCH_INDEX's
+	$(PY) -m pip install --quiet --no-deps --no-index -c $(CONSTRAINTS) torch 2>/dev/null || \
+		$(PY) -m pip install --quiet --no-deps -c $(CONSTRAINTS) --extra-index-url $(TORCH_INDEX) torch
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[all]"
 	# the example plugin, so that a plugin shows next to the built-ins in `make demo`
 	$(PY) -m pip install --quiet --no-deps -e examples/gradest-antithetic

@@ -353,3 +353,47 @@ def test_every_timed_benchmark_has_stable_timing_settings():
     for cls in timed:
         assert issubclass(cls, _grid.StableTiming), cls
         assert cls.repeat[0] >= 5 and cls.min_run_count >= 5 and cls.warmup_time > 0 and cls.number == 1
+
+
+# ---- two runs of one commit: asv's comparison flags nothing -------------------------------
+def _asv_round(benchmark: str, point: tuple) -> list[float]:
+    """The samples of one asv round of one grid point: a fresh benchmark (setup), timed by
+    asv_runner with the class's repeat/number/warm-up settings."""
+    import itertools
+
+    from asv_runner.discovery import get_benchmark_from_name
+
+    params = _suite_classes()[f"benchmarks.{benchmark.rsplit('.', 1)[0]}"].params
+    index = list(itertools.product(*params)).index(point)
+    bench = get_benchmark_from_name(os.path.join(ROOT, "benchmarks"), f"{benchmark}-{index}")
+    assert not bench.do_setup()
+    try:
+        result = bench.do_run()
+    finally:
+        bench.do_teardown()
+    assert result["number"] == 1
+    return result["samples"]
+
+
+def test_two_runs_of_one_commit_flag_nothing():
+    """`asv continuous --factor 1.2` (docs/benchmarks.md) between two runs of the same code
+    flags no change: two runs of asv's default two rounds each, interleaved (A, B, A, B, as
+    ``--interleave-rounds``), summarized by asv's `compute_stats` and judged by asv's own
+    `_is_result_better`, both ways, on real timings."""
+    from asv.commands.compare import _is_result_better
+    from asv_runner.statistics import compute_stats
+
+    cases = [("estimates.GradientEstimate_categorical.time_estimate",
+              ("reinforce[baseline=loo]", "bandit", b, "cpu")) for b in BACKENDS if _has(b)]
+    if not cases:
+        pytest.skip("no framework installed")
+    for benchmark, point in cases:
+        samples = {"A": [], "B": []}
+        for _ in range(2):
+            for run in samples:
+                samples[run] += _asv_round(benchmark, point)
+        (a, a_stats), (b, b_stats) = (compute_stats(samples[run], 1) for run in samples)
+        assert a_stats["repeat"] >= 10 and b_stats["repeat"] >= 10  # at least 5 samples a round
+        a_ss, b_ss = (a_stats, samples["A"]), (b_stats, samples["B"])
+        assert not _is_result_better(a, b, a_ss, b_ss, 1.2), (point, a, b)
+        assert not _is_result_better(b, a, b_ss, a_ss, 1.2), (point, a, b)
