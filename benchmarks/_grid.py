@@ -119,6 +119,8 @@ TASK_SETTINGS = {
     "gaussian_quadratic": TaskSettings(10_000, 200),
     "lasso_huber": TaskSettings(10_000, 200),
     "categorical_vae": TaskSettings(200, 20),
+    "bernoulli_vae": TaskSettings(200, 20),
+    "gaussian_vae": TaskSettings(200, 20),
 }
 #: sizes of a task not listed above (e.g. a plugin's)
 DEFAULT_TASK_SETTINGS = TaskSettings(1_000, 50)
