@@ -56,6 +56,8 @@ class _EstimatorStatistics:
     track_mse.unit = "gradient^2"
 
     def track_work_normalized_variance(self, cache, estimator, task, backend, device):
+        """Timing-dependent: variance x seconds per estimate. A change here with no change in
+        track_variance is a change of speed (or of the machine's load), not of quality."""
         return self.stats["work_normalized_variance"]
 
     track_work_normalized_variance.unit = "gradient^2*s"
