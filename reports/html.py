@@ -99,9 +99,13 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 500) -> str:
 def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.DataFrame,
                 skipped: pd.DataFrame, failed: pd.DataFrame, asv_missing: pd.DataFrame,
                 sources: list, manifests: list, problems: list | None = None, boards: list | None = None,
-                palette=None) -> Path:
+                palette=None, cells: pd.DataFrame | None = None) -> Path:
     """Write index.html and summary.md into ``out``; ``boards``: (title, source kind "run" or
-    "asv", leaderboard frame) per source of gradient statistics."""
+    "asv", leaderboard frame) per source of gradient statistics; ``cells``: the rows the
+    "Published vs measured" section of presets' runs reads (`gradest.reports.published`)."""
+    from gradest.reports.published import preset_records, section_html, section_markdown
+
+    presets = preset_records(manifests)
     boards = [b for b in boards or [] if b[2] is not None and not b[2].empty]
     out = Path(out)
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -121,13 +125,16 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
              f"<p class='meta'>Built {now} from {srcs}.</p>"]
     if runs:
         parts.append("<ul class='meta'>" + "".join(f"<li>{r}</li>" for r in runs) + "</ul>")
-    if figures or boards:
-        parts.append("<nav>" + ("<a href='#leaderboard'>Leaderboard</a>" if boards else "")
+    if figures or boards or presets:
+        parts.append("<nav>" + ("<a href='#published'>Published vs measured</a>" if presets else "")
+                     + ("<a href='#leaderboard'>Leaderboard</a>" if boards else "")
                      + "".join(f"<a href='#{f.name}'>{html.escape(f.title)}</a>" for f in figures)
                      + ("<a href='#summary'>Summary table</a>" if summary is not None and not summary.empty else "")
                      + "</nav>")
     for message in problems or []:
         parts.append(f"<p class='problem'><strong>Problem:</strong> {html.escape(message)}</p>")
+    if presets:
+        parts.append(section_html(presets, cells, html_table))
     if boards:
         parts.append(leaderboard_html(boards, palette))
     if summary is not None and not summary.empty:
@@ -160,6 +167,7 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
 
     md = ["# gradest report", "", f"Built {now} from {', '.join(sources)}.", "",
           *[f"**Problem:** {message}\n" for message in problems or []]]
+    md += section_markdown(presets, cells, markdown_table)
     if boards:
         md += [leaderboard_markdown(boards)]
     md += ["## Summary", "", markdown_table(summary), ""]

@@ -83,7 +83,7 @@ API_SCRIPT = textwrap.dedent("""
     grads = gradest.gradient_samples("binary_toy", "antithetic", num_replicates=8, num_samples=2)
     try:
         from benchmarks import _grid
-        grid = _grid.grid_params()[0]
+        grid = _grid.estimator_labels()
     except ImportError as err:
         grid = "no benchmarks: " + str(err)
     print(json.dumps({"names": names, "source": ESTIMATORS.entries["antithetic"].source,

@@ -5,6 +5,13 @@ Cells: every selected task x backend x variant that trains (`PlanContext.variant
 ``train_num_samples`` and ``learning_rate``. A row carries the last logged value of each
 history column (``final_loss``, ``final_exact_loss``, the task's metrics) and the wall time;
 the history (about `HISTORY_POINTS` logged steps) is kept.
+
+Cells planned elsewhere (`gradest.presets`) may also ask for the gradient basket of
+`gradest.train` in their settings: ``track`` (estimator specs; ``"self"`` is the cell's own
+variant), ``every`` and ``track_replicates``. The history then has the ``<label>/variance``
+columns, and for ``"self"`` the row adds ``self_log10_variance`` (the mean over the measured
+steps of log10 of the variance of the estimator being trained, at θ_t: its variance along
+training) and ``self_final_variance``.
 """
 from __future__ import annotations
 
@@ -14,6 +21,8 @@ from gradest.sweep.kinds import CellKind, register_cell_kind
 
 #: about this many logged steps per training history
 HISTORY_POINTS = 40
+#: the ``track`` entry naming the cell's own estimator variant
+SELF = "self"
 
 
 def train_cell(cell, task, estimator, **options):
@@ -24,12 +33,46 @@ def train_cell(cell, task, estimator, **options):
 
     if cell.settings.get("learning_rate") is not None:
         options.setdefault("learning_rate", cell.settings["learning_rate"])
+    if cell.settings.get("track"):
+        options.setdefault("track", tracked(cell))
+        options.setdefault("every", cell.settings.get("every"))
+        options.setdefault("track_replicates", int(cell.settings.get("track_replicates", 200)))
     steps = int(cell.settings["steps"])
     start = time.perf_counter()
     result = gradest.train(task, estimator, backend=cell.backend, device=cell.device, steps=steps, seed=cell.seed,
                            num_samples=cell.num_samples, eval_every=max(1, steps // HISTORY_POINTS),
                            progress=False, **options)
     return result, pd.DataFrame(result.history), time.perf_counter() - start
+
+
+def tracked(cell) -> list:
+    """The estimators of ``cell``'s gradient basket as (name, options); ``"self"`` is the cell's."""
+    from gradest.labels import parse_spec
+
+    out = []
+    for spec in cell.settings.get("track") or ():
+        if spec == SELF:
+            out.append((cell.estimator, dict(cell.estimator_options)))
+        else:
+            name, options = parse_spec(spec)
+            out.append((name, dict(options or {})))
+    return out
+
+
+def self_variance(cell, estimator, history) -> dict:
+    """``self_log10_variance`` and ``self_final_variance`` of the basket's own estimator."""
+    import numpy as np
+
+    if SELF not in (cell.settings.get("track") or ()) or not len(history):
+        return {}
+    column = f"{estimator.label}/variance"
+    if column not in history.columns:
+        return {}
+    values = history[column].to_numpy(dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    if not len(values):
+        return {}
+    return {"self_log10_variance": float(np.mean(np.log10(values))), "self_final_variance": float(values[-1])}
 
 
 def final_values(history) -> dict:
@@ -41,7 +84,8 @@ def final_values(history) -> dict:
         last = history.iloc[-1]
         for col in history.columns:
             value = scalar(last[col])
-            if col != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            # the basket's "<label>/<stat>" columns are summarized by `self_variance`, not here
+            if col != "step" and "/" not in col and isinstance(value, (int, float)) and not isinstance(value, bool):
                 row[f"final_{col}"] = value
     return row
 
@@ -49,7 +93,9 @@ def final_values(history) -> dict:
 @register_cell_kind("train", description="training curves: loss and metrics over steps")
 class TrainKind(CellKind):
     columns = {"train_seconds": "wall time of the run", "final_loss": "the last step's surrogate loss",
-               "final_exact_loss": "L(θ) at the last logged step (where the task has truth)"}
+               "final_exact_loss": "L(θ) at the last logged step (where the task has truth)",
+               "self_log10_variance": "mean log10 variance of the trained estimator along training (cells "
+                                      "that track it)"}
 
     def plan(self, ctx) -> list:
         cells = []
@@ -67,7 +113,8 @@ class TrainKind(CellKind):
 
     def run(self, cell, task, estimator):
         _, history, seconds = train_cell(cell, task, estimator)
-        return {"steps": int(cell.settings["steps"]), "train_seconds": seconds, **final_values(history)}, history
+        return {"steps": int(cell.settings["steps"]), "train_seconds": seconds, **final_values(history),
+                **self_variance(cell, estimator, history)}, history
 
     def figures(self, cells, history, palette, out) -> list:
         from gradest.reports import figures as FG
