@@ -353,6 +353,7 @@ def test_every_timed_benchmark_has_stable_timing_settings():
     for cls in timed:
         assert issubclass(cls, _grid.StableTiming), cls
         assert cls.repeat[0] >= 5 and cls.min_run_count >= 5 and cls.warmup_time > 0 and cls.number == 1
+        assert cls.rounds >= 4  # the samples of several processes: they differ more than samples do
 
 
 # ---- two runs of one commit: asv's comparison flags nothing -------------------------------
@@ -376,9 +377,9 @@ def _asv_round(benchmark: str, point: tuple) -> list[float]:
 
 
 def test_two_runs_of_one_commit_flag_nothing():
-    """`asv continuous --factor 1.2` (docs/benchmarks.md) between two runs of the same code
-    flags no change: two runs of asv's default two rounds each, interleaved (A, B, A, B, as
-    ``--interleave-rounds``), summarized by asv's `compute_stats` and judged by asv's own
+    """`asv continuous --factor 1.2 --interleave-rounds` (docs/benchmarks.md) between two runs
+    of the same code flags no change: two runs of the class's rounds each, interleaved (A, B,
+    A, B, ...), summarized by asv's `compute_stats` and judged by asv's own
     `_is_result_better`, both ways, on real timings."""
     from asv.commands.compare import _is_result_better
     from asv_runner.statistics import compute_stats
@@ -389,11 +390,11 @@ def test_two_runs_of_one_commit_flag_nothing():
         pytest.skip("no framework installed")
     for benchmark, point in cases:
         samples = {"A": [], "B": []}
-        for _ in range(2):
+        for _ in range(estimates._GradientEstimate.rounds):
             for run in samples:
                 samples[run] += _asv_round(benchmark, point)
         (a, a_stats), (b, b_stats) = (compute_stats(samples[run], 1) for run in samples)
-        assert a_stats["repeat"] >= 10 and b_stats["repeat"] >= 10  # at least 5 samples a round
+        assert min(a_stats["repeat"], b_stats["repeat"]) >= 5 * estimates._GradientEstimate.rounds
         a_ss, b_ss = (a_stats, samples["A"]), (b_stats, samples["B"])
         assert not _is_result_better(a, b, a_ss, b_ss, 1.2), (point, a, b)
         assert not _is_result_better(b, a, b_ss, a_ss, 1.2), (point, a, b)
