@@ -348,6 +348,12 @@ class GradientSampler:
         theta = flat_params(self.task, params)
         self.params, self.state = self.kernel.prepare(theta, self.seed, self.phi_warmup, self.batch)
 
+    def set_state(self, state) -> None:
+        """Measure with the estimator state ``state`` (a backend pytree of this estimator's
+        ``init`` structure, e.g. φ as a training run has trained it) instead of the one
+        `set_params` set up, until the next `set_params`."""
+        self.state = state
+
     def estimates(self, first: int, count: int):
         """Backend array [count, P] of the estimates of replicates first .. first+count-1."""
         out = self._padded_estimates(first, count)

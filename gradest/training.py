@@ -34,8 +34,10 @@ The gradient basket (``track=[...]``, ``every=N``): at every N-th step t, each t
 estimator is measured at θ_t (and the task's default batch) with a `GradientSampler` built
 once, over ``track_replicates`` replicates, against the exact gradient at θ_t: columns
 ``"<label>/variance"``, ``"<label>/bias_norm"``, ``"<label>/cosine_to_exact"`` (NaN on the
-other rows; bias and cosine are NaN where the task has no ground truth). Tracked estimators
-are measured at their initial state (φ as ``init`` makes it).
+other rows; bias and cosine are NaN where the task has no ground truth). The estimator being
+trained, when it is tracked itself, is measured at its state of step t (φ as trained so far,
+moving averages as they stand); other tracked estimators at their initial state (φ as
+``init`` makes it).
 """
 from __future__ import annotations
 
@@ -236,9 +238,12 @@ class Trainer:
     def params(self) -> np.ndarray:
         return np.asarray(self.backend.to_numpy(self.params_array()), dtype=np.float64)
 
+    def state_arrays(self):
+        """The estimator state after the steps so far, as backend arrays."""
+        return self._init[1] if self._step is None else self._step.state(self._carry)
+
     def state(self) -> dict:
-        state = self._init[1] if self._step is None else self._step.state(self._carry)
-        return _tree_map(self.backend.to_numpy, dict(state))
+        return _tree_map(self.backend.to_numpy, dict(self.state_arrays()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,6 +288,9 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
                                         seed=(seed + _TRACK_SEED_OFFSET) % (MAX_SEED + 1), params=theta0,
                                         phi_warmup=0))
                 for label, tracked_est in tracked]
+    # the trained estimator itself is measured at its current state (φ as trained so far)
+    own = {label for label, tracked_est in tracked if tracked_est.label == est.label
+           and compiled.estimator_key(tracked_est) == compiled.estimator_key(est)}
 
     # ground truth; a task whose exact_loss returns None has none (found at first use)
     basket_rows = -(-steps // every) if tracked else 0
@@ -299,6 +307,7 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
             log = t % eval_every == 0 or t == steps - 1 or measure_basket
             start = time.perf_counter()
             theta_t = trainer.params_array() if log else None
+            state_t = trainer.state_arrays() if own and measure_basket else None
             value = trainer.step()
             elapsed += time.perf_counter() - start
             if not math.isfinite(value):
@@ -309,7 +318,8 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
                     "lower-variance estimator.")
             if log:
                 rows.append(_evaluate(task, B, t, elapsed, value, theta_t, truth,
-                                      samplers if measure_basket else (), track_replicates))
+                                      samplers if measure_basket else (), track_replicates,
+                                      own_state=(own, state_t)))
             if bar is not None:
                 bar.update(t, value)
     finally:
@@ -355,8 +365,9 @@ class _Truth:
         return self.B.to_numpy(self._grad(theta)).astype(np.float64)
 
 
-def _evaluate(task, B, step, seconds, value, theta, truth, samplers, replicates):
-    """One history row at θ_t ``theta`` (a backend array)."""
+def _evaluate(task, B, step, seconds, value, theta, truth, samplers, replicates, own_state=((), None)):
+    """One history row at θ_t ``theta`` (a backend array); ``own_state``: (labels of the
+    samplers of the trained estimator, its state at θ_t)."""
     row = {"step": step, "seconds": seconds, "loss": value,
            "exact_loss": truth.loss(theta) if truth is not None else math.nan}
     for name, v in task.metrics(B, theta).items():
@@ -364,8 +375,11 @@ def _evaluate(task, B, step, seconds, value, theta, truth, samplers, replicates)
     if samplers:
         exact = truth.grad(theta) if truth is not None else None
         theta_np = B.to_numpy(theta).astype(np.float64)
+        own, state = own_state
         for label, sampler in samplers:
             sampler.set_params(theta_np)
+            if label in own and state is not None:
+                sampler.set_state(state)
             stats = summarize(sampler.run(replicates), exact)
             for stat in TRACK_STATS:
                 row[f"{label}/{stat}"] = stats[stat]

@@ -14,6 +14,8 @@ canonical labels (`frames.canonical_label`), backends as the line styles the lin
 * `efficiency_frontier`: variance against seconds per estimate, one panel per task x backend,
   each with its Pareto frontier and the line of equal work-normalized variance of the best.
 * `training_curves`: loss against step and against wall-clock seconds, mean and band over seeds.
+* `variance_along_training`: log10 of the trained estimator's own gradient variance at θ_t
+  against the step, where the cells tracked it (e.g. the presets).
 * `temperature_sweep`: Gumbel-softmax bias², variance and MSE against τ.
 * `lasso_delta_sweep`: final gap to scikit-learn's Lasso optimum against δ, and its curves.
 * asv: `asv_statistics` (the same bias²/variance/MSE and frontier figures from asv's track_
@@ -390,6 +392,51 @@ def training_curves(history: pd.DataFrame, palette: Palette, out: Path) -> Figur
                f"{', '.join(band_text[k] for k in sorted(kinds))}. The exact loss L(θ) is drawn where the task has "
                f"ground truth, else the step's surrogate loss. Line style: backend.")
     return Figure("training_curves", "Training curves", caption, save(fig, out, "training_curves"))
+
+
+def variance_along_training(history: pd.DataFrame, palette: Palette, out: Path) -> Figure | None:
+    curves = F.own_variance_curves(history, "train")
+    if curves.empty or "step" not in curves.columns:
+        return None
+    bands = F.curve_bands(curves.drop(columns=["seconds"], errors="ignore"))
+    if bands.empty:
+        return None
+    tasks = sorted(bands["task"].unique())
+    cols = min(2, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = subplots(rows, cols, 3.9, [2.9] * rows)
+    kinds = set()
+    for i, task in enumerate(tasks):
+        ax = axes[i // cols][i % cols]
+        part = bands[bands["task"] == task]
+        for (est, backend), line in part.groupby(["estimator", "backend"]):
+            line = line.sort_values("step")
+            color = palette(est)
+            ax.plot(line["step"], line["mean"], color=color, ls=backend_line(backend), lw=1.4)
+            if (line["band"] != "none").any():
+                ax.fill_between(line["step"], line["low"], line["high"], color=color, alpha=0.15, lw=0)
+            kinds.update(line["band"].unique())
+        ax.set_title(task)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("training step")
+        ax.set_ylabel("log10 gradient variance")
+    for j in range(len(tasks), rows * cols):
+        axes[j // cols][j % cols].set_visible(False)
+    handles = _legend_handles(palette, bands["estimator"], bands["backend"], markers=False)
+    finish(fig, title="Gradient variance along training", left=0.95, wspace=0.35, handles=handles,
+           legend_title="estimator")
+    replicates = pd.to_numeric(curves.get("track_replicates"), errors="coerce").max() if "track_replicates" in \
+        curves.columns else math.nan
+    band_text = {"ci95": "95% t-interval over seeds", "range": "min–max over the two seeds",
+                 "none": "no band (one seed)"}
+    caption = ("log10 of the variance (trace of the covariance) of the trained estimator's own gradient at the "
+               "parameters θ_t of its run, measured every few steps"
+               + (f" over {int(replicates)} replicates" if math.isfinite(replicates) else "")
+               + "; mean of the log over seeds, band: " + ", ".join(band_text[k] for k in sorted(kinds))
+               + ". Learned estimators (RELAX, tuned REBAR, NVIL) are measured at their φ as trained up to "
+                 "that step. Line style: backend.")
+    return Figure("variance_along_training", "Gradient variance along training", caption,
+                  save(fig, out, "variance_along_training"))
 
 
 # ---------------------------------------------------------------------------------------

@@ -271,6 +271,20 @@ def training_curves(history: pd.DataFrame, kind: str = "train") -> tuple[pd.Data
     return out, "exact_loss" if used == {"exact_loss"} else ("loss" if used == {"loss"} else "mixed")
 
 
+def own_variance_curves(history: pd.DataFrame, kind: str = "train") -> pd.DataFrame:
+    """History rows of ``kind`` where a cell tracked its own estimator's gradient variance
+    along training (the column ``own_variance`` the train kind writes), with ``value`` = log10
+    of that variance at θ_t; rows where it was not measured are dropped."""
+    if history is None or history.empty or "kind" not in history.columns or "own_variance" not in history.columns:
+        return pd.DataFrame()
+    frame = history[history["kind"] == kind]
+    values = pd.to_numeric(frame["own_variance"], errors="coerce")
+    keep = values.notna() & (values > 0)
+    if not keep.any():
+        return pd.DataFrame()
+    return frame[keep].assign(value=np.log10(values[keep].to_numpy(dtype=float)))
+
+
 def band(values: pd.Series) -> tuple[float, float, float, str]:
     """(mean, low, high, kind) over seeds: a 95% t-interval with >= 3 values, the min-max
     range with 2, the value itself with 1."""

@@ -12,7 +12,10 @@
   `gradest.reports.asv_results`.
 
 and returns a `Results` with the frames ``cells``, ``history`` and ``asv`` (each with a
-``source`` column naming the folder it came from).
+``source`` column naming the folder it came from). Where one task ran with several option sets
+(a preset's two targets of ``binary_toy``, a sweep's two data sets), its ``task`` column names
+the options that tell them apart, e.g. ``binary_toy[target=0.499]`` (`distinguish_task_variants`):
+each is its own task in every table and figure.
 """
 from __future__ import annotations
 
@@ -123,7 +126,49 @@ def load_results(paths: Iterable, current_only: bool = False) -> Results:
             raise ValueError(f"{path} is neither a `gradest run` results folder (results.csv or cells/) nor "
                              f"asv results (.asv/results, a machine folder or a <commit>-<env>.json file)")
         sources.append(str(path))
-    return Results(_concat(cells), _concat(histories), _concat(asvs), sources, manifests, problems)
+    cells, history = distinguish_task_variants(_concat(cells), _concat(histories))
+    return Results(cells, history, _concat(asvs), sources, manifests, problems)
+
+
+def distinguish_task_variants(cells: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Relabel ``task`` where a task name has rows with different ``task_options``: the name
+    with the options whose values differ among them (`gradest.labels.make_label`); the history
+    follows through the cell ``key``."""
+    from gradest.labels import make_label
+
+    if cells.empty or "task_options" not in cells.columns or "task" not in cells.columns:
+        return cells, history
+    cells = cells.copy()
+    options = cells["task_options"].map(_options)
+    for name, part in options.groupby(cells["task"]):
+        distinct = {json.dumps(o, sort_keys=True) for o in part}
+        if len(distinct) < 2:
+            continue
+        keys = sorted({k for o in part for k in o})
+        differing = [k for k in keys if len({json.dumps(o.get(k), sort_keys=True) for o in part}) > 1]
+        for index, opts in part.items():
+            shown = {k: _scalar(opts.get(k)) for k in differing}
+            cells.at[index, "task"] = make_label(name, shown)
+    if not history.empty and "key" in history.columns and "key" in cells.columns:
+        relabel = dict(zip(cells["key"], cells["task"]))
+        history = history.copy()
+        history["task"] = history["key"].map(relabel).fillna(history.get("task"))
+    return cells, history
+
+
+def _options(text) -> dict:
+    if isinstance(text, dict):
+        return text
+    try:
+        value = json.loads(text) if isinstance(text, str) and text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _scalar(value):
+    """A one-element list as its element (``target=[0.45]`` reads ``target=0.45``)."""
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
 
 
 def _concat(frames: list) -> pd.DataFrame:

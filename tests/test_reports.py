@@ -412,3 +412,31 @@ def test_a_figure_that_fails_does_not_lose_the_report(tmp_path, monkeypatch):
     page = index.read_text()
     assert "figure efficiency_frontier could not be drawn" in page
     assert "src='lasso_delta_sweep.png'" in page and "efficiency_frontier.png" not in page
+
+
+def test_one_task_with_two_option_sets_is_two_tasks(tmp_path):
+    """A task run with two option sets (a preset's two targets) is two tasks in the frames, the
+    history following its cells; a task with one option set keeps its name."""
+    from gradest.reports.load import distinguish_task_variants
+
+    cells = pd.DataFrame({"key": ["a", "b", "c"], "task": ["binary_toy", "binary_toy", "bandit"],
+                          "task_options": ['{"target": [0.45]}', '{"target": [0.499]}', '{}']})
+    history = pd.DataFrame({"key": ["a", "a", "b", "c"], "task": ["binary_toy"] * 3 + ["bandit"], "step": [0, 1, 0, 0]})
+    cells, history = distinguish_task_variants(cells, history)
+    assert list(cells["task"]) == ["binary_toy[target=0.45]", "binary_toy[target=0.499]", "bandit"]
+    assert list(history["task"]) == ["binary_toy[target=0.45]"] * 2 + ["binary_toy[target=0.499]", "bandit"]
+
+
+def test_variance_along_training_figure(tmp_path, palette):
+    """The trained estimator's own variance along training, from the ``own_variance`` column,
+    on a log10 scale; no figure without it."""
+    rows = [{"kind": "train", "task": "binary_toy", "estimator": est, "backend": "torch", "seed": seed, "step": step,
+             "own_variance": (10.0 ** -(2 + step / 50)) if est == "relax" else 1e-2}
+            for est in ("relax", "reinforce") for seed in (0, 1, 2) for step in range(0, 200, 50)]
+    history = pd.DataFrame(rows)
+    curves = F.own_variance_curves(history)
+    assert curves.loc[(curves["estimator"] == "relax") & (curves["step"] == 100), "value"].iloc[0] == pytest.approx(-4)
+    fig = FG.variance_along_training(history, palette, tmp_path)
+    assert fig is not None and fig.name == "variance_along_training"
+    assert all((tmp_path / f"variance_along_training.{ext}").exists() for ext in ("png", "svg"))
+    assert FG.variance_along_training(history.drop(columns=["own_variance"]), palette, tmp_path) is None

@@ -80,6 +80,30 @@ def test_gradient_basket(backend_name):
     assert basket["reinforce[baseline=none]/variance"].iloc[0] == pytest.approx(per_sample / 2, rel=0.35)
 
 
+def test_the_trained_estimator_is_tracked_at_its_trained_state(backend_name):
+    """Tracking the estimator being trained measures it with φ as trained up to step t: the
+    history's value at t equals a sampler at θ_t given the trainer's state after t steps (the
+    same replicates), and differs from the measurement at φ as initialized."""
+    from gradest.measure import summarize
+    from gradest.training import _TRACK_SEED_OFFSET, Trainer
+
+    steps, every, R = 21, 20, 300
+    result = gradest.train("binary_toy", "relax", backend=backend_name, steps=steps, seed=3, every=every,
+                           track=["relax"], track_replicates=R, progress=False)
+    label = gradest.get_estimator("relax").label
+    recorded = result.history.set_index("step")[f"{label}/variance"]
+    trainer = Trainer("binary_toy", "relax", backend=backend_name, seed=3)
+    for _ in range(every):
+        trainer.step()
+    sampler = GradientSampler("binary_toy", "relax", backend=backend_name, seed=3 + _TRACK_SEED_OFFSET,
+                              params=trainer.params(), phi_warmup=0)
+    at_init = summarize(sampler.run(R), None)["variance"]
+    sampler.set_state(trainer.state_arrays())
+    trained = summarize(sampler.run(R), None)["variance"]
+    assert recorded[every] == pytest.approx(trained, rel=1e-5)
+    assert abs(trained - at_init) > 1e-3 * at_init  # φ has moved: the two measurements differ
+
+
 def test_sampler_set_params_matches_a_fresh_sampler(backend_name):
     theta = np.linspace(-1, 1, 10)
     # the moving average's state is re-warmed at the new θ (torch: eager warm-up is cheap)

@@ -21,8 +21,8 @@ Adam at 3e-4, the prior learned with the rest of θ), ``hidden=()`` (linear: 784
 ``hidden=(200, 200)`` (nonlinear: tanh layers 784-200-200-200); train -ELBO is the task's
 ``train_neg_elbo`` metric on ``eval_points`` training images (the paper tables report the best
 value during training; we report the last). The gradient variance is measured at θ_t every
-``track_every`` steps for the estimator being trained, with RELAX's control variate at its
-initialization (the basket measures estimators at their initial state).
+``track_every`` steps for the estimator being trained, with its state of that step (RELAX's
+control variate as trained so far).
 """
 from __future__ import annotations
 

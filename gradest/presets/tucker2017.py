@@ -13,8 +13,8 @@ number of steps and learning rates of both figures.
 
 Here: one coordinate, θ₀ = 0 (p = 1/2), Adam at the task's 0.1 (quick) / 0.01 (full), S = 1
 (ARM and DisARM use their antithetic pair), the variance of the estimator being trained
-measured at θ_t every ``track_every`` steps (RELAX's and REBAR's learned parameters at their
-initial values there: the basket measures estimators at their initial state).
+measured at θ_t every ``track_every`` steps, with its state of that step (RELAX's and REBAR's
+learned parameters as trained so far).
 """
 from __future__ import annotations
 

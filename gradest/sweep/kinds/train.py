@@ -9,7 +9,8 @@ the history (about `HISTORY_POINTS` logged steps) is kept.
 Cells planned elsewhere (`gradest.presets`) may also ask for the gradient basket of
 `gradest.train` in their settings: ``track`` (estimator specs; ``"self"`` is the cell's own
 variant), ``every`` and ``track_replicates``. The history then has the ``<label>/variance``
-columns, and for ``"self"`` the row adds ``self_log10_variance`` (the mean over the measured
+columns, and for ``"self"`` the history has the copy ``own_variance`` and the row adds
+``self_log10_variance`` (the mean over the measured
 steps of log10 of the variance of the estimator being trained, at θ_t: its variance along
 training) and ``self_final_variance``.
 """
@@ -23,6 +24,8 @@ from gradest.sweep.kinds import CellKind, register_cell_kind
 HISTORY_POINTS = 40
 #: the ``track`` entry naming the cell's own estimator variant
 SELF = "self"
+#: the history column with that estimator's variance along training (a copy of its basket column)
+OWN_VARIANCE = "own_variance"
 
 
 def train_cell(cell, task, estimator, **options):
@@ -85,7 +88,8 @@ def final_values(history) -> dict:
         for col in history.columns:
             value = scalar(last[col])
             # the basket's "<label>/<stat>" columns are summarized by `self_variance`, not here
-            if col != "step" and "/" not in col and isinstance(value, (int, float)) and not isinstance(value, bool):
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if col not in ("step", OWN_VARIANCE) and "/" not in col and numeric:
                 row[f"final_{col}"] = value
     return row
 
@@ -113,10 +117,14 @@ class TrainKind(CellKind):
 
     def run(self, cell, task, estimator):
         _, history, seconds = train_cell(cell, task, estimator)
+        own = f"{estimator.label}/variance"
+        if SELF in (cell.settings.get("track") or ()) and own in history.columns:
+            history[OWN_VARIANCE] = history[own]  # one name for every cell: the report's figure reads it
         return {"steps": int(cell.settings["steps"]), "train_seconds": seconds, **final_values(history),
                 **self_variance(cell, estimator, history)}, history
 
     def figures(self, cells, history, palette, out) -> list:
         from gradest.reports import figures as FG
 
-        return [("training_curves", lambda: FG.training_curves(history, palette, out))]
+        return [("training_curves", lambda: FG.training_curves(history, palette, out)),
+                ("variance_along_training", lambda: FG.variance_along_training(history, palette, out))]
