@@ -342,11 +342,13 @@ def training_finals(cells: pd.DataFrame) -> pd.DataFrame:
     frame = done(cells, "train")
     if frame.empty:
         return pd.DataFrame()
-    column = "final_exact_loss" if "final_exact_loss" in frame.columns else "final_loss"
-    if column not in frame.columns:
+    if "final_exact_loss" not in frame.columns and "final_loss" not in frame.columns:
         return pd.DataFrame()
-    frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    out = frame.groupby(["task", "estimator", "backend"])[column].agg(["mean", "std", "count"]).reset_index()
+    # L(θ) where the task has truth, else the last step's loss (e.g. a VAE's -ELBO estimate)
+    exact = pd.to_numeric(frame.get("final_exact_loss", pd.Series(np.nan, index=frame.index)), errors="coerce")
+    loss = pd.to_numeric(frame.get("final_loss", pd.Series(np.nan, index=frame.index)), errors="coerce")
+    frame["final"] = exact.where(exact.notna(), loss)
+    out = frame.groupby(["task", "estimator", "backend"])["final"].agg(["mean", "std", "count"]).reset_index()
     return out.rename(columns={"mean": "final_loss", "std": "final_loss_sd", "count": "train_seeds"})
 
 

@@ -84,7 +84,7 @@ def published_table(record: dict, cells: pd.DataFrame) -> pd.DataFrame:
         ours = _lookup(tables[column], p["task"], p.get("estimator"))
         sign = float(p.get("sign", 1.0))
         row = {"task": p["task"], "paper": p["paper_name"], "estimator": p.get("estimator") or "(not in the zoo)",
-               "published": p["value"], "metric": p["metric"], "source": p["source"]}
+               "published": _as_printed(p["value"]), "metric": p["metric"], "source": p["source"]}
         if ours is None:
             row.update(ours=math.nan, interval="", seeds=0,
                        note="no estimator here" if p.get("estimator") is None else "not measured")
@@ -168,6 +168,11 @@ def section_markdown(records: list, cells: pd.DataFrame, table_markdown) -> list
         if not orderings.empty:
             md += [table_markdown(orderings), ""]
     return md
+
+
+def _as_printed(value) -> str:
+    """The paper's number as text, every digit transcribed (tables would round 101.5 to 102)."""
+    return format(float(value), ".10g")
 
 
 def _budget_text(record: dict) -> str:

@@ -154,3 +154,6 @@ def test_published_table_intervals_and_sign():
     assert low == pytest.approx(-np.mean(values) - half, rel=1e-3)
     assert high == pytest.approx(-np.mean(values) + half, rel=1e-3)
     assert math.isnan(table.loc[1, "ours"]) and table.loc[1, "note"] == "no estimator here"
+    # the paper's numbers keep every digit (a table's float format would round 101.5 to 102)
+    record["published"][0]["value"] = -101.5
+    assert published_table(record, _cells({"a": values})).loc[0, "published"] == "-101.5"
