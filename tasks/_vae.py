@@ -194,6 +194,31 @@ class VAETask(Task):
         opts["learning_rate"] = defaults["learning_rate"]
         return opts
 
+    def _resolve_layers(self, dataset, num_latents, hidden, decoder_hidden, batch_size, binarize) -> dict:
+        """`_resolve` of the options an MLP VAE shares; sets ``num_latents``, ``hidden`` and
+        ``decoder_hidden`` (default: the encoder's layers reversed)."""
+        opts = self._resolve(dataset, {"num_latents": num_latents, "hidden": hidden, "decoder_hidden": decoder_hidden,
+                                       "batch_size": batch_size, "binarize": binarize})
+        self.num_latents = positive_int(self.name, "num_latents", opts["num_latents"])
+        self.hidden = layer_sizes(self.name, "hidden", opts["hidden"])
+        self.decoder_hidden = (tuple(reversed(self.hidden)) if opts["decoder_hidden"] is None
+                               else layer_sizes(self.name, "decoder_hidden", opts["decoder_hidden"]))
+        return opts
+
+    def _setup_mlp_vae(self, opts: dict, data_dir, activation, kl, init_seed, iw_samples, eval_points,
+                       eval_samples, **extra_options) -> None:
+        """The rest an MLP VAE shares after `_resolve_layers`: activation, the common options,
+        the data, the learning rate and ``options`` (with ``extra_options``)."""
+        self.activation = choice(self.name, "activation", activation, ACTIVATIONS)
+        self._common_options(kl, init_seed, iw_samples, eval_samples)
+        self._setup_data(opts["dataset"], data_dir, opts["batch_size"], opts["binarize"], eval_points)
+        self.default_learning_rate = float(opts["learning_rate"])
+        self.options = {"dataset": opts["dataset"], "data_dir": data_dir, "num_latents": self.num_latents,
+                        "hidden": self.hidden, "decoder_hidden": self.decoder_hidden, **extra_options,
+                        "activation": self.activation, "batch_size": self.batch_size, "binarize": self.binarize,
+                        "init_seed": self.init_seed, "kl": self.kl, "iw_samples": self.iw_samples,
+                        "eval_points": eval_points, "eval_samples": self.eval_samples}
+
     def _setup_data(self, dataset: str, data_dir, batch_size, binarize, eval_points) -> None:
         if dataset not in _data.DATA_DIR_DATASETS and data_dir is not None:
             raise ValueError(f"option 'data_dir' of {self.name} is only read for dataset='mnist' "

@@ -106,23 +106,8 @@ class BernoulliVAE(_vae.VAETask):
                  activation: str = "tanh", batch_size=None, binarize=None, init_seed: int = 0,
                  kl: str = "analytic", iw_samples: int = 16, eval_points: int = 200, eval_samples: int = 4):
         self.name = _NAME
-        given = {"num_latents": num_latents, "hidden": hidden, "decoder_hidden": decoder_hidden,
-                 "batch_size": batch_size, "binarize": binarize}
-        opts = self._resolve(dataset, given)
-        dataset = opts["dataset"]
-        self.num_latents = _vae.positive_int(_NAME, "num_latents", opts["num_latents"])
-        self.hidden = _vae.layer_sizes(_NAME, "hidden", opts["hidden"])
-        self.decoder_hidden = (tuple(reversed(self.hidden)) if opts["decoder_hidden"] is None
-                               else _vae.layer_sizes(_NAME, "decoder_hidden", opts["decoder_hidden"]))
-        self.activation = _vae.choice(_NAME, "activation", activation, _vae.ACTIVATIONS)
-        self._common_options(kl, init_seed, iw_samples, eval_samples)
-        self._setup_data(dataset, data_dir, opts["batch_size"], opts["binarize"], eval_points)
-        self.default_learning_rate = float(opts["learning_rate"])
-        self.options = {"dataset": dataset, "data_dir": data_dir, "num_latents": self.num_latents,
-                        "hidden": self.hidden, "decoder_hidden": self.decoder_hidden,
-                        "activation": self.activation, "batch_size": self.batch_size, "binarize": self.binarize,
-                        "init_seed": self.init_seed, "kl": self.kl, "iw_samples": self.iw_samples,
-                        "eval_points": eval_points, "eval_samples": self.eval_samples}
+        opts = self._resolve_layers(dataset, num_latents, hidden, decoder_hidden, batch_size, binarize)
+        self._setup_mlp_vae(opts, data_dir, activation, kl, init_seed, iw_samples, eval_points, eval_samples)
         D, L = self.data.num_pixels, self.num_latents
         self._setup_networks((D, *self.hidden, L), (L, *self.decoder_hidden, D), [("prior_logits", (L,))])
 

@@ -103,31 +103,15 @@ class GaussianVAE(_vae.VAETask):
                  eval_samples: int = 4):
         self.name = _NAME
         self.decoder = _vae.choice(_NAME, "decoder", decoder, DECODERS)
-        given = {"num_latents": num_latents, "hidden": hidden, "decoder_hidden": decoder_hidden,
-                 "batch_size": batch_size, "binarize": binarize}
-        opts = self._resolve(dataset, given)
-        dataset = opts["dataset"]
-        self.num_latents = _vae.positive_int(_NAME, "num_latents", opts["num_latents"])
-        self.hidden = _vae.layer_sizes(_NAME, "hidden", opts["hidden"])
+        opts = self._resolve_layers(dataset, num_latents, hidden, decoder_hidden, batch_size, binarize)
         if self.decoder == "linear_gaussian":
-            if opts["decoder_hidden"] is not None and _vae.layer_sizes(_NAME, "decoder_hidden",
-                                                                        opts["decoder_hidden"]):
+            if self.decoder_hidden and opts["decoder_hidden"] is not None:
                 raise ValueError(f"option 'decoder_hidden' of gaussian_vae must be () with decoder='linear_gaussian' "
                                  f"(the closed-form ELBO needs a linear decoder), got {opts['decoder_hidden']!r}")
             self.decoder_hidden = ()
-        else:
-            self.decoder_hidden = (tuple(reversed(self.hidden)) if opts["decoder_hidden"] is None
-                                   else _vae.layer_sizes(_NAME, "decoder_hidden", opts["decoder_hidden"]))
-        self.activation = _vae.choice(_NAME, "activation", activation, _vae.ACTIVATIONS)
         self.closed_form = self.decoder == "linear_gaussian"
-        self._common_options(kl, init_seed, iw_samples, eval_samples)
-        self._setup_data(dataset, data_dir, opts["batch_size"], opts["binarize"], eval_points)
-        self.default_learning_rate = float(opts["learning_rate"])
-        self.options = {"dataset": dataset, "data_dir": data_dir, "num_latents": self.num_latents,
-                        "hidden": self.hidden, "decoder_hidden": self.decoder_hidden, "decoder": self.decoder,
-                        "activation": self.activation, "batch_size": self.batch_size, "binarize": self.binarize,
-                        "init_seed": self.init_seed, "kl": self.kl, "iw_samples": self.iw_samples,
-                        "eval_points": eval_points, "eval_samples": self.eval_samples}
+        self._setup_mlp_vae(opts, data_dir, activation, kl, init_seed, iw_samples, eval_points, eval_samples,
+                            decoder=self.decoder)
         D, L = self.data.num_pixels, self.num_latents
         extra = [("dec_log_std", ())] if self.closed_form else []
         self._setup_networks((D, *self.hidden, 2 * L), (L, *self.decoder_hidden, D), extra)
