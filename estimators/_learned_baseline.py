@@ -14,9 +14,9 @@ outputs (d = the parameter entries of one batch element):
 trained (``phi_loss``) by squared error towards the per-sample targets f(z) s_i(z)² and
 s_i(z)²: mean over samples, batch elements and coordinates of (N_i - f s_i²)² + (D_i - s_i²)².
 The regression's minimizers are the conditional moments, so at convergence b_i is b*_i(x). The
-network: ``hidden`` tanh units (x [*b, d] -> tanh(x W1 + b1) [*b, H] -> [*b, 2d]), or linear
-for ``hidden=0``; φ = [W1 (d·H, row-major [d, H]), b1 (H), W2 (H·2d, [H, 2d]), b2 (2d)]
-(hidden=0: [W (d·2d), b (2d)]). W1 ~ N(0, 1/d) from a fixed NumPy seed, output layer zero: N = 0
+network (`gradest.estimators._mlp` with 2d outputs): ``hidden`` tanh units (x [*b, d] ->
+tanh(x W1 + b1) [*b, H] -> [*b, 2d]), or linear for ``hidden=0``; φ = [W1 (d·H, row-major
+[d, H]), b1 (H), W2 (H·2d, [H, 2d]), b2 (2d)] (hidden=0: [W (d·2d), b (2d)]). W1 ~ N(0, 1/d) from a fixed NumPy seed, output layer zero: N = 0
 at ``init``, so the estimator starts as REINFORCE without a baseline.
 
 Unbiased, for every φ: b depends on φ and on x = stop_gradient(params) only, not on the sample
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gradest.estimators._mlp import mlp_apply, mlp_init, mlp_size
 from gradest.estimators.nvil import _event_size, features, input_width
 
 #: floor of the learned E[s²] in the ratio (numerical safety only: any b keeps the estimate unbiased)
@@ -45,30 +46,17 @@ MIN_DENOMINATOR = 1e-6
 
 def net_size(d: int, hidden: int) -> int:
     """Entries of φ for input width d (outputs 2d)."""
-    return d * hidden + hidden + hidden * 2 * d + 2 * d if hidden else d * 2 * d + 2 * d
+    return mlp_size(d, hidden, outputs=2 * d)
 
 
 def net_init(d: int, hidden: int, seed: int = 0) -> np.ndarray:
     """φ₀ (float64 NumPy): random first layer, zero output layer."""
-    phi = np.zeros(net_size(d, hidden))
-    if hidden:
-        phi[: d * hidden] = np.random.default_rng(seed).normal(0.0, 1.0 / np.sqrt(d), size=d * hidden)
-    return phi
+    return mlp_init(d, hidden, seed, outputs=2 * d)
 
 
 def net_apply(B, phi, x, d: int, hidden: int):
     """x [..., d] -> [..., 2d]."""
-    assert int(x.shape[-1]) == d, f"the baseline network expects inputs of width {d}, got {tuple(x.shape)}"
-    assert int(phi.shape[0]) == net_size(d, hidden), (
-        f"phi has {int(phi.shape[0])} entries, the network {net_size(d, hidden)}")
-    if not hidden:
-        return B.matmul(x, B.reshape(phi[: 2 * d * d], (d, 2 * d))) + phi[2 * d * d:]
-    w1 = B.reshape(phi[: d * hidden], (d, hidden))
-    b1 = phi[d * hidden: d * hidden + hidden]
-    start = d * hidden + hidden
-    w2 = B.reshape(phi[start: start + hidden * 2 * d], (hidden, 2 * d))
-    b2 = phi[start + hidden * 2 * d:]
-    return B.matmul(B.tanh(B.matmul(x, w1) + b1), w2) + b2
+    return mlp_apply(B, phi, x, d, hidden, outputs=2 * d)
 
 
 def moments(B, phi, dist, hidden: int) -> dict:
