@@ -20,7 +20,8 @@ the tasks' ``distribution_kind`` (categorical, bernoulli, normal, and any kind a
 brings): a suite's estimators are those that support the kind, its tasks those of the kind.
 Each benchmark class is declared once (`suite_classes` makes one subclass per kind, named
 ``<Class>_<kind>``, e.g. ``GradientEstimate_bernoulli``), so asv shows and compares only
-points that can run, up to the few an estimator's extra needs rule out (`runnable`).
+points that can run, up to the few an estimator's extra needs rule out (`skip_reason`,
+`runnable_fraction`).
 
 A grid point that cannot run is skipped, never failed: `prepare` raises NotImplementedError
 (asv's skip) for an unsupported estimator x task combination
@@ -307,23 +308,17 @@ def runnable_fraction(points) -> float:
 
 
 # ---- values computed once per grid point per run (see the module docstring) ----------------
-def collect(points, compute) -> dict:
-    """{(estimator, task, backend, device): entry} for the given grid points, where entry is
-    ``{"values": compute(case)}`` (a dict of floats), ``{"skip": reason}`` or
-    ``{"error": traceback}``: one broken grid point fails alone, in its own benchmarks."""
-    out = {}
-    for point in points:
-        point = tuple(point)
-        try:
-            case = prepare(*point)
-        except NotImplementedError as err:
-            out[point] = {"skip": str(err)}
-            continue
-        try:
-            out[point] = {"values": {k: float(v) for k, v in compute(case).items()}}
-        except Exception:  # reported by the grid point's own benchmarks
-            out[point] = {"error": traceback.format_exc()}
-    return out
+def compute_entry(point: tuple, compute) -> dict:
+    """``{"values": compute(case)}`` (a dict of floats) of one grid point, ``{"skip": reason}``
+    or ``{"error": traceback}``: a broken grid point fails alone, in its own benchmarks."""
+    try:
+        case = prepare(*point)
+    except NotImplementedError as err:
+        return {"skip": str(err)}
+    try:
+        return {"values": {k: float(v) for k, v in compute(case).items()}}
+    except Exception:  # reported by the grid point's own benchmarks
+        return {"error": traceback.format_exc()}
 
 
 def run_folder() -> str:
@@ -345,12 +340,16 @@ def point_values(folder: str, name: str, point, compute) -> dict:
         with open(path) as fh:
             entry = json.load(fh)
     except (OSError, ValueError):  # not computed yet in this run (or a torn file: recompute)
-        entry = collect([point], compute)[point]
+        entry = compute_entry(point, compute)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w") as fh:
             json.dump(entry, fh)
         os.replace(tmp, path)
-    return lookup({point: entry}, point)
+    if "skip" in entry:
+        raise NotImplementedError(entry["skip"])
+    if "error" in entry:
+        raise RuntimeError(f"computing the results of {point} failed:\n{entry['error']}")
+    return entry["values"]
 
 
 STAT_KEYS = ("variance", "bias_sq", "mse", "work_normalized_variance", "seconds_per_estimate",
@@ -363,18 +362,6 @@ def case_statistics(case) -> dict:
                            num_replicates=case.settings.replicates, num_samples=case.num_samples,
                            seed=SEED)
     return {k: stats[k] for k in STAT_KEYS}
-
-
-def lookup(cache: dict, point) -> dict:
-    """The values of one grid point in a `collect` result, or the grid point's skip / error."""
-    entry = cache.get(tuple(point))
-    if entry is None:
-        raise NotImplementedError(f"grid point {point} is not in the cache of this run")
-    if "skip" in entry:
-        raise NotImplementedError(entry["skip"])
-    if "error" in entry:
-        raise RuntimeError(f"computing the results of {point} failed:\n{entry['error']}")
-    return entry["values"]
 
 
 def finite_or_nan(value) -> float:
