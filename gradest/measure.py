@@ -342,17 +342,16 @@ class GradientSampler:
         """φ steps the measured state had (0 for estimators without trainable φ)."""
         return self.phi_warmup if self.estimator.phi_loss is not None else 0
 
-    def set_params(self, params) -> None:
+    def set_params(self, params, state=None) -> None:
         """Measure at θ = ``params`` (flat NumPy vector; None: θ₀) from now on, reusing the
-        compiled functions; the estimator's state is set up (and warmed up) at the new θ."""
+        compiled functions; the estimator's state is set up (and warmed up) at the new θ, or
+        is ``state`` (a backend pytree of this estimator's ``init`` structure, e.g. φ as a
+        training run has trained it)."""
         theta = flat_params(self.task, params)
-        self.params, self.state = self.kernel.prepare(theta, self.seed, self.phi_warmup, self.batch)
-
-    def set_state(self, state) -> None:
-        """Measure with the estimator state ``state`` (a backend pytree of this estimator's
-        ``init`` structure, e.g. φ as a training run has trained it) instead of the one
-        `set_params` set up, until the next `set_params`."""
-        self.state = state
+        if state is None:
+            self.params, self.state = self.kernel.prepare(theta, self.seed, self.phi_warmup, self.batch)
+        else:
+            self.params, self.state = self.backend.asarray(theta), state
 
     def estimates(self, first: int, count: int):
         """Backend array [count, P] of the estimates of replicates first .. first+count-1."""

@@ -377,9 +377,7 @@ def _evaluate(task, B, step, seconds, value, theta, truth, samplers, replicates,
         theta_np = B.to_numpy(theta).astype(np.float64)
         own, state = own_state
         for label, sampler in samplers:
-            sampler.set_params(theta_np)
-            if label in own and state is not None:
-                sampler.set_state(state)
+            sampler.set_params(theta_np, state=state if label in own else None)
             stats = summarize(sampler.run(replicates), exact)
             for stat in TRACK_STATS:
                 row[f"{label}/{stat}"] = stats[stat]

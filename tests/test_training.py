@@ -98,7 +98,7 @@ def test_the_trained_estimator_is_tracked_at_its_trained_state(backend_name):
     sampler = GradientSampler("binary_toy", "relax", backend=backend_name, seed=3 + _TRACK_SEED_OFFSET,
                               params=trainer.params(), phi_warmup=0)
     at_init = summarize(sampler.run(R), None)["variance"]
-    sampler.set_state(trainer.state_arrays())
+    sampler.set_params(trainer.params(), state=trainer.state_arrays())
     trained = summarize(sampler.run(R), None)["variance"]
     assert recorded[every] == pytest.approx(trained, rel=1e-5)
     assert abs(trained - at_init) > 1e-3 * at_init  # φ has moved: the two measurements differ

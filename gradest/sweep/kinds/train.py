@@ -62,16 +62,13 @@ def tracked(cell) -> list:
     return out
 
 
-def self_variance(cell, estimator, history) -> dict:
-    """``self_log10_variance`` and ``self_final_variance`` of the basket's own estimator."""
+def own_variance_summary(history) -> dict:
+    """``self_log10_variance`` and ``self_final_variance`` from the history's `OWN_VARIANCE`."""
     import numpy as np
 
-    if SELF not in (cell.settings.get("track") or ()) or not len(history):
+    if OWN_VARIANCE not in history.columns:
         return {}
-    column = f"{estimator.label}/variance"
-    if column not in history.columns:
-        return {}
-    values = history[column].to_numpy(dtype=float)
+    values = history[OWN_VARIANCE].to_numpy(dtype=float)
     values = values[np.isfinite(values) & (values > 0)]
     if not len(values):
         return {}
@@ -87,7 +84,7 @@ def final_values(history) -> dict:
         last = history.iloc[-1]
         for col in history.columns:
             value = scalar(last[col])
-            # the basket's "<label>/<stat>" columns are summarized by `self_variance`, not here
+            # the basket's "<label>/<stat>" columns are summarized by `own_variance_summary`, not here
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
             if col not in ("step", OWN_VARIANCE) and "/" not in col and numeric:
                 row[f"final_{col}"] = value
@@ -121,7 +118,7 @@ class TrainKind(CellKind):
         if SELF in (cell.settings.get("track") or ()) and own in history.columns:
             history[OWN_VARIANCE] = history[own]  # one name for every cell: the report's figure reads it
         return {"steps": int(cell.settings["steps"]), "train_seconds": seconds, **final_values(history),
-                **self_variance(cell, estimator, history)}, history
+                **own_variance_summary(history)}, history
 
     def figures(self, cells, history, palette, out) -> list:
         from gradest.reports import figures as FG
