@@ -344,6 +344,24 @@ def efficiency_frontier_of(stats: pd.DataFrame, palette: Palette, out: Path, nam
 # training
 
 
+#: the caption's words for each band kind of `frames.curve_bands`
+BAND_TEXT = {"ci95": "95% t-interval over seeds", "range": "min–max over the two seeds", "none": "no band (one seed)"}
+
+
+def _band_lines(ax, part: pd.DataFrame, x: str, palette: Palette) -> set:
+    """Each estimator x backend of ``part`` (`frames.curve_bands` rows) as its mean line
+    against ``x`` with its band; returns the band kinds drawn."""
+    kinds = set()
+    for (est, backend), line in part.groupby(["estimator", "backend"]):
+        line = line.sort_values("step")
+        color = palette(est)
+        ax.plot(line[x], line["mean"], color=color, ls=backend_line(backend), lw=1.4)
+        if (line["band"] != "none").any():
+            ax.fill_between(line[x], line["low"], line["high"], color=color, alpha=0.15, lw=0)
+        kinds.update(line["band"].unique())
+    return kinds
+
+
 def training_curves(history: pd.DataFrame, palette: Palette, out: Path) -> Figure | None:
     curves, column = F.training_curves(history, "train")
     if curves.empty or "step" not in curves.columns:
@@ -361,13 +379,7 @@ def training_curves(history: pd.DataFrame, palette: Palette, out: Path) -> Figur
         col = curves.loc[curves["task"] == task, "value_column"].iloc[0]
         for c, (x, xlabel) in enumerate(xs):
             ax = axes[r][c]
-            for (est, backend), line in part.groupby(["estimator", "backend"]):
-                line = line.sort_values("step")
-                color = palette(est)
-                ax.plot(line[x], line["mean"], color=color, ls=backend_line(backend), lw=1.4)
-                if (line["band"] != "none").any():
-                    ax.fill_between(line[x], line["low"], line["high"], color=color, alpha=0.15, lw=0)
-                kinds.update(line["band"].unique())
+            kinds |= _band_lines(ax, part, x, palette)
             _log_if_decades(ax, part[["mean", "low", "high"]].to_numpy().ravel())
             ax.set_title(f"{task} — by {'step' if x == 'step' else 'wall-clock time'}")
             if x == "step":
@@ -378,8 +390,6 @@ def training_curves(history: pd.DataFrame, palette: Palette, out: Path) -> Figur
     handles = _legend_handles(palette, bands["estimator"], bands["backend"], markers=False)
     finish(fig, title="Training curves", left=0.95, wspace=0.35, handles=handles, legend_title="estimator")
     seeds = int(bands["seeds"].max())
-    band_text = {"ci95": "95% t-interval over seeds", "range": "min–max over the two seeds",
-                 "none": "no band (one seed)"}
     first = ""
     if clock and bands["first_step_seconds"].notna().any():
         slow = bands.groupby("backend")["first_step_seconds"].max()
@@ -389,7 +399,7 @@ def training_curves(history: pd.DataFrame, palette: Palette, out: Path) -> Figur
                   f"evaluation time left out; the first step, which includes compilation — {first} — is not "
                   "counted)" if clock else "")
                + f", mean over up to {seeds} seed{'s' if seeds > 1 else ''}; band: "
-               f"{', '.join(band_text[k] for k in sorted(kinds))}. The exact loss L(θ) is drawn where the task has "
+               f"{', '.join(BAND_TEXT[k] for k in sorted(kinds))}. The exact loss L(θ) is drawn where the task has "
                f"ground truth, else the step's surrogate loss. Line style: backend.")
     return Figure("training_curves", "Training curves", caption, save(fig, out, "training_curves"))
 
@@ -408,14 +418,7 @@ def variance_along_training(history: pd.DataFrame, palette: Palette, out: Path) 
     kinds = set()
     for i, task in enumerate(tasks):
         ax = axes[i // cols][i % cols]
-        part = bands[bands["task"] == task]
-        for (est, backend), line in part.groupby(["estimator", "backend"]):
-            line = line.sort_values("step")
-            color = palette(est)
-            ax.plot(line["step"], line["mean"], color=color, ls=backend_line(backend), lw=1.4)
-            if (line["band"] != "none").any():
-                ax.fill_between(line["step"], line["low"], line["high"], color=color, alpha=0.15, lw=0)
-            kinds.update(line["band"].unique())
+        kinds |= _band_lines(ax, bands[bands["task"] == task], "step", palette)
         ax.set_title(task)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("training step")
@@ -427,12 +430,10 @@ def variance_along_training(history: pd.DataFrame, palette: Palette, out: Path) 
            legend_title="estimator")
     replicates = pd.to_numeric(curves.get("track_replicates"), errors="coerce").max() if "track_replicates" in \
         curves.columns else math.nan
-    band_text = {"ci95": "95% t-interval over seeds", "range": "min–max over the two seeds",
-                 "none": "no band (one seed)"}
     caption = ("log10 of the variance (trace of the covariance) of the trained estimator's own gradient at the "
                "parameters θ_t of its run, measured every few steps"
                + (f" over {int(replicates)} replicates" if math.isfinite(replicates) else "")
-               + "; mean of the log over seeds, band: " + ", ".join(band_text[k] for k in sorted(kinds))
+               + "; mean of the log over seeds, band: " + ", ".join(BAND_TEXT[k] for k in sorted(kinds))
                + ". Learned estimators (RELAX, tuned REBAR, NVIL) are measured at their φ as trained up to "
                  "that step. Line style: backend.")
     return Figure("variance_along_training", "Gradient variance along training", caption,
