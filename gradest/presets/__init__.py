@@ -127,8 +127,12 @@ class Preset:
     #: the module that declared it (where `gradest list` says it comes from)
     module: str = ""
 
-    def budget(self, quick: bool) -> PresetBudget:
-        return self.quick if quick else self.full
+    def budget(self, quick: bool, *, seeds: int | None = None, train_steps: int | None = None,
+               track_replicates: int | None = None) -> PresetBudget:
+        """The quick or full budget, with the run's overrides (None: the declared value)."""
+        budget = self.quick if quick else self.full
+        return dataclasses.replace(budget, steps=int(train_steps or budget.steps), seeds=int(seeds or budget.seeds),
+                                   track_replicates=int(track_replicates or budget.track_replicates))
 
     def estimators_for(self, quick: bool) -> list[PresetEstimator]:
         chosen = self.budget(quick).estimators
@@ -210,14 +214,13 @@ def plan_preset(preset: Preset, backends=("torch",), *, device: str = "cpu", qui
     from gradest.registry import get_estimator
     from gradest.sweep.cells import FULL, QUICK, PlanContext
 
-    budget = preset.budget(quick)
-    steps = int(train_steps or budget.steps)
-    settings = {"steps": steps}
+    budget = preset.budget(quick, seeds=seeds, train_steps=train_steps, track_replicates=track_replicates)
+    settings = {"steps": budget.steps}
     if budget.learning_rate is not None:
         settings["learning_rate"] = float(budget.learning_rate)
     if budget.track_every is not None:
-        settings.update(track=[SELF], every=min(int(budget.track_every), steps),
-                        track_replicates=int(track_replicates or budget.track_replicates))
+        settings.update(track=[SELF], every=min(int(budget.track_every), budget.steps),
+                        track_replicates=budget.track_replicates)
     dataset = choose_dataset(data_dir)
     backends = list(backends)[:1] if quick else list(backends)
     ctx = PlanContext([t.task for t in preset.tasks], [], backends, device, QUICK if quick else FULL)
@@ -229,7 +232,7 @@ def plan_preset(preset: Preset, backends=("torch",), *, device: str = "cpu", qui
             est_options = dict(est_options or {})
             num_samples = default_samples(get_estimator(name, **est_options), entry.num_samples)
             for backend in backends:
-                for seed in range(int(seeds or budget.seeds)):
+                for seed in range(budget.seeds):
                     cells.append(ctx.cell("train", task.task, name, est_options, backend, seed=seed,
                                           num_samples=num_samples, settings=settings, task_options=options))
     return cells
@@ -242,9 +245,7 @@ def preset_record(preset: Preset, cells, *, quick: bool, data_dir=None, seeds: i
     which task and estimator."""
     from gradest.labels import make_label, parse_spec
 
-    budget = preset.budget(quick)
-    budget = dataclasses.replace(budget, steps=int(train_steps or budget.steps), seeds=int(seeds or budget.seeds),
-                                 track_replicates=int(track_replicates or budget.track_replicates))
+    budget = preset.budget(quick, seeds=seeds, train_steps=train_steps, track_replicates=track_replicates)
     dataset = choose_dataset(data_dir)
     uses_mnist = any(t.uses_mnist for t in preset.tasks)
     by_label = {}
