@@ -334,11 +334,17 @@ def cmd_run(args) -> int:
     _validate_cells(cells)
     budget = sweep.resolve_budget(quick=args.quick, num_replicates=args.num_replicates,
                                   train_steps=args.train_steps, seeds=args.seeds)
-    manifest = {"command": "gradest run", "command_line": " ".join(["gradest", *sys.argv[1:]]),
-                "arguments": {k: v for k, v in vars(args).items() if k != "command"},
-                "tasks": tasks, "estimators": estimators, "backends": backends, "quick": bool(args.quick),
-                "budget": dataclasses.asdict(budget)}
+    manifest = _manifest(args, tasks=tasks, estimators=estimators, backends=backends,
+                         budget=dataclasses.asdict(budget))
     return _execute(args, console, cells, manifest)
+
+
+def _manifest(args, **fields) -> dict:
+    """What ``manifest.json`` records of a ``gradest run``: the command line, its arguments,
+    and ``fields`` (the selection that ran)."""
+    return {"command": "gradest run", "command_line": " ".join(["gradest", *sys.argv[1:]]),
+            "arguments": {k: v for k, v in vars(args).items() if k != "command"}, "quick": bool(args.quick),
+            **fields}
 
 
 def _execute(args, console, cells, manifest) -> int:
@@ -395,11 +401,8 @@ def _run_preset(args, console) -> int:
                            train_steps=args.train_steps, track_replicates=args.num_replicates)
     console.print(f"preset {preset.name} ({record['budget']}): {len(cells)} training cells; data: {record['data']}",
                   highlight=False)
-    manifest = {"command": "gradest run", "command_line": " ".join(["gradest", *sys.argv[1:]]),
-                "arguments": {k: v for k, v in vars(args).items() if k != "command"},
-                "tasks": sorted({c.task for c in cells}), "estimators": estimators,
-                "backends": sorted({c.backend for c in cells}, key=backends.index), "quick": bool(args.quick),
-                "preset": record}
+    manifest = _manifest(args, tasks=sorted({c.task for c in cells}), estimators=estimators,
+                         backends=sorted({c.backend for c in cells}, key=backends.index), preset=record)
     return _execute(args, console, cells, manifest)
 
 
