@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from gradest.estimators import relaxations as R
+from gradest import relaxations as R
 
 X = np.array([[0.3, -1.2, 2.0, 1.9], [-0.5, 0.1, 0.0, -3.0]])
 
@@ -81,3 +81,9 @@ def test_gumbel_softmax_and_straight_through(backend64):
 def test_non_positive_temperature_is_an_error(backend, fn, arg):
     with pytest.raises(ValueError, match=f"{arg} must be positive"):
         fn(backend, backend.asarray(X), -1.0)
+
+
+def test_the_first_name_still_imports_the_same_functions():
+    from gradest.estimators import relaxations as first_name
+
+    assert all(getattr(first_name, name) is getattr(R, name) for name in R.__all__)
