@@ -31,7 +31,7 @@ Shapes: logits [*value]; D [S, *value]; G [S, num_mc, *value]; f(·) [S, *b].
 from __future__ import annotations
 
 from gradest.estimator import GradientEstimator, NoiseSpec, no_state
-from gradest.estimators import relaxations as R
+from gradest import relaxations as R
 from gradest.estimators._conditional_gumbel import conditional_gumbel, conditional_logistic
 from gradest.registry import register_estimator
 from gradest.validation import integer

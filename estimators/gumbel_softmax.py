@@ -35,7 +35,7 @@ import numpy as np
 
 from gradest.estimator import GradientEstimator, no_state
 from gradest.registry import register_estimator
-from gradest.estimators import relaxations as R
+from gradest import relaxations as R
 
 
 def relaxed_sample(dist, noise, temperature, hard: bool):

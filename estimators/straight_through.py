@@ -10,7 +10,7 @@ z = E[z]. Biased, low variance; needs f to be differentiable on the simplex / [0
 from __future__ import annotations
 
 from gradest.estimator import GradientEstimator, no_state
-from gradest.estimators import relaxations as R
+from gradest import relaxations as R
 from gradest.registry import register_estimator
 
 

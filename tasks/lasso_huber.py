@@ -62,7 +62,7 @@ import math
 import numpy as np
 
 from gradest.distributions import Normal
-from gradest.estimators import relaxations as R
+from gradest import relaxations as R
 from gradest.registry import register_task
 from gradest.task import FULL_SIZES, QUICK_SIZES, Objective, Problem, Task
 from gradest.validation import choice, finite
