@@ -86,6 +86,16 @@ class SweepSizes(NamedTuple):
     learning_rate: float | None = None
 
 
+class BenchmarkSizes(NamedTuple):
+    """How large a task's asv benchmarks are (benchmarks/: ``asv run``)."""
+
+    #: R, the replicates of one timed vectorized call and of the statistics (one R, so that
+    #: both use one compiled function)
+    num_replicates: int = 1_000
+    #: the training budget of the trained-loss benchmark
+    train_steps: int = 50
+
+
 QUICK_SIZES = SweepSizes(sample_sizes=(1, 4))
 FULL_SIZES = SweepSizes(num_replicates=2000, sample_sizes=(1, 4, 16, 64), train_steps=400)
 BUDGETS = ("quick", "full")
@@ -109,6 +119,8 @@ class Task:
     #: sizes of the task's sweep cells per budget ({"quick": SweepSizes, "full": SweepSizes});
     #: a subclass overrides what differs, e.g. a small network for "quick"
     sweep_sizes: dict = {"quick": QUICK_SIZES, "full": FULL_SIZES}
+    #: sizes of the task's asv benchmarks
+    benchmark_sizes: BenchmarkSizes = BenchmarkSizes()
     options: dict = {}
     #: what the task offers beyond the contract, matched against ``GradientEstimator.requires``
     capabilities: frozenset = frozenset()

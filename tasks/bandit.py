@@ -15,7 +15,7 @@ import numpy as np
 from gradest.distributions import Categorical
 from gradest.estimator import NoiseSpec
 from gradest.registry import register_task
-from gradest.task import FULL_SIZES, QUICK_SIZES, Objective, Problem, Task
+from gradest.task import FULL_SIZES, QUICK_SIZES, BenchmarkSizes, Objective, Problem, Task
 from gradest.validation import choice, positive, vector
 
 NOISES = ("none", "gaussian", "bernoulli")
@@ -26,6 +26,7 @@ class Bandit(Task):
     """K-armed bandit trained by policy gradient (exact gradient by enumeration)."""
 
     distribution_kind = "categorical"
+    benchmark_sizes = BenchmarkSizes(num_replicates=10_000, train_steps=200)
     sweep_sizes = {"quick": QUICK_SIZES._replace(learning_rate=0.1), "full": FULL_SIZES._replace(learning_rate=0.1)}
 
     def __init__(self, rewards=None, logits=None, num_arms: int | None = None,

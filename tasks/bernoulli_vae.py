@@ -70,7 +70,7 @@ import numpy as np
 
 from gradest.distributions import Bernoulli
 from gradest.registry import register_task
-from gradest.task import FULL_SIZES, QUICK_SIZES
+from gradest.task import FULL_SIZES, QUICK_SIZES, BenchmarkSizes
 from gradest.tasks import _vae
 
 _MNIST = {"num_latents": 200, "hidden": (), "decoder_hidden": None, "batch_size": 50, "binarize": "dynamic",
@@ -94,6 +94,7 @@ class BernoulliVAE(_vae.VAETask):
     EXACT_MAX_CONFIGS = 4096
     latent_text = "latent values (0/1 or relaxed in [0, 1])"
     latent_axes = ("num_latents",)
+    benchmark_sizes = BenchmarkSizes(num_replicates=200, train_steps=20)
     #: the sweep's sizes: a small VAE measured at S = 1, 4 for the quick budget
     sweep_sizes = {
         "quick": QUICK_SIZES._replace(

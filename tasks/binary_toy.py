@@ -14,7 +14,7 @@ import numpy as np
 
 from gradest.distributions import Bernoulli
 from gradest.registry import register_task
-from gradest.task import FULL_SIZES, QUICK_SIZES, Objective, Problem, Task
+from gradest.task import FULL_SIZES, QUICK_SIZES, BenchmarkSizes, Objective, Problem, Task
 from gradest.validation import vector
 
 
@@ -23,6 +23,7 @@ class BinaryToy(Task):
     """Σ(b - t)² with independent Bernoulli b (the REBAR/RELAX toy)."""
 
     distribution_kind = "bernoulli"
+    benchmark_sizes = BenchmarkSizes(num_replicates=10_000, train_steps=200)
     sweep_sizes = {"quick": QUICK_SIZES._replace(learning_rate=0.1), "full": FULL_SIZES._replace(learning_rate=0.1)}
 
     def __init__(self, target=0.45, logits=None):

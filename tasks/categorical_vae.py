@@ -102,7 +102,7 @@ import math
 
 from gradest.distributions import Categorical
 from gradest.registry import register_task
-from gradest.task import FULL_SIZES, QUICK_SIZES
+from gradest.task import FULL_SIZES, QUICK_SIZES, BenchmarkSizes
 from gradest.tasks import _vae
 from gradest.tasks._vae import BINARIZATIONS, KL_MODES, METRIC_SEED  # noqa: F401 (public names)
 
@@ -136,6 +136,7 @@ class CategoricalVAE(_vae.VAETask):
     latent_text = "latent values"
     latent_axes = ("num_latents", "num_categories")
     activation = "relu"
+    benchmark_sizes = BenchmarkSizes(num_replicates=200, train_steps=20)
     #: the sweep's sizes: a small VAE measured at S = 1, 4 for the quick budget
     sweep_sizes = {
         "quick": QUICK_SIZES._replace(

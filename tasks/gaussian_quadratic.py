@@ -10,7 +10,7 @@ import numpy as np
 
 from gradest.distributions import Normal
 from gradest.registry import register_task
-from gradest.task import FULL_SIZES, QUICK_SIZES, Objective, Problem, Task
+from gradest.task import FULL_SIZES, QUICK_SIZES, BenchmarkSizes, Objective, Problem, Task
 from gradest.validation import vector
 
 
@@ -19,6 +19,7 @@ class GaussianQuadratic(Task):
     """Σ(z - t)² under a diagonal Gaussian (closed-form truth)."""
 
     distribution_kind = "normal"
+    benchmark_sizes = BenchmarkSizes(num_replicates=10_000, train_steps=200)
     sweep_sizes = {"quick": QUICK_SIZES._replace(learning_rate=0.05), "full": FULL_SIZES._replace(learning_rate=0.05)}
 
     def __init__(self, mean=(0.0, 0.0, 0.0), log_std=None, target=None):

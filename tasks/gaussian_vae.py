@@ -64,7 +64,7 @@ import numpy as np
 
 from gradest.distributions import Normal
 from gradest.registry import register_task
-from gradest.task import FULL_SIZES, QUICK_SIZES
+from gradest.task import FULL_SIZES, QUICK_SIZES, BenchmarkSizes
 from gradest.tasks import _vae
 
 DECODERS = ("bernoulli", "linear_gaussian")
@@ -89,6 +89,7 @@ class GaussianVAE(_vae.VAETask):
     DEFAULTS = DEFAULTS
     latent_text = "latent values"
     latent_axes = ("num_latents",)
+    benchmark_sizes = BenchmarkSizes(num_replicates=200, train_steps=20)
     #: the sweep's sizes: a small VAE measured at S = 1, 4 for the quick budget
     sweep_sizes = {
         "quick": QUICK_SIZES._replace(

@@ -64,7 +64,7 @@ import numpy as np
 from gradest.distributions import Normal
 from gradest import relaxations as R
 from gradest.registry import register_task
-from gradest.task import FULL_SIZES, QUICK_SIZES, Objective, Problem, Task
+from gradest.task import FULL_SIZES, QUICK_SIZES, BenchmarkSizes, Objective, Problem, Task
 from gradest.validation import choice, finite
 
 DATASETS = ("synthetic", "diabetes")
@@ -174,6 +174,7 @@ class LassoHuber(Task):
     """The Lasso with a Huber (width delta) and/or Gaussian (sigma) relaxation of the L1 penalty."""
 
     distribution_kind = "normal"
+    benchmark_sizes = BenchmarkSizes(num_replicates=10_000, train_steps=200)
     sweep_sizes = {"quick": QUICK_SIZES._replace(learning_rate=0.05), "full": FULL_SIZES._replace(learning_rate=0.05)}
     default_learning_rate = 1e-2
 
