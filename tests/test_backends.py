@@ -111,8 +111,8 @@ def test_noise_is_deterministic_distinct_and_right(backend, kind):
         assert a.min() > 0 and a.max() < 1
 
 
-def test_unknown_noise_kind(backend):
-    with pytest.raises(ValueError, match="known kinds: uniform, normal, gumbel"):
+def test_unknown_noise_law(backend):
+    with pytest.raises(ValueError, match="unknown noise law 'cauchy'; known laws: uniform, normal, gumbel"):
         noise.draw(backend, 0, "s", "cauchy", (1,), 0, 1)
 
 

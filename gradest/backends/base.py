@@ -24,7 +24,9 @@ import abc
 import contextlib
 from typing import Any, Callable, Sequence
 
-NOISE_KINDS = ("uniform", "normal", "gumbel")
+#: the laws a noise array can be drawn from (see `Backend.replicate_noise`)
+NOISE_LAWS = ("uniform", "normal", "gumbel")
+NOISE_KINDS = NOISE_LAWS  # the name before "law" (which says one thing; "kind" says three)
 #: optimizer names, the same for both backends
 OPTIMIZERS = ("adam", "sgd", "momentum", "rmsprop", "adagrad")
 DEVICES = ("cpu", "cuda")
@@ -35,7 +37,7 @@ class Backend(abc.ABC):
     """Array operations, explicit noise and function transforms for one framework.
 
     Attributes:
-      name: ``"torch"`` or ``"jax"``.
+      name: the name it is registered under (`gradest.backends.register_backend`), e.g. ``"torch"``.
       device: ``"cpu"`` or ``"cuda"``.
       dtype: ``"float32"`` or ``"float64"``.
     """
@@ -249,14 +251,23 @@ class Backend(abc.ABC):
 
     # ---- explicit noise ----------------------------------------------------------------
     @abc.abstractmethod
-    def replicate_noise(self, seed, stream_id: int, kind: str, shape: tuple, first, count: int):
+    def replicate_noise(self, seed, stream_id: int, law: str, shape: tuple, first, count: int):
         """Replicates ``first .. first+count-1`` of one noise stream: an array ``[count, *shape]``.
 
         The generator behind `gradest.noise` (call that module, not this method): row ``j`` is a
-        function of (seed, stream_id, kind, shape, first + j) alone, whatever ``first`` and
-        ``count`` are. ``kind`` is one of `NOISE_KINDS`: ``uniform`` draws from the open
+        function of (seed, stream_id, law, shape, first + j) alone, whatever ``first`` and
+        ``count`` are. ``law`` is one of `NOISE_LAWS`: ``uniform`` draws from the open
         interval (0, 1), ``normal`` from N(0, 1), ``gumbel`` from the standard Gumbel. Where
         the backend compiles (`static_shapes`), ``seed`` and ``first`` may be traced."""
+
+    def noise_block_replicates(self, shape: tuple) -> int:
+        """How many replicates of a per-replicate ``shape`` one generator call draws together.
+
+        1 (the default) means per replicate: each replicate is drawn on its own (JAX folds the
+        replicate index into the key). A backend without a per-element counter-based generator
+        draws fixed blocks of this many replicates and slices windows out of them; the value
+        must depend on ``shape`` alone, so that the numbers do (`gradest.noise`)."""
+        return 1
 
     # ---- memory ------------------------------------------------------------------------
     def reset_peak_memory(self) -> None:
@@ -267,9 +278,12 @@ class Backend(abc.ABC):
         return float("nan")
 
 
-def check_noise_kind(kind: str) -> None:
-    if kind not in NOISE_KINDS:
-        raise ValueError(f"unknown noise kind {kind!r}; known kinds: {', '.join(NOISE_KINDS)}")
+def check_noise_law(law: str) -> None:
+    if law not in NOISE_LAWS:
+        raise ValueError(f"unknown noise law {law!r}; known laws: {', '.join(NOISE_LAWS)}")
+
+
+check_noise_kind = check_noise_law  # the name before "law"
 
 
 class TrainStep(abc.ABC):
