@@ -18,7 +18,7 @@ Optimizers come from the ecosystem (torch.optim, optax) under one set of names
 (`OPTIMIZERS`), with hyper-parameters set so that both backends run the same algorithm
 (torch.optim's defaults); the step itself is the backend's (`Backend.train_step`: eager
 autograd and torch.optim in torch, one jitted function with the noise drawn inside in JAX).
-Steps are cached (`gradest.compiled`) by task, estimator, backend, S, optimizer and batch
+Steps are cached (`gradest.cache`) by task, estimator, backend, S, optimizer and batch
 shapes: a second `train` with the same key, at another learning rate, seed or θ₀, compiles
 nothing. `Trainer` is the same loop one step at a time, for benchmarks and custom loops.
 
@@ -50,14 +50,16 @@ from typing import Any
 
 import numpy as np
 
-from gradest import compiled, noise
+from gradest import cache, noise
 from gradest.backends import get_backend
 from gradest.backends.base import OPTIMIZERS, check_optimizer
+from gradest.binding import check_compatible, default_samples, make_loss, noise_specs, phi_objective
 from gradest.estimator import GradientEstimator
-from gradest.measure import (GradientSampler, check_compatible, default_samples, exact_functions, make_loss,
-                             noise_specs, phi_objective, summarize)
 from gradest.noise import MAX_SEED
 from gradest.registry import get_estimator, get_task
+from gradest.sampler import GradientSampler
+from gradest.statistics import summarize
+from gradest.truth import Truth
 from gradest.validation import flat_params, integer, optional_integer
 from gradest.validation import seed as check_seed
 
@@ -170,8 +172,8 @@ def train_step(task, est, B, num_samples: int, optimizer: str, batch):
     batch shapes): the noise of step t (replicate t of `gradest.noise`'s streams), the
     surrogate's gradient, the update of θ (and of φ). The learning rate, θ and the seed are
     data of the step, so other runs with the same key reuse it."""
-    key = ("train", compiled.task_key(task), compiled.estimator_key(est), compiled.backend_key(B),
-           int(num_samples), optimizer, compiled.shape_signature(batch))
+    key = ("train", cache.task_key(task), cache.estimator_key(est), cache.backend_key(B),
+           int(num_samples), optimizer, cache.shape_signature(batch))
 
     def build():
         specs = noise_specs(task, est, B, B.asarray(task.init_params()), num_samples, batch)
@@ -180,7 +182,7 @@ def train_step(task, est, B, num_samples: int, optimizer: str, batch):
         return B.train_step(make_loss(task, est, B), lambda seed, t: noise.first_replicate(draw(seed, t)),
                             optimizer, phi)
 
-    return compiled.CACHE.get(key, build)
+    return cache.CACHE.get(key, build)
 
 
 class Trainer:
@@ -290,13 +292,13 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
                 for label, tracked_est in tracked]
     # the trained estimator itself is measured at its current state (φ as trained so far)
     own = {label for label, tracked_est in tracked if tracked_est.label == est.label
-           and compiled.estimator_key(tracked_est) == compiled.estimator_key(est)}
+           and cache.estimator_key(tracked_est) == cache.estimator_key(est)}
 
-    # ground truth; a task whose exact_loss returns None has none (found at first use)
+    # ground truth (`gradest.truth`, as gradient_stats measures against): compiled where it is
+    # evaluated often, else eager (no compilation to pay for a few evaluations)
     basket_rows = -(-steps // every) if tracked else 0
     rows_expected = -(-steps // eval_every) + 1 + basket_rows  # an upper bound
-    truth = _Truth(task, B, need_grad=bool(tracked), compile_loss=rows_expected >= _COMPILE_ABOVE,
-                   compile_grad=basket_rows >= _COMPILE_ABOVE) if task.has_exact() else None
+    truth = Truth(task, B, compile_loss=rows_expected >= _COMPILE_ABOVE, compile_grad=basket_rows >= _COMPILE_ABOVE)
 
     rows: list[dict] = []
     elapsed = 0.0
@@ -333,47 +335,15 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
         num_samples=num_samples, tracked=[label for label, _ in tracked])
 
 
-class _Truth:
-    """The task's exact loss and its gradient at θ, or None without truth. Evaluated often,
-    they are the compiled functions cached per task and backend (`gradest.measure`); a few
-    evaluations run eagerly (no compilation to pay for)."""
-
-    def __init__(self, task, B, need_grad: bool, compile_loss: bool, compile_grad: bool):
-        self.B = B
-        self.available = True
-        loss = lambda p: task.exact_loss(B, p)  # noqa: E731
-        cached = exact_functions(task, B) if (compile_loss or compile_grad) else None
-        if cached is not None and not cached.available:
-            self.available, compile_loss, compile_grad = False, False, False
-        self._loss = cached.loss if compile_loss else loss
-        grad = B.grad(loss) if need_grad else None
-        if grad is not None and compile_grad:
-            grad = lambda p: cached.value_and_grad(p)[1]  # noqa: E731
-        self._grad = grad
-
-    def loss(self, theta) -> float:
-        value = self._loss(theta) if self.available else None
-        if value is None:
-            self.available = False
-            return math.nan
-        return float(self.B.to_numpy(value))
-
-    def grad(self, theta):
-        """The exact gradient at θ (None without truth; call `loss` first, which finds out)."""
-        if self._grad is None or not self.available:
-            return None
-        return self.B.to_numpy(self._grad(theta)).astype(np.float64)
-
-
 def _evaluate(task, B, step, seconds, value, theta, truth, samplers, replicates, own_state=((), None)):
     """One history row at θ_t ``theta`` (a backend array); ``own_state``: (labels of the
     samplers of the trained estimator, its state at θ_t)."""
     row = {"step": step, "seconds": seconds, "loss": value,
-           "exact_loss": truth.loss(theta) if truth is not None else math.nan}
+           "exact_loss": truth.loss(theta)}
     for name, v in task.metrics(B, theta).items():
         row[name] = float(v)
     if samplers:
-        exact = truth.grad(theta) if truth is not None else None
+        exact = truth.grad(theta)
         theta_np = B.to_numpy(theta).astype(np.float64)
         own, state = own_state
         for label, sampler in samplers:

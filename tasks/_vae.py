@@ -68,7 +68,7 @@ import math
 
 import numpy as np
 
-from gradest import noise
+from gradest import cache, noise
 from gradest.task import Objective, Problem, Task, flatten_numpy, unflatten
 from gradest.tasks import _data
 from gradest.validation import integer
@@ -81,8 +81,9 @@ ACTIVATIONS = ("relu", "tanh", "leaky_relu")
 #: negative slope of ``leaky_relu`` (as in Dong et al. 2020's public code for DisARM)
 LEAKY_SLOPE = 0.3
 
-#: compiled metric functions, keyed by (task repr, backend name, device, dtype)
-_METRIC_FNS: dict = {}
+#: compiled metric functions, keyed by (task repr, backend name, device, dtype); a named cache of
+#: `gradest.cache`, so that ``gradest.clear_compile_cache()`` empties it
+_METRIC_FNS = cache.lru("vae_metrics", 64)
 
 # keys of numpy.random.default_rng streams (data, not estimator noise)
 _DEFAULT_BATCH_KEY = 0xDEFA
@@ -432,9 +433,7 @@ class VAETask(Task):
         # one compiled function per (options, backend), shared by equal task instances: the data
         # and the metric noise are functions of the options alone
         key = (repr(self), B.name, B.device, B.dtype)
-        if key not in _METRIC_FNS:
-            _METRIC_FNS[key] = self._build_metrics(B)
-        values = _METRIC_FNS[key](B.stop_gradient(B.asarray(params)))
+        values = _METRIC_FNS.get(key, lambda: self._build_metrics(B))(B.stop_gradient(B.asarray(params)))
         return {name: float(B.to_numpy(v)) for name, v in values.items()}
 
     def _build_metrics(self, B):
