@@ -6,7 +6,7 @@ Every distribution here follows one contract (shapes with ``S`` samples):
   carry gradient to the task's θ. ``score(z)`` gives ∂ log p(z) / ∂ param analytically,
   ``[S, *param.shape]`` per parameter.
 * ``noise_kind`` / ``noise_shape``: what noise one sample consumes (``[*noise_shape]`` of
-  ``noise_kind`` from `Backend.noise`); ``sample(noise [S, *noise_shape]) -> z [S, *value_shape]``
+  ``noise_kind`` drawn by `gradest.noise`); ``sample(noise [S, *noise_shape]) -> z [S, *value_shape]``
   is a deterministic transform of that noise, without gradient.
 * ``rsample(noise)`` (only where ``has_rsample``) is the reparameterized sample [1, 2].
 * ``log_prob(z) -> [S, *batch_shape]``: the log density summed over the ``event_ndims``

@@ -4,12 +4,13 @@ Every random number an estimator or a task uses is drawn here and passed in (the
 contract, `gradest.estimator`). A *stream* is a name such as ``"estimator/sample"`` (the
 distribution's own noise, shared by every estimator) or ``"task/reward"``; a *spec* tree
 ``{group: {name: NoiseSpec(shape, kind)}}`` names the streams one computation draws, each
-replicate getting an array of ``shape``.
+replicate getting an array of ``shape`` drawn from the spec's *law* (its ``kind`` field).
 
 The promise (noise scheme `NOISE_VERSION` = 2)
 ----------------------------------------------
-Replicate ``i`` of stream ``s`` under seed ``k`` is a function of (k, s, kind, shape, i) and
-of the backend (and, for torch, the device type) alone. In particular, for one backend and device it is the same
+Replicate ``i`` of stream ``s`` under seed ``k`` is a function of (k, s, law, shape, i) and
+of the backend (and its device, where the backend says so) alone. In particular, for one
+backend and device it is the same
 
 * for every chunk size: chunking replicates changes memory, never numbers;
 * for every R: the first 100 replicates of R = 3,000 are those of R = 100;
@@ -20,22 +21,18 @@ of the backend (and, for torch, the device type) alone. In particular, for one b
 Training step ``t`` under seed ``k`` uses replicate ``t`` of the same streams, so a run is
 reproducible and estimators trained under one seed share noise step by step.
 
-How each backend keeps it
--------------------------
-* **JAX**: replicate i's key is ``fold_in(fold_in(PRNGKey(k), stream_id), i)``, vmapped over
-  i inside the compiled function (seed and first replicate are traced arguments). JAX's
-  threefry generator is the same on every device: CPU and GPU draw the same random bits (the
-  floats made from them, e.g. by an inverse error function, can differ in the last bit).
-* **torch**: torch has no per-element counter-based generator, so replicates are drawn in
-  fixed blocks: block ``b`` of stream ``s`` is one ``torch.Generator`` call seeded with a
-  hash of (k, stream_id, b), holding replicates ``b·m .. b·m + m - 1`` where ``m`` =
-  `torch_block_replicates` (shape) depends on the per-replicate shape only. A window of
-  replicates draws the blocks it touches and slices them. torch's CPU generator (Mersenne
-  Twister) and its CUDA generator (Philox) give *different* numbers for the same seed: CPU
-  and CUDA runs of torch share the scheme, not the numbers.
-* Across backends the numbers differ; parity tests feed the same NumPy noise to both.
+How a backend keeps it
+----------------------
+`Backend.replicate_noise` draws from a generator seeded with (k, `stream_id` (s, law)) and
+either the replicate index (a counter-based generator: one replicate at a time,
+`Backend.noise_block_replicates` = 1) or the index of a fixed block of
+`Backend.noise_block_replicates` (shape) replicates, a number that depends on the
+per-replicate shape alone: a window of replicates then draws the blocks it touches and slices
+them. Each backend's module docstring says which it does, and whether its devices draw the
+same numbers. Across backends the numbers differ; parity tests feed the same NumPy noise to
+both.
 
-Noise kinds (`NOISE_KINDS`): ``uniform`` on the open interval (0, 1) (so log u and
+Noise laws (`NOISE_LAWS`): ``uniform`` on the open interval (0, 1) (so log u and
 log(-log u) are finite), ``normal`` N(0, 1), ``gumbel`` standard Gumbel.
 
 Streams that must be independent of the measured replicates (a state or φ warm-up, a training
@@ -47,10 +44,10 @@ from __future__ import annotations
 import zlib
 from typing import Callable, Mapping
 
-from gradest.backends.base import NOISE_KINDS, check_noise_kind
+from gradest.backends.base import NOISE_KINDS, NOISE_LAWS, check_noise_law
 
-__all__ = ["NOISE_VERSION", "NOISE_KINDS", "SAMPLE_STREAM", "stream_id", "draw", "draw_tree", "drawer",
-           "prefixed", "first_replicate", "layout", "torch_block_replicates", "MAX_SEED"]
+__all__ = ["NOISE_VERSION", "NOISE_LAWS", "NOISE_KINDS", "SAMPLE_STREAM", "stream_id", "draw", "draw_tree",
+           "drawer", "prefixed", "first_replicate", "layout", "MAX_SEED"]
 
 #: version of the scheme above; results record it, and a change of scheme recomputes them
 NOISE_VERSION = 2
@@ -58,35 +55,25 @@ NOISE_VERSION = 2
 SAMPLE_STREAM = "estimator/sample"
 #: seeds are 0 .. MAX_SEED (JAX keys take 32-bit seeds)
 MAX_SEED = 2**31 - 1
-#: torch: a block of replicates holds about this many numbers (see `torch_block_replicates`)
-TORCH_BLOCK_NUMBERS = 2**16
-TORCH_MAX_BLOCK_REPLICATES = 1024
+#: the block policy of one backend, under the names it had here (read from that backend's module)
+_MOVED = {"torch_block_replicates": "block_replicates", "TORCH_BLOCK_NUMBERS": "BLOCK_NUMBERS",
+          "TORCH_MAX_BLOCK_REPLICATES": "MAX_BLOCK_REPLICATES"}
 
 
-def stream_id(stream: str, kind: str) -> int:
-    """A stable 31-bit integer for (stream name, noise kind), the same in every process."""
-    check_noise_kind(kind)
-    return zlib.crc32(f"{stream}#{kind}".encode()) & 0x7FFFFFFF
+def stream_id(stream: str, law: str) -> int:
+    """A stable 31-bit integer for (stream name, noise law), the same in every process."""
+    check_noise_law(law)
+    return zlib.crc32(f"{stream}#{law}".encode()) & 0x7FFFFFFF
 
 
-def torch_block_replicates(shape) -> int:
-    """Replicates per torch noise block for a per-replicate ``shape``: the largest power of two
-    with at most `TORCH_BLOCK_NUMBERS` numbers per block (1 for large shapes), at most 1,024.
-    A function of the shape alone, so the numbers are too."""
-    size = 1
-    for n in shape:
-        size *= int(n)
-    per_block = max(1, TORCH_BLOCK_NUMBERS // max(size, 1))
-    per_block = 1 << (per_block.bit_length() - 1)
-    return min(per_block, TORCH_MAX_BLOCK_REPLICATES)
+def draw(backend, seed, stream: str, law: str, shape, first, count: int):
+    """Replicates ``first .. first + count - 1`` of ``stream``, drawn from ``law``: an array
+    ``[count, *shape]``.
 
-
-def draw(backend, seed, stream: str, kind: str, shape, first, count: int):
-    """Replicates ``first .. first + count - 1`` of ``stream``: an array ``[count, *shape]``.
-
-    ``seed`` and ``first`` may be traced integers inside a JAX-compiled function."""
+    ``seed`` and ``first`` may be traced integers inside a compiled function (`static_shapes`
+    backends)."""
     shape = tuple(int(n) for n in shape)
-    return backend.replicate_noise(seed, stream_id(stream, kind), kind, shape, first, int(count))
+    return backend.replicate_noise(seed, stream_id(stream, law), law, shape, first, int(count))
 
 
 def draw_tree(backend, specs: Mapping, seed, first, count: int) -> dict:
@@ -99,16 +86,17 @@ def draw_tree(backend, specs: Mapping, seed, first, count: int) -> dict:
 
 def drawer(backend, specs: Mapping, count: int) -> Callable:
     """``(seed, first) -> draw_tree(backend, specs, seed, first, count)`` as a function, to be
-    called inside a compiled function (JAX traces seed and first; torch draws eagerly)."""
+    called inside a compiled function (a `static_shapes` backend traces seed and first; an
+    eager one draws at once)."""
     streams = [(group, name, f"{group}/{name}", spec.kind, tuple(int(n) for n in spec.shape))
                for group, group_specs in specs.items() for name, spec in group_specs.items()]
-    ids = [(group, name, stream_id(stream, kind), kind, shape) for group, name, stream, kind, shape in streams]
+    ids = [(group, name, stream_id(stream, law), law, shape) for group, name, stream, law, shape in streams]
     groups = list(specs)
 
     def draw_all(seed, first):
         out: dict = {group: {} for group in groups}
-        for group, name, sid, kind, shape in ids:
-            out[group][name] = backend.replicate_noise(seed, sid, kind, shape, first, count)
+        for group, name, sid, law, shape in ids:
+            out[group][name] = backend.replicate_noise(seed, sid, law, shape, first, count)
         return out
 
     return draw_all
@@ -136,3 +124,11 @@ def layout(specs: Mapping) -> tuple:
     return tuple((group, tuple((name, tuple(int(n) for n in spec.shape), spec.kind)
                                for name, spec in sorted(group_specs.items())))
                  for group, group_specs in sorted(specs.items()))
+
+
+def __getattr__(name):
+    if name in _MOVED:  # the block policy lives with the backend that has it now
+        import importlib
+
+        return getattr(importlib.import_module("gradest.backends.torch"), _MOVED[name])
+    raise AttributeError(f"module 'gradest.noise' has no attribute {name!r}")

@@ -1,10 +1,14 @@
 """The JAX implementation of `gradest.backends.base.Backend`.
 
-Transforms are JAX's own (``jax.grad``, ``jax.vmap``, ``jax.jit``). Noise comes from
-``jax.random``: replicate i of a stream from the key ``fold_in(fold_in(PRNGKey(seed), stream), i)``
-(the scheme of `gradest.noise`). Optimizers are optax's; a training step is one jitted function. Arrays are
-committed to the backend's device. float64 turns on ``jax_enable_x64`` (a process-wide JAX
-setting).
+Transforms are JAX's own (``jax.grad``, ``jax.vmap``, ``jax.jit``). Optimizers are optax's; a
+training step is one jitted function. Arrays are committed to the backend's device. float64
+turns on ``jax_enable_x64`` (a process-wide JAX setting).
+
+Noise (the promise of `gradest.noise`), per replicate: replicate i of stream s under seed k
+comes from the key ``fold_in(fold_in(PRNGKey(k), s), i)``, vmapped over i inside the compiled
+function (seed and first replicate are traced arguments). JAX's threefry generator is the same
+on every device: CPU and GPU draw the same random bits (the floats made from them, e.g. by an
+inverse error function, can differ in the last bit).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from gradest.backends.base import Backend, TrainStep, check_noise_kind, check_optimizer
+from gradest.backends.base import Backend, TrainStep, check_noise_law, check_optimizer
 
 _INT = {"int64": jnp.int64, "int32": jnp.int32, "bool": jnp.bool_}
 
@@ -197,12 +201,12 @@ class JaxBackend(Backend):
     # noise
     static_shapes = True
 
-    def replicate_noise(self, seed, stream_id, kind, shape, first, count):
-        check_noise_kind(kind)
+    def replicate_noise(self, seed, stream_id, law, shape, first, count):
+        check_noise_law(law)
         if isinstance(seed, jax.core.Tracer) or isinstance(first, jax.core.Tracer):
-            return _replicates(seed, first, stream_id, kind, tuple(shape), int(count), self._float)
-        # eager: one compiled drawer per (kind, shape, count, dtype), seed and first as data
-        out = _eager_drawer(stream_id, kind, tuple(shape), int(count), jnp.dtype(self._float).name)(
+            return _replicates(seed, first, stream_id, law, tuple(shape), int(count), self._float)
+        # eager: one compiled drawer per (law, shape, count, dtype), seed and first as data
+        out = _eager_drawer(stream_id, law, tuple(shape), int(count), jnp.dtype(self._float).name)(
             np.uint32(seed), np.uint32(first))
         return jax.device_put(out, self._jax_device)
 
@@ -236,16 +240,16 @@ class JaxBackend(Backend):
         return math.nan
 
 
-def _replicates(seed, first, stream_id, kind, shape, count, dtype):
+def _replicates(seed, first, stream_id, law, shape, count, dtype):
     """[count, *shape]: replicate i's noise from ``fold_in(fold_in(PRNGKey(seed), stream), i)``."""
     base = jax.random.fold_in(jax.random.PRNGKey(seed), stream_id)
     index = jnp.asarray(first, jnp.uint32) + jnp.arange(count, dtype=jnp.uint32)
     keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base, index)
 
     def one(key):
-        if kind == "normal":
+        if law == "normal":
             return jax.random.normal(key, shape, dtype)
-        if kind == "gumbel":
+        if law == "gumbel":
             return jax.random.gumbel(key, shape, dtype)
         return jax.random.uniform(key, shape, dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
 
@@ -253,8 +257,8 @@ def _replicates(seed, first, stream_id, kind, shape, count, dtype):
 
 
 @functools.lru_cache(maxsize=256)
-def _eager_drawer(stream_id, kind, shape, count, dtype):
-    return jax.jit(lambda seed, first: _replicates(seed, first, stream_id, kind, shape, count, jnp.dtype(dtype)))
+def _eager_drawer(stream_id, law, shape, count, dtype):
+    return jax.jit(lambda seed, first: _replicates(seed, first, stream_id, law, shape, count, jnp.dtype(dtype)))
 
 
 def _optax_factory(name):

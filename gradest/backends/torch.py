@@ -1,10 +1,16 @@
 """The PyTorch implementation of `gradest.backends.base.Backend`.
 
 Transforms come from ``torch.func`` (``grad``, ``vmap``); ``jit`` is eager unless the backend
-was made with ``compile=True`` (then ``torch.compile``). Noise comes in blocks of replicates, each
-one ``torch.Generator`` call on the backend's device seeded from (seed, stream, block) (the
-scheme of `gradest.noise`). Optimizers are torch.optim's; a training step is eager, θ a leaf
-tensor updated in place.
+was made with ``compile=True`` (then ``torch.compile``). Optimizers are torch.optim's; a training
+step is eager, θ a leaf tensor updated in place.
+
+Noise (the promise of `gradest.noise`): torch has no per-element counter-based generator, so
+replicates are drawn in fixed blocks: block ``b`` of stream ``s`` under seed ``k`` is one
+``torch.Generator`` call on the backend's device seeded with a hash of (k, s, b), holding
+replicates ``b·m .. b·m + m - 1`` where ``m`` = `block_replicates` (shape) depends on the
+per-replicate shape only. A window of replicates draws the blocks it touches and slices them.
+torch's CPU generator (Mersenne Twister) and its CUDA generator (Philox) give *different*
+numbers for the same seed: CPU and CUDA runs share the scheme, not the numbers.
 """
 from __future__ import annotations
 
@@ -15,8 +21,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from gradest.backends.base import Backend, TrainStep, check_noise_kind, check_optimizer
-from gradest.noise import torch_block_replicates
+from gradest.backends.base import Backend, TrainStep, check_noise_law, check_optimizer
+
+#: a noise block holds about this many numbers (see `block_replicates`)
+BLOCK_NUMBERS = 2**16
+MAX_BLOCK_REPLICATES = 1024
 
 _DTYPES = {
     "float32": torch.float32,
@@ -25,6 +34,18 @@ _DTYPES = {
     "int32": torch.int32,
     "bool": torch.bool,
 }
+
+
+def block_replicates(shape) -> int:
+    """Replicates per noise block for a per-replicate ``shape``: the largest power of two with
+    at most `BLOCK_NUMBERS` numbers per block (1 for large shapes), at most 1,024. A function
+    of the shape alone, so the numbers are too."""
+    size = 1
+    for n in shape:
+        size *= int(n)
+    per_block = max(1, BLOCK_NUMBERS // max(size, 1))
+    per_block = 1 << (per_block.bit_length() - 1)
+    return min(per_block, MAX_BLOCK_REPLICATES)
 
 
 def _tree_map(fn, tree):
@@ -221,28 +242,31 @@ class TorchBackend(Backend):
         return x
 
     # noise
-    def replicate_noise(self, seed, stream_id, kind, shape, first, count):
-        check_noise_kind(kind)
-        per_block = torch_block_replicates(shape)
+    def noise_block_replicates(self, shape):
+        return block_replicates(shape)
+
+    def replicate_noise(self, seed, stream_id, law, shape, first, count):
+        check_noise_law(law)
+        per_block = self.noise_block_replicates(shape)
         first, count = int(first), int(count)
         b0, b1 = first // per_block, (first + count - 1) // per_block
-        blocks = [self._noise_block(int(seed), stream_id, kind, tuple(shape), b, per_block) for b in range(b0, b1 + 1)]
+        blocks = [self._noise_block(int(seed), stream_id, law, tuple(shape), b, per_block) for b in range(b0, b1 + 1)]
         out = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
         offset = first - b0 * per_block
         return out[offset:offset + count]
 
-    def _noise_block(self, seed, stream_id, kind, shape, block, per_block):
+    def _noise_block(self, seed, stream_id, law, shape, block, per_block):
         """Replicates block·per_block .. (block+1)·per_block - 1 of one stream: [per_block, *shape]."""
         gen = torch.Generator(device=self._torch_device)
         gen.manual_seed(_mix(seed, stream_id, block))
         size = (per_block, *shape)
         opts = dict(generator=gen, dtype=self._float, device=self._torch_device)
-        if kind == "normal":
+        if law == "normal":
             return torch.randn(size, **opts)
         u = torch.rand(size, **opts)
         tiny = torch.finfo(self._float).tiny
         u = u.clamp(min=tiny, max=1.0 - torch.finfo(self._float).eps / 2)
-        if kind == "uniform":
+        if law == "uniform":
             return u
         return -torch.log(-torch.log(u))
 
