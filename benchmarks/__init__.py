@@ -5,8 +5,12 @@
 * `benchmarks.statistics`: variance, squared bias, MSE and work-normalized variance over the
   same grid, against the exact gradient.
 * `benchmarks.training`: time of one training step and the loss after a fixed training budget.
-* `benchmarks.references`: hand-written PyTorch / JAX / NumPy implementations next to gradest's
-  on the 10-armed bandit, so that the ratios show in one run.
+* `benchmarks.references`: hand-written implementations next to gradest's on the 10-armed
+  bandit, so that the ratios show in one run.
+* `benchmarks.train_references`: a categorical_vae training step of gradest against a
+  hand-written one of the same framework.
 
-The grid itself (labels, task settings, skip rules) lives in `benchmarks._grid`.
+Helpers (no benchmarks of their own; asv imports them too): `benchmarks._grid`, the grid
+(labels, suites, sizes, skipping, the process set-up), and `benchmarks._references`, the
+hand-written code, one module per framework.
 """

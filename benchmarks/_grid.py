@@ -11,8 +11,8 @@ installed plugins are benchmarked without touching this folder:
   a default keeps a benchmark's history.
 * tasks: every registered task (`gradest.list_tasks`) once per declared variant (labelled the
   same way).
-* backends: ``torch`` and ``jax``; devices: ``cpu``, and ``cuda`` where an NVIDIA GPU is
-  present (`grid_devices`).
+* backends: the registered ones (`gradest.backends.backend_names`); devices: ``cpu``, and
+  ``cuda`` where an NVIDIA GPU is present (`grid_devices`).
 
 **One suite per distribution kind.** An estimator runs only on tasks of a distribution it
 supports, so the full product estimator x task is mostly n/a. `suites()` splits the grid by
@@ -24,14 +24,15 @@ points that can run, up to the few an estimator's extra needs rule out (`skip_re
 `runnable_fraction`).
 
 A grid point that cannot run is skipped, never failed: `prepare` raises NotImplementedError
-(asv's skip) for an unsupported estimator x task combination
-(`gradest.measure.UnsupportedCombinationError`), a framework that is not installed, and
-``cuda`` without a GPU. Any other error is a real failure and shows as one. A plugin
-estimator that cannot be built without options is in no suite (`unbuildable` names it and
-why).
+(asv's skip) where the harness's own check refuses the estimator x task combination
+(`gradest.measure.check_compatible`: `UnsupportedCombinationError`), where the framework is
+not installed, and for ``cuda`` without a GPU. Any other error is a real failure and shows as
+one. A plugin estimator that cannot be built without options is in no suite (`unbuildable`
+names it and why).
 
-Sizes per task (`TASK_SETTINGS`): R of the timed vectorized call, R of the statistics, and the
-training budget. Every estimate averages ``NUM_SAMPLES`` samples (at least the estimator's
+Sizes: each task declares its own (`gradest.task.BenchmarkSizes` in ``Task.benchmark_sizes``:
+R of the timed vectorized call and of the statistics, and the training budget), read by
+`settings`. Every estimate averages ``NUM_SAMPLES`` samples (at least the estimator's
 ``min_samples``), so estimators are compared at equal sample counts. Seeds are fixed (`SEED`).
 
 **Computed once per grid point** (`point_values`): the statistics and the trained loss of a
@@ -40,42 +41,48 @@ them and leaves them, as a JSON file, in the folder of the run's ``setup_cache``
 suite's benchmarks in that folder, and removes it after the run); the others read it. A
 ``--bench`` selection therefore pays only for the grid points it runs.
 
-Both frameworks are imported when this module is imported: asv's fork server (see
-``launch_method`` in asv.conf.json) imports the suites once and forks a process per
-benchmark and grid point, so the import is paid once per run, not once per grid point.
-Importing a framework starts no threads and initializes no device, so forking afterwards is
-safe. Under asv the tasks are also built here (data sets loaded once), and compiled JAX
-functions are cached on disk (`jax_cache_dir`), so that the time, memory, statistics and
-training benchmarks of one grid point, each its own process, compile each function once.
+**The process** (`configure_process`, which every benchmark's setup calls when it builds its
+backend, `backend_or_skip`): one intra-op thread per framework (``GRADEST_BENCH_THREADS``), the
+installed frameworks imported, and under asv the tasks built (data loaded) and compiled
+functions cached on disk (`compilation_cache_dir`). Importing this module changes nothing,
+except under asv (`under_asv`), where it configures the process at once: asv's fork server
+(``launch_method`` in asv.conf.json) imports the suites once and forks a process per
+benchmark and grid point, so the imports and data are paid once per run, not once per grid
+point. Importing a framework starts no threads and initializes no device, so forking
+afterwards is safe. What each framework needs for that is declared by its reference module
+(`benchmarks._references`); this module names none.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import importlib
-import importlib.util
 import itertools
 import json
-import math
 import os
 import shutil
 import sys
 import traceback
 from typing import Any, NamedTuple
 
-#: intra-op threads of every timed benchmark (``GRADEST_BENCH_THREADS``, default 1): on a
-#: shared machine, tiny operations on several threads time at 5-40x their best. JAX reads its
-#: thread setting once, at import, from XLA_FLAGS, so it is set before any import of jax.
-THREADS = int(os.environ.get("GRADEST_BENCH_THREADS", "1"))
-os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen={'false' if THREADS == 1 else 'true'} "
-                                   f"intra_op_parallelism_threads={THREADS}")
-os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+import gradest
+from gradest.backends import available_backends, backend_entry, backend_names, get_backend
+from gradest.labels import make_label, parse_label  # noqa: F401 -- parse_label: the grid's inverse
+from gradest.measure import UnsupportedCombinationError, check_compatible
+from gradest.registry import TASKS, estimator_variants, task_variants
+from gradest.sweep.store import atomic_write_text
+from gradest.task import BenchmarkSizes
 
-import gradest  # noqa: E402
-from gradest.backends import BACKENDS, get_backend  # noqa: E402
-from gradest.labels import make_label, parse_label  # noqa: E402,F401 -- parse_label: the grid's inverse
-from gradest.measure import UnsupportedCombinationError, check_compatible, gradient_stats  # noqa: E402
-from gradest.registry import TASKS, estimator_variants, task_variants  # noqa: E402
+from . import _references
+
+#: intra-op threads of every timed benchmark (``GRADEST_BENCH_THREADS``, default 1): on a
+#: shared machine, tiny operations on several threads time at 5-40x their best
+THREADS = int(os.environ.get("GRADEST_BENCH_THREADS", "1"))
+#: every gradient estimate averages this many samples (more where an estimator needs more)
+NUM_SAMPLES = 4
+#: the seed of every benchmark's noise
+SEED = 0
+PARAM_NAMES = ["estimator", "task", "backend", "device"]
 
 
 class StableTiming:
@@ -93,44 +100,57 @@ class StableTiming:
     min_run_count = 5
 
 
-def fix_threads() -> None:
-    """Run torch with `THREADS` intra-op threads (JAX's are fixed at import by XLA_FLAGS)."""
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        torch.set_num_threads(THREADS)
-
-#: every gradient estimate averages this many samples (more where an estimator needs more)
-NUM_SAMPLES = 4
-#: the seed of every benchmark's noise
-SEED = 0
+# ---- the process (see the module docstring) -------------------------------------------------
+def under_asv() -> bool:
+    """Whether asv's benchmark runner imported the suites (not, e.g., pytest)."""
+    return os.environ.get("ASV") == "true" or "asv_runner" in sys.modules
 
 
-class TaskSettings(NamedTuple):
-    """Sizes of the benchmarks of one task."""
+def compilation_cache_dir() -> str | None:
+    """Where compiled functions are cached under asv: ``$JAX_COMPILATION_CACHE_DIR`` when set,
+    else ``.asv/jax-cache`` beside asv.conf.json; None outside asv (no side effects on a process
+    that merely runs the suites' code, e.g. pytest)."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    if not under_asv():
+        return None
+    root = os.environ.get("ASV_CONF_DIR") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(root, ".asv", "jax-cache")
 
-    #: R, the replicates of one timed vectorized call (time_estimate, peakmem_estimate) and of
-    #: the statistics (track_variance, ...): one R, so that both use one compiled function
-    replicates: int
-    #: the training budget of track_loss_after_training
-    train_steps: int
+
+@functools.lru_cache(maxsize=None)
+def _configure_once() -> None:
+    """The once-per-process part of `configure_process`."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+    installed = available_backends()
+    for framework, thread_environment in _references.each_framework("thread_environment"):
+        for name, value in thread_environment(THREADS).items():  # before the framework starts
+            os.environ.setdefault(name, value)
+    for name in installed:  # imported once, before asv's fork server forks
+        for package in backend_entry(name).packages[:1]:
+            importlib.import_module(package)
+    if under_asv():
+        for label in task_labels():  # built (data loaded) once, in the fork server
+            try:
+                build_task(label)
+            except Exception:  # reported by the grid points of that task
+                pass
+    cache = compilation_cache_dir()
+    if cache:
+        for framework, use_cache in _references.each_framework("use_compilation_cache"):
+            if framework in installed:
+                use_cache(cache)
 
 
-TASK_SETTINGS = {
-    "bandit": TaskSettings(10_000, 200),
-    "binary_toy": TaskSettings(10_000, 200),
-    "gaussian_quadratic": TaskSettings(10_000, 200),
-    "lasso_huber": TaskSettings(10_000, 200),
-    "categorical_vae": TaskSettings(200, 20),
-    "bernoulli_vae": TaskSettings(200, 20),
-    "gaussian_vae": TaskSettings(200, 20),
-}
-#: sizes of a task not listed above (e.g. a plugin's)
-DEFAULT_TASK_SETTINGS = TaskSettings(1_000, 50)
-
-PARAM_NAMES = ["estimator", "task", "backend", "device"]
+def configure_process() -> None:
+    """Set up this process for timing (idempotent; `backend_or_skip` calls it for every
+    benchmark's setup): the threads, the frameworks imported, and under asv the tasks built and
+    the compilation cache."""
+    _configure_once()
+    installed = available_backends()
+    for framework, set_threads in _references.each_framework("set_threads"):
+        if framework in installed:
+            set_threads(THREADS)
 
 
 # ---- labels and suites ----------------------------------------------------------------------
@@ -141,6 +161,11 @@ def estimator_labels() -> list[str]:
 
 def task_labels() -> list[str]:
     return [make_label(name, opts) for name in gradest.list_tasks() for opts in task_variants(name)]
+
+
+def grid_backends() -> list[str]:
+    """The registered backends, in preference order (installed or not: a missing one skips)."""
+    return backend_names()
 
 
 def grid_devices() -> list[str]:
@@ -182,7 +207,7 @@ def suites() -> dict[str, list[list[str]]]:
         estimators = [e for e in estimator_labels()
                       if not isinstance(s := _estimator_support(e), str) and kind in s]
         if estimators:
-            out[kind] = [estimators, tasks, list(BACKENDS), grid_devices()]
+            out[kind] = [estimators, tasks, grid_backends(), grid_devices()]
     return out
 
 
@@ -215,22 +240,29 @@ def all_points() -> list[tuple]:
     return [p for params in suites().values() for p in grid_points(params)]
 
 
-def settings(task_label: str) -> TaskSettings:
-    return TASK_SETTINGS.get(parse_label(task_label)[0], DEFAULT_TASK_SETTINGS)
+def settings(task_label: str) -> BenchmarkSizes:
+    """The sizes the task of ``task_label`` declares (``Task.benchmark_sizes``)."""
+    return getattr(build_task(task_label), "benchmark_sizes", None) or BenchmarkSizes()
 
 
-# ---- skipping -------------------------------------------------------------------------------
+# ---- building and skipping ------------------------------------------------------------------
 def gpu_present() -> bool:
     """Whether an NVIDIA driver is installed (cheap: no framework, no device initialized)."""
     return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
 
 
-def backend_or_skip(backend: str, device: str, dtype: str = "float32"):
-    """The `gradest.backends.Backend`, or NotImplementedError when it cannot exist here."""
+def _skip_missing_device(device: str) -> None:
     if device == "cuda" and not gpu_present():
         raise NotImplementedError("device 'cuda' skipped: this machine has no NVIDIA GPU")
+
+
+def backend_or_skip(backend: str, device: str, dtype: str = "float32", **options):
+    """The `gradest.backends.Backend`, in a process set up for timing (`configure_process`),
+    or NotImplementedError when it cannot exist here."""
+    _skip_missing_device(device)
+    configure_process()
     try:
-        return get_backend(backend, device=device, dtype=dtype)
+        return get_backend(backend, device=device, dtype=dtype, **options)
     except ImportError as err:
         raise NotImplementedError(f"backend {backend!r} skipped: {err}") from err
     except RuntimeError as err:  # gradest's "no CUDA device for this framework" error
@@ -262,14 +294,14 @@ class Case(NamedTuple):
     estimator: Any
     backend: Any  # a gradest Backend
     num_samples: int
-    settings: TaskSettings
+    sizes: BenchmarkSizes
 
 
 def _objects(estimator: str, task: str, device: str):
     """(estimator, task, S) of a grid point, or NotImplementedError naming why it cannot run
-    here; the cheap checks (a GPU at all, compatibility), before any framework work."""
-    if device == "cuda" and not gpu_present():
-        raise NotImplementedError("device 'cuda' skipped: this machine has no NVIDIA GPU")
+    here; the cheap checks (a GPU at all, the harness's compatibility check) before any
+    framework work."""
+    _skip_missing_device(device)
     est = build_estimator(estimator)
     task_obj = build_task(task)
     num_samples = max(NUM_SAMPLES, int(est.min_samples))
@@ -284,7 +316,6 @@ def prepare(estimator: str, task: str, backend: str, device: str) -> Case:
     """The objects of one grid point, or NotImplementedError (asv: skipped) naming why it
     cannot run here."""
     est, task_obj, num_samples = _objects(estimator, task, device)
-    fix_threads()
     return Case(task_obj, est, backend_or_skip(backend, device), num_samples, settings(task))
 
 
@@ -296,7 +327,7 @@ def skip_reason(point) -> str | None:
         _objects(estimator, task, device)
     except NotImplementedError as err:
         return str(err)
-    if importlib.util.find_spec(backend) is None:
+    if backend not in available_backends():
         return f"backend {backend!r} skipped: it is not installed"
     return None
 
@@ -341,10 +372,7 @@ def point_values(folder: str, name: str, point, compute) -> dict:
             entry = json.load(fh)
     except (OSError, ValueError):  # not computed yet in this run (or a torn file: recompute)
         entry = compute_entry(point, compute)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as fh:
-            json.dump(entry, fh)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(entry))
     if "skip" in entry:
         raise NotImplementedError(entry["skip"])
     if "error" in entry:
@@ -352,64 +380,5 @@ def point_values(folder: str, name: str, point, compute) -> dict:
     return entry["values"]
 
 
-STAT_KEYS = ("variance", "bias_sq", "mse", "work_normalized_variance", "seconds_per_estimate",
-             "cosine_to_exact")
-
-
-def case_statistics(case) -> dict:
-    """`gradest.gradient_stats` of a grid point: R = the task's ``replicates``."""
-    stats = gradient_stats(case.task, case.estimator, backend=case.backend,
-                           num_replicates=case.settings.replicates, num_samples=case.num_samples,
-                           seed=SEED)
-    return {k: stats[k] for k in STAT_KEYS}
-
-
-def finite_or_nan(value) -> float:
-    value = float(value)
-    return value if math.isfinite(value) else math.nan
-
-
-# ---- pre-import and compilation cache (see the module docstring) ---------------------------
-def under_asv() -> bool:
-    """Whether asv's benchmark runner imported the suites (not, e.g., pytest)."""
-    return os.environ.get("ASV") == "true" or "asv_runner" in sys.modules
-
-
-def jax_cache_dir() -> str | None:
-    """Where compiled JAX functions are cached under asv: ``$JAX_COMPILATION_CACHE_DIR`` when
-    set, else ``.asv/jax-cache`` beside asv.conf.json; None outside asv (no side effects on
-    a process that merely imports the suites, e.g. pytest)."""
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return os.environ["JAX_COMPILATION_CACHE_DIR"]
-    if not under_asv():
-        return None
-    root = os.environ.get("ASV_CONF_DIR") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.join(root, ".asv", "jax-cache")
-
-
-def _preimport() -> None:
-    for name in BACKENDS:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-    if under_asv():
-        for label in task_labels():  # built (data loaded) once, in the fork server
-            try:
-                build_task(label)
-            except Exception:  # reported by the grid points of that task
-                pass
-    cache = jax_cache_dir()
-    if cache and "jax" in BACKENDS:
-        try:
-            import jax
-        except ImportError:
-            return
-        # one compilation per function for the whole run: the time, memory and statistics
-        # benchmarks of a grid point, each its own process, compile the same function
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-_preimport()
+if under_asv():  # asv's fork server imports the suites once: set the process up before it forks
+    configure_process()

@@ -3,9 +3,9 @@
 What is timed is the public path, `gradest.GradientSampler.run(R)`: R independent estimates of
 dL/dθ at the task's initial θ, each averaging `_grid.NUM_SAMPLES` samples, drawn from the fixed
 seed `_grid.SEED`, returned as a NumPy array [R, P] (which waits for the device: the copy to
-the host synchronizes). R per task is `_grid.TASK_SETTINGS`. The sampler is built and called
-once in ``setup`` (jit compilation, allocator warm-up) so that the timed call is the steady
-state.
+the host synchronizes). R per task is the task's ``benchmark_sizes.num_replicates``
+(`_grid.settings`). The sampler is built and called once in ``setup`` (jit compilation,
+allocator warm-up) so that the timed call is the steady state.
 
 Each class is one suite per distribution kind (`_grid.suite_classes`), e.g.
 ``GradientEstimate_categorical``:
@@ -35,9 +35,9 @@ class _SamplerSetup:
     def setup(self, estimator, task, backend, device):
         case = _grid.prepare(estimator, task, backend, device)
         self.backend = case.backend
-        self.replicates = case.settings.replicates
+        self.replicates = case.sizes.num_replicates
         self.sampler = _measure.GradientSampler(case.task, case.estimator, backend=case.backend,
-                                       num_samples=case.num_samples, seed=_grid.SEED)
+                                                num_samples=case.num_samples, seed=_grid.SEED)
         self.sampler.run(self.replicates)  # warm-up: compilation and allocation
 
 

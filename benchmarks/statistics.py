@@ -1,7 +1,7 @@
 """Quality of gradient estimates over the grid, against the exact gradient.
 
 For each grid point, `gradest.gradient_stats` draws R independent estimates at the task's
-initial θ (R = ``replicates`` of `_grid.TASK_SETTINGS`, `_grid.NUM_SAMPLES` samples each,
+initial θ (R = the task's ``benchmark_sizes.num_replicates``, `_grid.NUM_SAMPLES` samples each,
 seed `_grid.SEED`) and compares them with the exact gradient (enumeration or closed form):
 
 * ``track_variance``: trace of the covariance of one estimate, E‖g - E g‖².
@@ -23,7 +23,28 @@ skipped; one whose computation failed fails alone, with its traceback.
 """
 from __future__ import annotations
 
+import math
+
+from gradest.measure import gradient_stats
+
 from . import _grid
+
+STAT_KEYS = ("variance", "bias_sq", "mse", "work_normalized_variance", "seconds_per_estimate",
+             "cosine_to_exact")
+
+
+def case_statistics(case) -> dict:
+    """`gradest.gradient_stats` of a grid point (a `_grid.Case`): R = the task's
+    ``num_replicates``."""
+    stats = gradient_stats(case.task, case.estimator, backend=case.backend,
+                           num_replicates=case.sizes.num_replicates, num_samples=case.num_samples,
+                           seed=_grid.SEED)
+    return {k: stats[k] for k in STAT_KEYS}
+
+
+def finite_or_nan(value) -> float:
+    value = float(value)
+    return value if math.isfinite(value) else math.nan
 
 
 class _EstimatorStatistics:
@@ -38,7 +59,7 @@ class _EstimatorStatistics:
 
     def setup(self, cache, estimator, task, backend, device):
         self.stats = _grid.point_values(cache, "statistics", (estimator, task, backend, device),
-                                        _grid.case_statistics)
+                                        case_statistics)
 
     def track_variance(self, cache, estimator, task, backend, device):
         return self.stats["variance"]
@@ -46,12 +67,12 @@ class _EstimatorStatistics:
     track_variance.unit = "gradient^2"
 
     def track_bias_sq(self, cache, estimator, task, backend, device):
-        return _grid.finite_or_nan(self.stats["bias_sq"])
+        return finite_or_nan(self.stats["bias_sq"])
 
     track_bias_sq.unit = "gradient^2"
 
     def track_mse(self, cache, estimator, task, backend, device):
-        return _grid.finite_or_nan(self.stats["mse"])
+        return finite_or_nan(self.stats["mse"])
 
     track_mse.unit = "gradient^2"
 

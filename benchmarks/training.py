@@ -8,10 +8,10 @@
   returns the loss as a Python float, which waits for the device. The trainer is built and
   stepped once in ``setup`` (compilation); each timed call is the next step, at the
   parameters the previous steps left.
-* ``TrainLoss.track_loss_after_training``: `gradest.train` for ``train_steps`` steps
-  (`_grid.TASK_SETTINGS`) from θ₀ with the task's default learning rate and seed `_grid.SEED`;
-  the exact loss L(θ) at the last step where the task has ground truth, else the step's
-  surrogate loss. Lower is better. A grid point is trained once per run
+* ``TrainLoss.track_loss_after_training``: `gradest.train` for ``train_steps`` steps (the
+  task's ``benchmark_sizes``, `_grid.settings`) from θ₀ with the task's default learning rate
+  and seed `_grid.SEED`; the exact loss L(θ) at the last step where the task has ground
+  truth, else the step's surrogate loss. Lower is better. A grid point is trained once per run
   (`_grid.point_values`), when its benchmark runs.
 
 Both are one suite per distribution kind (`_grid.suite_classes`): ``TrainStep_<kind>``,
@@ -53,7 +53,7 @@ class _TrainStep(_grid.StableTiming):
 def case_training_loss(case) -> dict:
     """The loss after `gradest.train` for the task's ``train_steps`` steps (see the module
     docstring)."""
-    steps = case.settings.train_steps
+    steps = case.sizes.train_steps
     result = _training.train(case.task, case.estimator, backend=case.backend, steps=steps,
                              seed=_grid.SEED, num_samples=case.num_samples, eval_every=steps,
                              progress=False)

@@ -22,7 +22,8 @@ if ROOT not in sys.path:
 import gradest  # noqa: E402
 from gradest.registry import ESTIMATORS  # noqa: E402
 from gradest.testing import z_test  # noqa: E402
-from benchmarks import _grid, estimates, references, statistics, training  # noqa: E402
+from benchmarks import _grid, _references, estimates, references, statistics, training  # noqa: E402
+from gradest.task import BenchmarkSizes  # noqa: E402
 
 BACKENDS = ["torch", "jax"]
 
@@ -41,12 +42,92 @@ def _need(backend: str) -> None:
 @pytest.fixture
 def small(monkeypatch):
     """Shrink the per-task sizes: R = 2,000 replicates, 5 training steps."""
-    shrunk = {name: _grid.TaskSettings(2_000, 5) for name in gradest.list_tasks()}
-    monkeypatch.setattr(_grid, "TASK_SETTINGS", shrunk)
-    monkeypatch.setattr(_grid, "DEFAULT_TASK_SETTINGS", _grid.TaskSettings(2_000, 5))
+    monkeypatch.setattr(_grid, "settings", lambda task_label: BenchmarkSizes(2_000, 5))
+
+
+def _hand(backend_name):
+    """The framework module of ``backend_name``'s hand-written references, or skip with the reason."""
+    try:
+        return _references.for_backend(backend_name)
+    except NotImplementedError as err:
+        pytest.skip(str(err))
 
 
 # ---- the grid comes from the registry -------------------------------------------------------
+def test_sizes_are_the_tasks_declarations():
+    """`_grid.settings` reads ``Task.benchmark_sizes``: the toy tasks and lasso_huber R = 10,000
+    and 200 steps, the VAEs (every variant) 200 and 20, a task declaring none the default."""
+    assert BenchmarkSizes() == (1_000, 50)
+    for label in ("bandit", "binary_toy", "gaussian_quadratic", "lasso_huber"):
+        assert _grid.settings(label) == (10_000, 200)
+    for label in ("categorical_vae", "categorical_vae[kl=sampled]", "bernoulli_vae", "gaussian_vae"):
+        assert _grid.settings(label) == (200, 20)
+    from gradest.task import Task
+
+    for name in gradest.list_tasks():  # a task that declares nothing gets the default
+        if type(_grid.build_task(name)).benchmark_sizes is Task.benchmark_sizes:
+            assert _grid.settings(name) == BenchmarkSizes()
+
+
+def test_importing_the_suites_changes_nothing_in_the_process():
+    """Outside asv, importing the suites sets no environment variable and imports no
+    framework: that happens in `_grid.configure_process`, which the setups call."""
+    import subprocess
+
+    code = ("import os, sys; before = dict(os.environ); "
+            "import benchmarks.estimates, benchmarks.statistics, benchmarks.training, benchmarks.references, "
+            "benchmarks.train_references; "
+            "from gradest.backends import backend_entry, backend_names; "
+            "frameworks = {p for n in backend_names() for p in backend_entry(n).packages}; "
+            "print(sorted(frameworks & set(sys.modules)), dict(os.environ) == before)")
+    env = {k: v for k, v in os.environ.items() if k not in ("ASV", "XLA_FLAGS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "True"], out.stdout
+
+
+def test_helper_modules_hold_no_benchmarks():
+    """asv imports every module of benchmarks/ (sub-packages too): a helper module, named with
+    a leading ``_`` somewhere in its path, defines nothing asv would take for a benchmark."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import benchmarks
+
+    prefixes = ("time_", "timeraw_", "mem_", "peakmem_", "track_")
+    helpers = [info.name for info in pkgutil.walk_packages(benchmarks.__path__, "benchmarks.")
+               if any(part.startswith("_") for part in info.name.split(".")[1:])]
+    assert {"benchmarks._grid", "benchmarks._references", "benchmarks._references.torch",
+            "benchmarks._references.jax"} <= set(helpers)
+    for name in helpers:
+        module = importlib.import_module(name)
+        for attr, value in vars(module).items():
+            if attr.startswith("_"):
+                continue
+            names = [attr] if inspect.isfunction(value) else dir(value) if inspect.isclass(value) else []
+            assert not [n for n in names if n.startswith(prefixes)], (name, attr)
+
+
+def test_a_backend_without_references_is_skipped_never_given_another(monkeypatch):
+    """The hand-written references are looked up by the backend's name; one without a module
+    is skipped (NotImplementedError: asv's skip) with the reason."""
+    assert set(_references.framework_modules()) >= {"torch", "jax"}
+    for framework, module in _references.framework_modules().items():
+        assert module.FRAMEWORK == framework
+    with pytest.raises(NotImplementedError, match="'zz_elsewhere'.*no hand-written reference"):
+        _references.for_backend("zz_elsewhere")
+
+    class Elsewhere:  # a built backend of a framework without references
+        name, device, dtype = "zz_elsewhere", "cpu", "float32"
+
+    monkeypatch.setattr(_grid, "backend_or_skip", lambda *args, **kwargs: Elsewhere())
+    for impl in ("handwritten", "handwritten_single", "python_loop"):
+        with pytest.raises(NotImplementedError, match="no hand-written reference"):
+            references.reinforce_call(impl, "zz_elsewhere", "cpu")
+    with pytest.raises(NotImplementedError, match="no hand-written reference"):
+        references.gumbel_softmax_call("reference", "zz_elsewhere", "cpu", False)
 def test_labels_round_trip():
     for name, options in [("reinforce", {"baseline": "loo"}), ("gumbel_softmax", {"hard": True}),
                           ("x", {"a": 0.5, "b": 3, "c": "none", "d": False}), ("pathwise", {})]:
@@ -280,7 +361,7 @@ def test_gpu_memory_is_a_track_in_bytes():
 def test_reinforce_references_are_unbiased(monkeypatch, backend_name):
     _need(backend_name)
     monkeypatch.setattr(references, "R", 2_000)
-    monkeypatch.setattr(references, "R_LOOP", {"torch": 300, "jax": 300})
+    monkeypatch.setattr(_hand(backend_name), "LOOP_REPLICATES", 300)
     exact = gradest.exact_gradient("bandit", backend=backend_name)
     for impl in references.IMPLEMENTATIONS:
         call, count = references.reinforce_call(impl, backend_name, "cpu")
@@ -295,7 +376,7 @@ def test_reinforce_references_are_unbiased(monkeypatch, backend_name):
 def test_reference_benchmarks_run(monkeypatch):
     _need("torch")
     monkeypatch.setattr(references, "R", 2_000)
-    monkeypatch.setattr(references, "R_LOOP", {"torch": 100, "jax": 100})
+    monkeypatch.setattr(_hand("torch"), "LOOP_REPLICATES", 100)
     bench = references.ReinforceBandit()
     bench.setup("python_loop", "torch", "cpu")
     assert bench.time_call("python_loop", "torch", "cpu") is None
@@ -325,6 +406,7 @@ def test_gumbel_softmax_reference_matches_gradest_in_mean(monkeypatch, backend_n
     """gradest's Gumbel-softmax and the framework's estimate the same (biased) expectation:
     a two-sample z-test per coordinate, Bonferroni over 10 coordinates at alpha 1e-4."""
     _need(backend_name)
+    _hand(backend_name)
     monkeypatch.setattr(references, "R", 4_000)
     out = {}
     for impl in ("gradest", "reference"):

@@ -1,4 +1,5 @@
-"""The hand-written training steps of ``benchmarks/train_references.py`` compute gradest's model,
+"""The hand-written training steps of ``benchmarks/train_references.py`` (the framework modules
+of ``benchmarks/_references/``, looked up by backend name) compute gradest's model,
 loss and update: exact comparisons (float64) against the task and gradest's surrogate
 (`gradest.measure.make_loss`) at the same θ and the same noise. The reference is gradest on
 its torch backend (jax's where torch is missing): eager there, so that the jax checks compile
@@ -9,15 +10,19 @@ only the hand-written functions (each jax compile costs 1-2 s on a small CPU).
 * one hand-written step from θ₀, for each estimator: the loss it returns equals gradest's loss
   at θ₀ with the step's noise; Adam's first moment after the step is (1 - β₁) g with g gradest's
   gradient (so the gradient is checked exactly, every block reached); θ₁ = θ₀ minus the first
-  Adam update lr · g / (|g| + eps). torch: the real step (`TorchStep`), its noise replayed
+  Adam update lr · g / (|g| + eps). torch: the real step (`VaeTrainStep`), its noise replayed
   from the same seed (the Gumbel noise ``F.gumbel_softmax`` draws; the classes
   ``Categorical.sample`` draws, given to gradest as Gumbel noise whose argmax is those
-  classes); jax: the jitted step of `jax_train_step` with NumPy Gumbel noise fed in
+  classes); jax: the jitted step of `train_step` with NumPy Gumbel noise fed in
   (softmax(logits + G), or the classes argmax(logits + G)), and its key split;
 * jax's own samplers: the relaxed sample is softmax(logits + jax.random.gumbel(key)), the
-  classes have the frequencies softmax(logits); and a real `JaxStep` runs two steps from its
+  classes have the frequencies softmax(logits); and a real `VaeTrainStep` runs two steps from its
   own key on a tiny categorical_vae (Adam moves each coordinate by at most ~lr per step);
-* the asv classes run (torch; few rounds) and both contenders start at the task's θ₀.
+* the asv classes run (torch; few rounds) and both contenders start at the task's θ₀;
+* a backend without a framework module is skipped with the reason, never given another's step.
+
+A backend whose framework has no module in ``benchmarks/_references/`` skips every test here
+with that reason.
 """
 from __future__ import annotations
 
@@ -34,12 +39,22 @@ if ROOT not in sys.path:
 import gradest  # noqa: E402
 from gradest.backends import get_backend  # noqa: E402
 from gradest.measure import make_loss, noise_specs  # noqa: E402
+from benchmarks import _grid, _references  # noqa: E402
 from benchmarks import train_references as tr  # noqa: E402
+from benchmarks._references.vae_layout import blocks_numpy, flatten_blocks  # noqa: E402
 
 S = tr.NUM_SAMPLES
 RTOL, ATOL = 1e-10, 1e-12  # float64, sums in other orders
 #: a tiny categorical_vae for running jax's samplers inside a real step
 TINY = {"dataset": "digits", "num_latents": 2, "num_categories": 3, "hidden": (5,), "batch_size": 4}
+
+
+def _hand(backend_name):
+    """The framework module of ``backend_name``'s hand-written step, or skip with the reason."""
+    try:
+        return _references.for_backend(backend_name)
+    except NotImplementedError as err:
+        pytest.skip(str(err))
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +71,7 @@ def _theta(task, seed=1):
 
 def _weights(backend_name, task, theta):
     """The hand-written steps' weights (dict of float64 arrays) at θ, as leaves for torch."""
-    blocks = tr.blocks_numpy(task, theta)
+    blocks = blocks_numpy(task, theta)
     if backend_name == "torch":
         import torch
 
@@ -84,10 +99,12 @@ def _jit(backend_name, fn):
 
 
 def _reference_backend():
-    """gradest's backend for the reference values: torch float64 (eager), else jax float64."""
-    import importlib.util
+    """gradest's backend for the reference values, float64: the reference backend (torch,
+    eager), else the first installed one."""
+    from gradest.backends import available_backends, reference_backend
 
-    return get_backend("torch" if importlib.util.find_spec("torch") else "jax", dtype="float64")
+    installed = available_backends()
+    return get_backend(reference_backend() if reference_backend() in installed else installed[0], dtype="float64")
 
 
 def _gradest_value_and_grad(task, estimator, theta, gumbel, step):
@@ -153,10 +170,8 @@ def test_forward_pass_equals_the_task(backend_name, task):
     rng = np.random.default_rng(2)
     one_hot = np.eye(K)[rng.integers(K, size=(S, Bsz, L))]
     relaxed = rng.dirichlet(np.ones(K), size=(S, Bsz, L))
-    if backend_name == "torch":
-        enc, rec, kl = tr.torch_encoder, tr.torch_reconstruction, tr.torch_kl
-    else:
-        enc, rec, kl = tr.jax_encoder, tr.jax_reconstruction, tr.jax_kl
+    hand = _hand(backend_name)
+    enc, rec, kl = hand.encoder, hand.reconstruction, hand.kl
 
     R = _reference_backend()
     prob = task.problem(R, R.asarray(theta), batch=task.train_batch(R, tr.SEED, 3))
@@ -178,39 +193,42 @@ def test_forward_pass_equals_the_task(backend_name, task):
 # ---- one whole hand-written step -------------------------------------------------------------
 @pytest.mark.parametrize("estimator", tr.ESTIMATORS)
 def test_handwritten_step_is_one_adam_step_of_gradest_gradient(backend_name, task, estimator):
+    hand = _hand(backend_name)
+    if hand.FRAMEWORK not in ("torch", "jax"):
+        pytest.skip(f"no replay of {hand.FRAMEWORK}'s noise is written here")
     B = get_backend(backend_name, dtype="float64")
     theta0 = task.init_params()
     logits = _reference_logits(task, theta0, 0)
     lr, beta1 = task.default_learning_rate, 0.9
-    if backend_name == "torch":
+    if hand.FRAMEWORK == "torch":
         import torch
 
-        step = tr.handwritten_step("torch", estimator, dtype="float64", task=task)
+        step = tr.make_step("handwritten", backend_name, estimator, dtype="float64", task=task)
         np.testing.assert_array_equal(step.params(), theta0)
         torch.manual_seed(7)
         value = step.step()
         assert step.t == 1
         theta1 = step.params()
-        moment = tr.flatten_blocks(task, {k: _np(step.optimizer.state[w]["exp_avg"]) for k, w in step.weights.items()})
+        moment = flatten_blocks(task, {k: _np(step.optimizer.state[w]["exp_avg"]) for k, w in step.weights.items()})
         gumbel = _torch_replayed_noise(task, estimator, 7, logits)
     else:
         import jax
         import optax
 
         gumbel = np.random.default_rng(6).gumbel(size=(S, *logits.shape))
-        opt = optax.adam(lr, b1=beta1, b2=0.999, eps=1e-8)  # as JaxStep's
+        opt = optax.adam(lr, b1=beta1, b2=0.999, eps=1e-8)  # as VaeTrainStep's
         w0 = _weights("jax", task, theta0)
-        jitted = tr.jax_train_step(task, estimator, opt, latent=_jax_fed_latent(estimator, logits, gumbel))
+        jitted = hand.train_step(task, estimator, opt, _jax_fed_latent(estimator, logits, gumbel))
         key0 = jax.random.PRNGKey(11)
         w1, state, key1, value = jitted(w0, opt.init(w0), key0, task.train_batch(B, tr.SEED, 0))
         np.testing.assert_array_equal(np.asarray(key1), np.asarray(jax.random.split(key0)[0]))
         value = float(value)
-        theta1 = tr.flatten_blocks(task, {k: _np(v) for k, v in w1.items()})
-        moment = tr.flatten_blocks(task, {k: _np(v) for k, v in state[0].mu.items()})
+        theta1 = flatten_blocks(task, {k: _np(v) for k, v in w1.items()})
+        moment = flatten_blocks(task, {k: _np(v) for k, v in state[0].mu.items()})
     want_value, g = _gradest_value_and_grad(task, estimator, theta0, gumbel, 0)
     assert value == pytest.approx(want_value, rel=1e-10)
     np.testing.assert_allclose(moment / (1 - beta1), g, rtol=1e-8, atol=1e-12)  # the gradient
-    for name, block in tr.blocks_numpy(task, g).items():  # a real gradient, every block reached
+    for name, block in blocks_numpy(task, g).items():  # a real gradient, every block reached
         assert np.abs(block).max() > 1e-6, name
     np.testing.assert_allclose(theta1 - theta0, -lr * g / (np.abs(g) + 1e-8), rtol=1e-7, atol=1e-12)
 
@@ -221,15 +239,16 @@ def test_jax_samplers():
     import jax.numpy as jnp
 
     get_backend("jax", dtype="float64")
+    hand = _hand("jax")
     logits = jnp.asarray(np.random.default_rng(4).standard_normal((2, 3)))  # [Bsz, L, K] = [1, 2, 3]
     logits = logits[None]
     key = jax.random.PRNGKey(5)
-    got = tr.jax_gumbel_relax(key, logits)  # S relaxed samples
+    got = hand.gumbel_relax(key, logits, S, tr.TEMPERATURE)  # S relaxed samples
     want = np.exp(_np(logits + jax.random.gumbel(key, (S, 1, 2, 3), jnp.float64)))
     np.testing.assert_allclose(_np(got), want / want.sum(-1, keepdims=True), rtol=1e-12)
 
     n = 20_000
-    index = np.asarray(tr.jax_categorical_draw(key, logits, num_samples=n))
+    index = np.asarray(hand.categorical_draw(key, logits, n))
     assert index.shape == (n, 1, 2)
     p = np.exp(_np(logits))[0]
     p /= p.sum(-1, keepdims=True)  # [L, K]
@@ -245,8 +264,9 @@ def test_jax_step_runs_on_its_own_noise(estimator="reinforce_loo"):
     import jax
     import jax.numpy as jnp
 
+    hand = _hand("jax")
     tiny = gradest.get_task("categorical_vae", **TINY)
-    step = tr.handwritten_step("jax", estimator, dtype="float64", task=tiny)
+    step = tr.make_step("handwritten", "jax", estimator, dtype="float64", task=tiny)
     key0, theta0 = step.key, step.params()
     np.testing.assert_array_equal(theta0, tiny.init_params())
     values = [step.step(), step.step()]
@@ -257,7 +277,7 @@ def test_jax_step_runs_on_its_own_noise(estimator="reinforce_loo"):
     assert moved.max() > 0.5 * lr and moved.max() <= 2.1 * lr  # two Adam steps of at most ~lr each
 
     logits = _reference_logits(tiny, theta0, 0)
-    index = np.asarray(tr.jax_categorical_draw(jax.random.split(key0)[1], jnp.asarray(logits)))
+    index = np.asarray(hand.categorical_draw(jax.random.split(key0)[1], jnp.asarray(logits), S))
     want_value, _ = _gradest_value_and_grad(tiny, estimator, theta0, _gumbel_for(index, logits, 3), 0)
     assert values[0] == pytest.approx(want_value, rel=1e-10)
 
@@ -278,6 +298,16 @@ def test_ratio_benchmark_runs_from_equal_parameters(monkeypatch, task):
     timed = tr.TrainStepReference()
     timed.setup("handwritten", "torch", "gumbel_softmax", "cpu")
     timed.time_step("handwritten", "torch", "gumbel_softmax", "cpu")
-    if not tr._grid.gpu_present():  # cuda is skipped, not failed
+    if not _grid.gpu_present():  # cuda is skipped, not failed
         with pytest.raises(NotImplementedError):
             tr.TrainStepReference().setup("gradest", "torch", "gumbel_softmax", "cuda")
+
+
+def test_a_backend_without_a_framework_module_is_skipped_not_given_another():
+    class Elsewhere:  # a built backend of a framework benchmarks/_references/ does not know
+        name, device, dtype = "zz_elsewhere", "cpu", "float32"
+
+    with pytest.raises(NotImplementedError, match="zz_elsewhere.*no hand-written reference"):
+        tr.handwritten_step(Elsewhere(), "gumbel_softmax", task=None)
+    for framework, module in _references.framework_modules().items():
+        assert module.FRAMEWORK == framework and _references.for_backend(framework) is module
