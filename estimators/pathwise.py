@@ -23,4 +23,4 @@ def pathwise() -> GradientEstimator:
         return f(z), state  # [S, *b]
 
     return GradientEstimator(init=no_state, surrogate=surrogate, supports=frozenset({"normal"}),
-                             unbiased=True, name="pathwise", options={})
+                             unbiased=True, name="pathwise", options={}, handles_point_mass=True)

@@ -73,6 +73,9 @@ class GradientEstimator(NamedTuple):
       requires: task capabilities it needs (a task lists its own in ``Task.capabilities``),
         e.g. ``"log_weight"``: f(z) is a negative log importance weight, so a multi-sample
         bound applies (VIMCO).
+      handles_point_mass: its estimate stays right when the distribution is a point mass
+        (zero spread, z = θ): it differentiates through the sample (``pathwise``) or uses
+        the closed form (``exact``), so a deterministic task may accept it.
     """
 
     init: Callable[[Distribution], Any]
@@ -87,6 +90,7 @@ class GradientEstimator(NamedTuple):
     requires_exact: bool = False
     phi_loss: Callable | None = None
     requires: frozenset = frozenset()
+    handles_point_mass: bool = False
 
     @property
     def label(self) -> str:

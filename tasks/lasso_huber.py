@@ -9,7 +9,7 @@ The objective is scikit-learn's ``Lasso(alpha, fit_intercept=False)`` [1]:
 
     L(w) = E_{z ~ N(w, σ² I)} [ alpha Σ_i h(z_i) ] + (1/2n) ‖y − Xw‖²
 
-with h = huber_δ (`gradest.estimators.relaxations.huber`: z²/2δ inside |z| <= δ, |z| − δ/2
+with h = huber_δ (`gradest.relaxations.huber`: z²/2δ inside |z| <= δ, |z| − δ/2
 outside) when δ > 0 and h = |·| when δ = 0 (allowed only with σ > 0: then the Gaussian
 smoothing [2] makes L differentiable). Since |z| − δ/2 <= huber_δ(z) <= |z|, the minimizer of
 the δ-relaxed loss (σ = 0) is within alpha·d·δ/2 of F's optimum in objective value, so the gap
@@ -31,8 +31,9 @@ pdf and cdf, a = (−δ − m)/s, b = (δ − m)/s, P = Φ(b) − Φ(a):
   E[X; X > δ] = m (1 − Φ(b)) + s φ(b),  E[X; X < −δ] = m Φ(a) − s φ(a)
   (truncated normal moments [3]).
 
-With σ = 0 the loss is deterministic: only estimators that differentiate through the sample
-(`pathwise`) or use the closed form (`exact`) apply. Score-function and other sampling
+With σ = 0 the loss is deterministic: only estimators that declare they handle a point mass
+(``GradientEstimator.handles_point_mass``: they differentiate through the sample, as
+`pathwise`, or use the closed form, as `exact`) apply. Score-function and other sampling
 estimators are refused by `Task.incompatibility` (checked by
 `gradest.measure.check_compatible`) with a message to set sigma > 0.
 
@@ -70,8 +71,6 @@ from gradest.validation import choice, finite
 DATASETS = ("synthetic", "diabetes")
 #: the σ used for σ = 0: z = w + 1e-30 ε equals w to floating precision, and 1/σ is finite in float32
 SIGMA_ZERO = 1e-30
-#: estimators that apply at σ = 0 (they differentiate through z = w, or use the closed form)
-POINT_MASS_ESTIMATORS = frozenset({"pathwise", "exact"})
 
 _REFERENCE_CACHE: dict = {}
 _SQRT2 = math.sqrt(2.0)
@@ -254,12 +253,13 @@ class LassoHuber(Task):
         return np.zeros(self.num_features)
 
     def incompatibility(self, estimator):
-        if self.sigma > 0 or estimator.requires_exact or estimator.name in POINT_MASS_ESTIMATORS:
+        if self.sigma > 0 or estimator.requires_exact or estimator.handles_point_mass:
             return None
         return (f"task 'lasso_huber' with sigma=0 is deterministic (z = w exactly), so estimator "
                 f"{estimator.label!r}, which needs a random sample, does not apply; set sigma > 0 "
                 f"(e.g. get_task('lasso_huber', sigma=0.1)) to smooth the penalty with Gaussian noise, "
-                f"or use one of: {', '.join(sorted(POINT_MASS_ESTIMATORS))}")
+                f"or use an estimator that differentiates through the sample or uses the closed form "
+                f"(one that declares handles_point_mass, e.g. pathwise or exact)")
 
     def problem(self, backend, params, noise=None, batch=None):
         B = backend
