@@ -9,10 +9,17 @@ the estimators per task (the leaderboard, from a run's gradient cells and from a
 statistics alike), draws each figure for which there is data and writes ``index.html`` and
 ``summary.md``; it returns the path of ``index.html``.
 
+The report names no cell kind: it asks every registered kind
+(`gradest.sweep.cell_kind.kind_names`) for its figures, the labels its figures colour by, the
+gradient statistics the leaderboard ranks and the columns it adds to the summary table.
+
 Modules: `load` (results folders), `asv_results` (asv's JSON, its statistics as a tidy frame),
-`frames` (tidy frames, canonical labels, the zero rule, the summary table), `leaderboard`,
-`published` (the "Published vs measured" section of presets' runs, from their manifests),
-`style` (palette, layout, saving), `figures`, `html`. docs/report.md describes the page.
+`leaderboard` (the rankings and the notes beside them), `tables` (the summary table, the cell
+counts), `figures` (the two figures of the leaderboard's statistics, a run's or asv's),
+`asv_figures` (asv's other figures), `published` (the "Published vs measured" section of
+presets' runs, from their manifests), `html` (the pages). The drawing toolkit and the rules
+shared with the kinds (labels, zero, backend order) are `gradest.plotting`. docs/report.md
+describes the page.
 """
 from __future__ import annotations
 
@@ -32,20 +39,23 @@ def __getattr__(name):
 
 
 def estimator_labels(results) -> list[str]:
-    """Every estimator label of the results: cells, histories and asv's ``estimator`` parameter,
-    plus the τ = 1 Gumbel-softmax labels the temperature figure colours by (its τ variants are
-    one colour per hard/soft form, not one per τ)."""
-    from gradest.reports.frames import canonical_label
+    """Every estimator label the report's figures colour by, in canonical form: those each
+    registered cell kind names for its rows of the cells and histories
+    (`gradest.sweep.cell_kind.CellKind.palette_labels`; rows of a kind that is not registered
+    give their ``estimator`` column), and asv's ``estimator`` parameter."""
+    from gradest.plotting.frames import canonical_label
+    from gradest.sweep.cell_kind import CellKind, KINDS, get_cell_kind
 
     labels: set[str] = set()
     for frame in (results.cells, results.history):
-        if frame is not None and "estimator" in frame.columns:
-            kinds = frame["kind"] if "kind" in frame.columns else None
-            col = frame["estimator"] if kinds is None else frame.loc[kinds != "temperature", "estimator"]
-            labels.update(str(v) for v in col.dropna().unique())
-    cells = results.cells
-    if cells is not None and "kind" in cells.columns and (cells["kind"] == "temperature").any():
-        labels.update({"gumbel_softmax[hard=False,temperature=1.0]", "gumbel_softmax[hard=True,temperature=1.0]"})
+        if frame is None or "estimator" not in frame.columns:
+            continue
+        if "kind" not in frame.columns:
+            labels.update(CellKind().palette_labels(frame))
+            continue
+        for kind, rows in frame.groupby("kind", dropna=False):
+            known = isinstance(kind, str) and kind in KINDS.names()
+            labels.update((get_cell_kind(kind) if known else CellKind()).palette_labels(rows))
     if results.asv is not None and "param:estimator" in results.asv.columns:
         labels.update(str(v) for v in results.asv["param:estimator"].dropna().unique())
     return sorted({canonical_label(label) for label in labels})
@@ -53,7 +63,7 @@ def estimator_labels(results) -> list[str]:
 
 def canonical_results(results):
     """``results`` with every estimator label (and task label) in canonical form."""
-    from gradest.reports.frames import canonical_frame
+    from gradest.plotting.frames import canonical_frame
     from gradest.reports.load import Results
 
     cells = canonical_frame(canonical_frame(results.cells), ("task",), kind="task")
@@ -62,19 +72,43 @@ def canonical_results(results):
     return Results(cells, history, asv, results.sources, results.manifests, results.problems)
 
 
+def kind_frames(cells):
+    """(estimator statistics, summary columns) of ``cells``: the frames every registered cell
+    kind derives for the leaderboard and the summary table
+    (`gradest.sweep.cell_kind.CellKind.estimator_statistics` / ``summary_columns``), each
+    concatenated over the kinds; and the problems of kinds that could not derive theirs."""
+    import pandas as pd
+
+    from gradest.sweep.cell_kind import get_cell_kind, kind_names
+
+    stats, columns, problems = [], [], []
+    for name in kind_names():
+        kind = get_cell_kind(name)
+        try:
+            stats.append(kind.estimator_statistics(cells))
+            columns.append(kind.summary_columns(cells))
+        except Exception as err:  # noqa: BLE001 -- one kind's problem must not lose the report
+            problems.append(f"the tables of {name} could not be made: {type(err).__name__}: {err}")
+    stats = [s for s in stats if s is not None and not s.empty]
+    return (pd.concat(stats, ignore_index=True) if stats else pd.DataFrame(),
+            [c for c in columns if c is not None and not c.empty], problems)
+
+
 def build_report(paths: Iterable, out, current_only: bool = True) -> Path:
     """Write the report of the results in ``paths`` into folder ``out``; the path of its index.html.
 
     ``current_only``: the cells of each results folder's last run (``current_run``), else
-    every cell the folders hold. Figures: those of every registered cell kind
-    (`gradest.sweep.kinds.CellKind.figures`), then asv's."""
+    every cell the folders hold. Figures: the statistics figures of the leaderboard's frame
+    (`gradest.reports.figures`), those of every registered cell kind in its order
+    (`gradest.sweep.cell_kind.CellKind.figures`), then asv's (`gradest.reports.asv_figures`)."""
+    from gradest.plotting.style import Palette, plt, theme
+    from gradest.reports import asv_figures as AF
     from gradest.reports import figures as FG
-    from gradest.reports import frames as F
     from gradest.reports import leaderboard as L
+    from gradest.reports import tables as T
     from gradest.reports.html import write_pages
     from gradest.reports.load import load_results
-    from gradest.reports.style import Palette, plt, theme
-    from gradest.sweep.kinds import get_cell_kind, kind_names
+    from gradest.sweep.cell_kind import get_cell_kind, kind_names
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -84,8 +118,10 @@ def build_report(paths: Iterable, out, current_only: bool = True) -> Path:
     theme()
     palette = Palette.from_labels(estimator_labels(results))
     cells, history, asv = results.cells, results.history, results.asv
-    figures, problems = [], list(results.problems)
-    makers = []
+    stats, summary_columns, problems = kind_frames(cells)
+    figures, problems = [], list(results.problems) + problems
+    makers = [("bias_variance_mse", lambda: FG.bias_variance_mse(stats, palette, out)),
+              ("efficiency_frontier", lambda: FG.efficiency_frontier(stats, palette, out))]
     for name in kind_names():
         try:
             made = get_cell_kind(name).figures(cells, history, palette, out) or []
@@ -94,10 +130,10 @@ def build_report(paths: Iterable, out, current_only: bool = True) -> Path:
             continue
         for item in made:  # a Figure, or (figure name, zero-argument callable making it)
             makers.append(item if isinstance(item, tuple) else (item.name, lambda fig=item: fig))
-    makers += [("asv_statistics", lambda: FG.asv_statistics(asv, palette, out)),
-               ("asv_statistics_history", lambda: FG.asv_statistics_history(asv, palette, out)),
-               ("asv_history", lambda: FG.asv_history(asv, palette, out)),
-               ("asv_summary", lambda: FG.asv_summary(asv, palette, out))]
+    makers += [("asv_statistics", lambda: AF.asv_statistics(asv, palette, out)),
+               ("asv_statistics_history", lambda: AF.asv_statistics_history(asv, palette, out)),
+               ("asv_history", lambda: AF.asv_history(asv, palette, out)),
+               ("asv_summary", lambda: AF.asv_summary(asv, palette, out))]
     for name, make in makers:
         try:
             made = make()
@@ -107,7 +143,7 @@ def build_report(paths: Iterable, out, current_only: bool = True) -> Path:
             continue
         figures.extend(f for f in (made if isinstance(made, list) else [made]) if f is not None)
     boards = []
-    for title, source, make in (("From the gradest run results", "run", lambda: L.leaderboard(F.gradient_stats(cells))),
+    for title, source, make in (("From the gradest run results", "run", lambda: L.leaderboard(stats)),
                                 ("From asv's track_ statistics", "asv", lambda: asv_board(asv))):
         try:
             boards.append((title if source == "run" else asv_title(asv), source, make()))
@@ -116,10 +152,10 @@ def build_report(paths: Iterable, out, current_only: bool = True) -> Path:
     asv_missing = asv_missing_table(asv)
     for message in problems:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
-    return write_pages(out, figures=figures, summary=F.summary_table(cells), counts=F.status_counts(cells),
-                       skipped=F.not_done(cells, "skipped"), failed=F.not_done(cells, "failed"),
-                       asv_missing=asv_missing, sources=results.sources, manifests=results.manifests,
-                       problems=problems, boards=boards, palette=palette, cells=cells)
+    return write_pages(out, figures=figures, summary=T.summary_table(stats, summary_columns),
+                       counts=T.status_counts(cells), skipped=T.not_done(cells, "skipped"),
+                       failed=T.not_done(cells, "failed"), asv_missing=asv_missing, sources=results.sources,
+                       manifests=results.manifests, problems=problems, boards=boards, palette=palette, cells=cells)
 
 
 def asv_board(asv):

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from gradest.plotting.frames import apply_zero_rule, estimator_name
+
 ASV_COLUMNS = ["benchmark", "type", "unit", "params", "value", "status", "ci_low", "ci_high",
                "q_25", "q_75", "commit", "date", "machine", "env", "file"]
 _SKIP_FILES = {"benchmarks.json", "machine.json"}
@@ -212,15 +214,14 @@ def is_statistic(benchmark: str) -> bool:
 
 
 def track_stats(asv: pd.DataFrame, latest: bool = False) -> pd.DataFrame:
-    """asv's statistics as the frame `gradest.reports.frames.gradient_stats` gives for a run:
+    """asv's statistics as the frame a cell kind's ``estimator_statistics`` gives for a run:
     one row per commit x machine x task x estimator x backend (x device), with ``variance``,
     ``bias_sq``, ``mse``, ``work_normalized_variance`` and ``seconds_per_estimate`` (work-
     normalized variance / variance: how the suite defines it), ``num_samples`` unknown
-    (the grid's, not in the results), no intervals; the zero rule of `frames` applied.
+    (the grid's, not in the results), no intervals; the zero rule of `gradest.plotting.frames`
+    applied.
     ``latest``: per machine, the last commit only. Only finished (``ok``) values; a device
     other than cpu is named in the backend (``torch (cuda)``)."""
-    from gradest.reports import frames as F
-
     if asv is None or asv.empty or not set(_GRID_PARAMS) <= set(asv.columns):
         return pd.DataFrame()
     rows = asv[asv["benchmark"].map(is_statistic) & (asv["status"] == "ok")].copy()
@@ -238,7 +239,7 @@ def track_stats(asv: pd.DataFrame, latest: bool = False) -> pd.DataFrame:
     for col in TRACK_STATISTICS.values():
         if col not in table.columns:
             table[col] = math.nan
-    table["estimator_name"] = table["estimator"].map(F.estimator_name)
+    table["estimator_name"] = table["estimator"].map(estimator_name)
     variance = table["variance"].where(table["variance"] > 0)
     table["seconds_per_estimate"] = table["work_normalized_variance"] / variance
     table["num_samples"] = math.nan
@@ -246,7 +247,7 @@ def track_stats(asv: pd.DataFrame, latest: bool = False) -> pd.DataFrame:
     if latest:
         last = table.groupby("machine")["date"].transform("max")
         table = table[table["date"] == last]
-    return F.apply_zero_rule(table.reset_index(drop=True))
+    return apply_zero_rule(table.reset_index(drop=True))
 
 
 def skip_summary(asv: pd.DataFrame) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 captions, what was skipped or failed) and ``summary.md`` (the same in Markdown).
 
 The page is laid out for a window of 1,400 px: one column of at most 1,200 px, in which every
-figure (at most `gradest.reports.style.MAX_WIDTH_IN` wide) is shown at its own size."""
+figure (at most `gradest.plotting.style.MAX_WIDTH_IN` wide) is shown at its own size."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -301,7 +301,7 @@ def leaderboard_html(boards: list, palette=None) -> str:
             if "num_replicates" in part.columns and part["num_replicates"].notna().any():
                 meta.append(f"R = {int(part['num_replicates'].max())} replicates")
             backends = sorted({b for text in part["backends"] for b in str(text).split(", ") if b})
-            from gradest.reports.frames import ordered_backends
+            from gradest.plotting.frames import ordered_backends
 
             meta.append("backends " + ", ".join(ordered_backends(backends)))
             notes = task_notes(board, task, source)

@@ -1,16 +1,16 @@
 """The leaderboard: per task, the estimators ranked by MSE against the exact gradient and by
 work-normalized variance, from a tidy frame of gradient statistics — a `gradest run`'s
-(`gradest.reports.frames.gradient_stats`) or asv's (`gradest.reports.asv_results.track_stats`),
-the same code for both.
+(the ``estimator_statistics`` of the registered cell kinds) or asv's
+(`gradest.reports.asv_results.track_stats`), the same code for both.
 
 `leaderboard(stats)` returns one row per task x estimator at the task's reference number of
-samples S (`frames.reference_samples`); the exact gradient is the reference and is not ranked:
+samples S (`gradest.plotting.frames.reference_samples`); the exact gradient is the reference and is not ranked:
 
 * ``mse_rank``: by MSE = E‖g − ∇L‖² (mean over backends: the statistic does not depend on
   the framework), with its 95% interval (``mse_low``, ``mse_high``), bias² and variance;
 * ``wnv_rank``: by work-normalized variance, variance x seconds per estimate — the variance at
   equal compute, lower is better — on one backend per task (``wnv_backend``: the one most
-  estimators of the task ran on, ties in `frames.BACKEND_ORDER`), since timings of two
+  estimators of the task ran on, ties in backend order), since timings of two
   frameworks are not equal compute; with the variance's interval times the seconds. The
   other backends' values are in ``wnv_<backend>`` (not ranked);
 * ``*_best``: rank 1; ``*_tied``: the interval overlaps the best's (not distinguishable from
@@ -20,8 +20,9 @@ samples S (`frames.reference_samples`); the exact gradient is the reference and 
   the registry does not know it; ``learned``: whether it trains φ (``phi_loss``), and
   ``phi_warmup_steps``, the φ steps it was measured at (None where the rows do not say).
 
-Ranks use the zero rule of `frames` (float noise is 0, so ties at 0 share rank 1) and
-``method="min"``. `task_notes` says where the numbers mislead.
+Ranks use the zero rule of `gradest.plotting.frames` (float noise is 0, so ties at 0 share
+rank 1) and ``method="min"``. `task_notes` says where the numbers mislead, with what a task
+declares itself (``report_notes`` on its class, `gradest.task.Task`).
 """
 from __future__ import annotations
 
@@ -31,17 +32,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from gradest.reports import frames as F
-
-#: what the numbers of a built-in task do not say by themselves (shown beside its table)
-TASK_NOTES = {
-    "bandit": ("f(a) = −r_a is linear in the one-hot sample z (f(z) = −r·z), so differentiating f at the sample "
-               "through the softmax, as straight-through does, gives −J_softmax·r = ∇L exactly for every sample: "
-               "straight-through (and any estimator of that form) measures as exact here, with zero bias and "
-               "variance. That is a property of this task, not of the estimator; on a nonlinear f it is biased. "
-               "For the same reason the relaxed and hard (straight-through) Gumbel-softmax variants give the same "
-               "gradient here."),
-}
+from gradest.plotting.frames import REFERENCE_ESTIMATOR, at_reference_samples, estimator_name, ordered_backends
 
 
 @functools.lru_cache(maxsize=None)
@@ -49,15 +40,26 @@ def estimator_facts(label: str) -> tuple:
     """(unbiased, learned) of the estimator ``label`` as its registry entry builds it, each
     None where it cannot be built (an unknown name, a plugin that is not installed)."""
     from gradest.labels import parse_label
+    from gradest.registry import get_estimator
 
     try:
-        import gradest
-
         name, options = parse_label(label)
-        est = gradest.get_estimator(name, **options)
+        est = get_estimator(name, **options)
         return bool(est.unbiased), est.phi_loss is not None
     except Exception:  # noqa: BLE001 -- a report never fails on the registry
         return None, None
+
+
+@functools.lru_cache(maxsize=None)
+def declared_notes(task_name: str) -> tuple:
+    """The ``report_notes`` the registered task ``task_name`` declares on its class (what its
+    numbers do not say by themselves); () where the registry does not know it."""
+    from gradest.registry import TASKS
+
+    try:
+        return tuple(getattr(TASKS.entry(task_name).factory, "report_notes", ()) or ())
+    except Exception:  # noqa: BLE001 -- a report never fails on the registry
+        return ()
 
 
 def _mean(part: pd.DataFrame, col: str) -> float:
@@ -84,14 +86,14 @@ def _flags(board: pd.DataFrame, q: str, rank_col: str) -> None:
 
 def ranking_backend_of(part: pd.DataFrame):
     """The backend most estimators of ``part`` have a work-normalized variance on (ties: the
-    first in `frames.BACKEND_ORDER`), or None."""
+    first in backend order), or None."""
     if "work_normalized_variance" not in part.columns:
         return None
     part = part.dropna(subset=["work_normalized_variance"])
     if part.empty:
         return None
     counts = part.groupby("backend")["estimator"].nunique()
-    order = F.ordered_backends(counts.index)
+    order = ordered_backends(counts.index)
     return max(order, key=lambda b: (counts[b], -order.index(b)))
 
 
@@ -100,8 +102,8 @@ def leaderboard(stats: pd.DataFrame) -> pd.DataFrame:
     MSE rank (estimators without an MSE last, by work-normalized variance rank)."""
     if stats is None or stats.empty or "task" not in stats.columns:
         return pd.DataFrame()
-    stats = stats[stats["estimator"].map(F.estimator_name) != F.REFERENCE_ESTIMATOR]
-    at = F.at_reference_samples(stats)
+    stats = stats[stats["estimator"].map(estimator_name) != REFERENCE_ESTIMATOR]
+    at = at_reference_samples(stats)
     if at.empty:
         return pd.DataFrame()
     ranking_backend = {task: ranking_backend_of(part) for task, part in at.groupby("task")}
@@ -109,7 +111,7 @@ def leaderboard(stats: pd.DataFrame) -> pd.DataFrame:
     for (task, est), part in at.groupby(["task", "estimator"]):
         unbiased, learned = estimator_facts(est)
         row = {"task": task, "estimator": est, "S": part["S"].iloc[0],
-               "backends": ", ".join(F.ordered_backends(part["backend"])),
+               "backends": ", ".join(ordered_backends(part["backend"])),
                "mse": _mean(part, "mse"), "mse_low": _mean(part, "mse_low"), "mse_high": _mean(part, "mse_high"),
                "bias_sq": _mean(part, "bias_sq"), "bias_sq_floor": _mean(part, "bias_sq_floor"),
                "variance": _mean(part, "variance"),
@@ -150,14 +152,12 @@ def by(board: pd.DataFrame, task, rank: str) -> pd.DataFrame:
 
 
 def task_notes(board: pd.DataFrame, task, source: str = "run") -> list[str]:
-    """What the numbers of ``task`` do not say by themselves: `TASK_NOTES`, biased estimators
-    that measure as exact, the φ the learned estimators were measured at, a task without an
-    exact gradient, and (``source="asv"``) that asv's numbers carry no intervals."""
+    """What the numbers of ``task`` do not say by themselves: the notes the task declares
+    (`declared_notes`), biased estimators that measure as exact, the φ the learned estimators
+    were measured at, a task without an exact gradient, and (``source="asv"``) that asv's
+    numbers carry no intervals."""
     part = board[board["task"] == task]
-    notes = []
-    name = F.estimator_name(task)
-    if name in TASK_NOTES:
-        notes.append(TASK_NOTES[name])
+    notes = list(declared_notes(estimator_name(task)))
     if "mse_zero" in part.columns:
         exact = part[part["mse_zero"].fillna(False).astype(bool) & (part["unbiased"] == False)]  # noqa: E712
         if len(exact):

@@ -16,13 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gradest.kinds import gradient as GK
+from gradest.kinds import train as TK
+from gradest.plotting import frames as F
+from gradest.plotting.figure import legend_handles
 from gradest.reports import build_report, canonical_results, estimator_labels
-from gradest.reports import figures as FG
-from gradest.reports import frames as F
 from gradest.reports import leaderboard as L
 from gradest.reports.asv_results import load_asv, skip_summary, track_stats
 from gradest.reports.load import Results
-from gradest.reports.style import (DPI, MAX_WIDTH_IN, PALETTE, Palette, assign_slots, finish, grid, home_slot,
+from gradest.plotting.style import (DPI, MAX_WIDTH_IN, PALETTE, Palette, assign_slots, finish, grid, home_slot,
                                    log_axis, plt, theme)
 
 NVIL = "nvil[decay=0.9,hidden=16,init_seed=0,normalize=True]"
@@ -161,7 +163,7 @@ def table_estimators(html_table: str) -> list:
 
 
 def test_leaderboard_ranks_by_mse_and_by_work_normalized_variance_on_one_backend():
-    stats = F.gradient_stats(F.canonical_frame(run_cells()))
+    stats = GK.gradient_stats(F.canonical_frame(run_cells()))
     board = L.leaderboard(stats)
     bandit = board[board["task"] == "bandit"]
     assert "exact" not in set(board["estimator"])  # the reference is not ranked
@@ -189,7 +191,7 @@ def test_leaderboard_ranks_by_mse_and_by_work_normalized_variance_on_one_backend
 
 
 def test_notes_say_where_the_numbers_mislead():
-    board = L.leaderboard(F.gradient_stats(F.canonical_frame(run_cells())))
+    board = L.leaderboard(GK.gradient_stats(F.canonical_frame(run_cells())))
     notes = " ".join(L.task_notes(board, "bandit"))
     assert "linear in the one-hot sample" in notes and "straight-through" in notes
     assert "straight_through is biased in general but measures as exact on bandit" in notes
@@ -199,7 +201,7 @@ def test_notes_say_where_the_numbers_mislead():
 
 
 def test_one_zero_rule_for_every_statistic():
-    stats = F.gradient_stats(run_cells())
+    stats = GK.gradient_stats(run_cells())
     st = stats[(stats["estimator"] == ST) & (stats["backend"] == "torch")]
     assert (st["variance"] == 0).all() and st["variance_zero"].all() and (st["mse"] == 0).all()
     assert (st["work_normalized_variance"] == 0).all() and (st["variance_high"] == 0).all()
@@ -308,8 +310,8 @@ def test_run_and_asv_labels_of_one_estimator_are_one_estimator():
 def test_backend_legend_matches_the_lines():
     theme()
     palette = Palette.from_labels(["exact"])
-    with_markers = FG._legend_handles(palette, ["exact"], ["jax", "torch"])
-    lines_only = FG._legend_handles(palette, ["exact"], ["jax", "torch"], markers=False)
+    with_markers = legend_handles(palette, ["exact"], ["jax", "torch"])
+    lines_only = legend_handles(palette, ["exact"], ["jax", "torch"], markers=False)
     assert [h.get_label() for h in lines_only] == ["exact", "backend torch", "backend jax"]
     assert [h.get_marker() for h in lines_only[1:]] == ["None", "None"]
     assert [h.get_linestyle() for h in lines_only[1:]] == ["-", "--"]
@@ -333,7 +335,7 @@ def test_log_ticks_never_overlap_on_a_narrow_panel():
 
 
 def test_training_time_is_counted_after_the_first_step():
-    curves, _ = F.training_curves(run_history())
+    curves, _ = TK.training_curves(run_history())
     bands = F.curve_bands(curves)
     jax = bands[(bands["backend"] == "jax") & (bands["estimator"] == "exact")].sort_values("step")
     assert jax["seconds"].tolist() == pytest.approx([0.01 * s for s in range(10)])

@@ -12,12 +12,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradest.reports import build_report, estimator_labels
+from gradest.kinds import gradient as GK
+from gradest.kinds import lasso_delta as LD
+from gradest.kinds import temperature as TEMP
+from gradest.kinds import train as TK
+from gradest.plotting import frames as F
+from gradest.reports import asv_figures as AF
+from gradest.reports import build_report, estimator_labels, kind_frames
 from gradest.reports import figures as FG
-from gradest.reports import frames as F
+from gradest.reports import tables as T
 from gradest.reports.asv_results import is_asv_path, load_asv
 from gradest.reports.load import load_results
-from gradest.reports.style import Palette, theme, tick_label
+from gradest.plotting.style import Palette, theme, tick_label
 
 ESTIMATORS = ["exact", "reinforce[baseline=none]", "reinforce[baseline=loo]",
               "gumbel_softmax[hard=False,temperature=1.0]"]
@@ -244,7 +250,7 @@ def test_load_results_falls_back_to_cell_records(tmp_path):
 
 def test_gradient_stats_average_over_seeds():
     cells = sample_cells()
-    stats = F.gradient_stats(cells)
+    stats = GK.gradient_stats(cells)
     one = stats[(stats["task"] == "bandit") & (stats["estimator"] == "reinforce[baseline=none]")
                 & (stats["backend"] == "torch") & (stats["num_samples"] == 4)]
     raw = cells[(cells["task"] == "bandit") & (cells["estimator"] == "reinforce[baseline=none]")
@@ -266,12 +272,14 @@ def test_band_over_seeds():
 
 
 def test_summary_table_and_status_counts():
-    table = F.summary_table(sample_cells())
+    stats, columns, problems = kind_frames(sample_cells())
+    assert not problems
+    table = T.summary_table(stats, columns)
     assert {"task", "rank", "estimator", "S", "variance", "bias²", "MSE", "s/estimate (torch)", "s/estimate (jax)",
             "work-norm. variance (torch)", "work-norm. variance (jax)", "final training loss"} <= set(table.columns)
     row = table[(table["task"] == "bandit") & (table["estimator"] == "exact")]
     assert row["final training loss"].item() == pytest.approx(-0.89)
-    counts = F.status_counts(sample_cells()).set_index("kind")
+    counts = T.status_counts(sample_cells()).set_index("kind")
     assert counts.loc["gradient", "skipped"] == 2 * 2 * 2  # tasks x backends x seeds, at S=1
     assert counts.loc["train", "failed"] == 1
 
@@ -310,7 +318,7 @@ def report(tmp_path_factory):
 @pytest.mark.parametrize("name", ["variance_vs_samples", "bias_variance_mse", "efficiency_frontier",
                                   "training_curves", "temperature_sweep", "lasso_delta_sweep", "asv_summary"])
 def test_each_figure_is_drawn_from_sample_data(name, report):
-    from gradest.reports.style import DPI, MAX_WIDTH_IN
+    from gradest.plotting.style import DPI, MAX_WIDTH_IN
 
     folder = report.parent
     width, height = _png_size(folder / f"{name}.png")
@@ -324,7 +332,7 @@ def test_each_figure_is_drawn_from_sample_data(name, report):
 
 def test_figure_records_and_their_data(tmp_path, palette):
     cells = sample_cells()
-    fig = FG.variance_vs_samples(cells, palette, tmp_path)
+    fig = GK.variance_vs_samples(cells, palette, tmp_path)
     assert fig.name == "variance_vs_samples" and sorted(fig.files) == ["variance_vs_samples.png",
                                                                       "variance_vs_samples.svg"]
     assert "slope −1" in fig.caption and "the panel names those estimators" in fig.caption
@@ -338,7 +346,7 @@ def test_figure_records_and_their_data(tmp_path, palette):
 def test_asv_history_over_commits(tmp_path, palette):
     write_asv(tmp_path, [("a1b2c3d4e5f6", 1_700_000_000_000, 1.0), ("0123456789ab", 1_700_100_000_000, 1.3),
                          ("ba9876543210", 1_700_200_000_000, 0.8)])
-    fig = FG.asv_history(load_asv(tmp_path / ".asv" / "results"), palette, tmp_path)
+    fig = AF.asv_history(load_asv(tmp_path / ".asv" / "results"), palette, tmp_path)
     assert fig is not None and "3 commits" in fig.caption
     svg = (tmp_path / fig.svg).read_text()
     assert "a1b2c3d4" in svg and "ba987654" in svg  # commits on the x axis, oldest first
@@ -347,15 +355,15 @@ def test_asv_history_over_commits(tmp_path, palette):
 
 def test_figures_skip_missing_data(tmp_path, palette):
     empty = pd.DataFrame()
-    assert FG.variance_vs_samples(empty, palette, tmp_path) is None
+    assert GK.variance_vs_samples(empty, palette, tmp_path) is None
     assert FG.bias_variance_mse(empty, palette, tmp_path) is None
-    assert FG.training_curves(empty, palette, tmp_path) is None
-    assert FG.temperature_sweep(empty, palette, tmp_path) is None
-    assert FG.lasso_delta_sweep(empty, empty, palette, tmp_path) is None
-    assert FG.asv_summary(empty, palette, tmp_path) is None
+    assert TK.training_curves_figure(empty, palette, tmp_path) is None
+    assert TEMP.temperature_sweep(empty, palette, tmp_path) is None
+    assert LD.lasso_delta_sweep(empty, empty, palette, tmp_path) is None
+    assert AF.asv_summary(empty, palette, tmp_path) is None
     only_one_commit = pd.DataFrame({"benchmark": ["a"], "status": ["ok"], "commit": ["c"], "value": [1.0],
                                     "date": [pd.Timestamp(0)], "params": [""], "unit": ["seconds"], "type": ["time"]})
-    assert FG.asv_history(only_one_commit, palette, tmp_path) is None
+    assert AF.asv_history(only_one_commit, palette, tmp_path) is None
     assert list(tmp_path.iterdir()) == []
 
 
@@ -364,7 +372,7 @@ def test_palette_is_one_mapping_for_all_figures():
     a, b = Palette.from_labels(labels), Palette.from_labels(list(reversed(labels)))
     assert a.colors == b.colors and len(a.colors) == 3
     assert len({a(lab) for lab in labels}) == 3
-    from gradest.reports.style import PALETTE
+    from gradest.plotting.style import PALETTE
 
     many = Palette.from_labels([f"est{i}" for i in range(30)])
     assert len(many.colors) == 30
@@ -434,9 +442,9 @@ def test_variance_along_training_figure(tmp_path, palette):
              "own_variance": (10.0 ** -(2 + step / 50)) if est == "relax" else 1e-2}
             for est in ("relax", "reinforce") for seed in (0, 1, 2) for step in range(0, 200, 50)]
     history = pd.DataFrame(rows)
-    curves = F.own_variance_curves(history)
+    curves = TK.own_variance_curves(history)
     assert curves.loc[(curves["estimator"] == "relax") & (curves["step"] == 100), "value"].iloc[0] == pytest.approx(-4)
-    fig = FG.variance_along_training(history, palette, tmp_path)
+    fig = TK.variance_along_training(history, palette, tmp_path)
     assert fig is not None and fig.name == "variance_along_training"
     assert all((tmp_path / f"variance_along_training.{ext}").exists() for ext in ("png", "svg"))
-    assert FG.variance_along_training(history.drop(columns=["own_variance"]), palette, tmp_path) is None
+    assert TK.variance_along_training(history.drop(columns=["own_variance"]), palette, tmp_path) is None

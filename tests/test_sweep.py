@@ -16,7 +16,7 @@ from gradest import sweep
 from gradest.labels import parse_spec
 from gradest.sweep import Budget, Cell, CellRunner, ResultStore, run_sweep
 from gradest.sweep import store as store_module
-from gradest.tasks.lasso_huber_delta import lasso_gap
+from gradest.kinds.lasso_delta import lasso_gap
 
 TINY = Budget("quick", num_replicates=40, sample_sizes=(1, 4), seeds=2, measured_seeds=1, train_steps=3)
 
@@ -357,8 +357,8 @@ class EntropyProbe(sweep.CellKind):
         return {"entropy": float(B.to_numpy(B.sum(dist.entropy())))}, None
 
     def figures(self, cells, history, palette, out):
-        from gradest.reports.figures import Figure
-        from gradest.reports.style import plt, save
+        from gradest.plotting.figure import Figure
+        from gradest.plotting.style import plt, save
 
         rows = cells[cells["kind"] == "entropy_probe"] if "kind" in cells else cells.iloc[:0]
         if rows.empty:

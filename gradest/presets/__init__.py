@@ -16,8 +16,9 @@ It states
   paper states (`Ordering`: "a < b in column c", with the claim and where it is made);
 * ``notes``: what could not be transcribed from the paper, and why.
 
-`plan_preset` turns a preset into ordinary ``train`` cells (`gradest.sweep.cells.Cell`), so
-the store, resume and Dask apply unchanged; `preset_record` is what a run stores of the preset
+`plan_preset` asks the ``train`` cell kind for the cells of the preset's runs
+(`gradest.kinds.train.TrainKind.plan_runs`, ordinary `gradest.sweep.cells.Cell` s), so the
+store, resume and Dask apply unchanged; `preset_record` is what a run stores of the preset
 in its results folder (``manifest.json``, key ``"preset"``, written atomically with the
 manifest), and the report's "Published vs measured" section reads it from there
 (`gradest.reports.published`): the report never imports a preset.
@@ -36,8 +37,6 @@ __all__ = ["Preset", "PresetTask", "PresetEstimator", "PresetBudget", "Published
 
 #: the layout of `preset_record` (the report reads records of this format)
 RECORD_FORMAT = 1
-#: the estimator spec of a tracked estimator that is the cell's own (`gradest.sweep.kinds.train`)
-SELF = "self"
 
 
 @dataclass(frozen=True)
@@ -202,40 +201,37 @@ def _estimator_entries(preset: Preset, quick: bool, only=None) -> list[PresetEst
     return entries
 
 
-def plan_preset(preset: Preset, backends=("torch",), *, device: str = "cpu", quick: bool = False,
+def plan_preset(preset: Preset, backends=None, *, device: str = "cpu", quick: bool = False,
                 data_dir=None, seeds: int | None = None, train_steps: int | None = None,
                 track_replicates: int | None = None, estimators=None) -> list:
     """The ``train`` cells of ``preset`` (every task x estimator x backend x seed of the
-    budget; ``quick`` runs the first backend only). ``seeds``, ``train_steps`` and
-    ``track_replicates`` override the budget's; ``estimators`` (specs or names) narrows the
-    preset's estimators (an estimator it does not have raises ValueError)."""
+    budget; ``quick`` runs the first backend only; ``backends`` None: the reference backend),
+    made by the train kind (`gradest.kinds.train.TrainKind.plan_runs`). ``seeds``,
+    ``train_steps`` and ``track_replicates`` override the budget's; ``estimators`` (specs or
+    names) narrows the preset's estimators (an estimator it does not have raises ValueError)."""
+    from gradest.backends import reference_backend
+    from gradest.kinds.train import TrainKind, train_settings
     from gradest.labels import parse_spec
-    from gradest.measure import default_samples
+    from gradest.binding import default_samples
     from gradest.registry import get_estimator
     from gradest.sweep.cells import FULL, QUICK, PlanContext
 
     budget = preset.budget(quick, seeds=seeds, train_steps=train_steps, track_replicates=track_replicates)
-    settings = {"steps": budget.steps}
-    if budget.learning_rate is not None:
-        settings["learning_rate"] = float(budget.learning_rate)
-    if budget.track_every is not None:
-        settings.update(track=[SELF], every=min(int(budget.track_every), budget.steps),
-                        track_replicates=budget.track_replicates)
+    settings = train_settings(budget.steps, budget.learning_rate, track_every=budget.track_every,
+                              track_replicates=budget.track_replicates)
     dataset = choose_dataset(data_dir)
-    backends = list(backends)[:1] if quick else list(backends)
+    backends = list(backends) if backends is not None else [reference_backend()]
+    backends = backends[:1] if quick else backends
     ctx = PlanContext([t.task for t in preset.tasks], [], backends, device, QUICK if quick else FULL)
-    cells = []
+    runs = []
     for task in preset.tasks:
         options = task.options_for("quick" if quick else "full", dataset)
         for entry in _estimator_entries(preset, quick, estimators):
             name, est_options = parse_spec(entry.spec)
             est_options = dict(est_options or {})
             num_samples = default_samples(get_estimator(name, **est_options), entry.num_samples)
-            for backend in backends:
-                for seed in range(budget.seeds):
-                    cells.append(ctx.cell("train", task.task, name, est_options, backend, seed=seed,
-                                          num_samples=num_samples, settings=settings, task_options=options))
-    return cells
+            runs.append((task.task, options, name, est_options, num_samples))
+    return TrainKind().plan_runs(ctx, runs, settings, range(budget.seeds))
 
 
 def preset_record(preset: Preset, cells, *, quick: bool, data_dir=None, seeds: int | None = None,

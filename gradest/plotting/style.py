@@ -1,10 +1,10 @@
-"""Shared figure style: estimator colours, backend line styles and markers, log axes with
-readable labels, an explicit layout, and saving a figure as PNG and SVG.
+"""The figure style of every kind and the report: estimator colours, backend line styles and
+markers, log axes with readable labels, an explicit layout, and saving a figure as PNG and SVG.
 
 **Estimator colours.** An estimator's colour is a function of its label, the same in every
 report and every figure whatever else is present:
 
-1. the label is put in canonical form (`gradest.reports.frames.canonical_label`: the name plus
+1. the label is put in canonical form (`gradest.plotting.frames.canonical_label`: the name plus
    only the options that differ from the registered defaults), so ``gumbel_rao`` (asv's
    label) and ``gumbel_rao[num_mc=10,temperature=1.0]`` (a run's) are one estimator;
 2. its *home slot* is ``blake2b(canonical label) mod len(PALETTE)``: an index into `PALETTE`,
@@ -40,10 +40,11 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator  # noqa: E402
 
-from gradest.reports.frames import canonical_label  # noqa: E402
+from gradest.plotting.frames import backend_order, canonical_label  # noqa: E402
 
-BACKEND_DASHES = {"torch": "-", "jax": "--"}
-BACKEND_MARKERS = {"torch": "o", "jax": "s"}
+#: line styles and markers of the first backends of `backend_order` (torch, jax); others: the last
+BACKEND_DASHES = ("-", "--", ":")
+BACKEND_MARKERS = ("o", "s", "^")
 DPI = 110
 LEGEND_FONT_PT = 8
 #: the widest figure (inches): 1,155 px at `DPI`, what the page's 1,200-px column shows 1:1
@@ -56,12 +57,18 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#5a4b0f", "#0
            "#00b4ff", "#3c4b87", "#697800", "#871e96", "#2d9678", "#872d0f", "#a5b469", "#4b5aff")
 
 
+def _backend_slot(backend: str, count: int) -> int:
+    """The index of ``backend`` in `backend_order`, the last slot for later and unknown names."""
+    order = backend_order()
+    return min(order.index(str(backend)), count - 1) if str(backend) in order else count - 1
+
+
 def backend_line(backend: str) -> str:
-    return BACKEND_DASHES.get(str(backend), ":")
+    return BACKEND_DASHES[_backend_slot(backend, len(BACKEND_DASHES))]
 
 
 def backend_marker(backend: str) -> str:
-    return BACKEND_MARKERS.get(str(backend), "^")
+    return BACKEND_MARKERS[_backend_slot(backend, len(BACKEND_MARKERS))]
 
 
 def home_slot(label) -> int:
