@@ -8,7 +8,7 @@
   estimator share their work, so the series costs one `check_estimator` call.
 * Every named check of every registered task with its default options (the costly ones small).
 * The series of names covers the kit: surrogate, samples, determinism, unbiasedness exactly
-  for the estimators that claim it, parity with both backends.
+  for the estimators that claim it, parity of each backend with the reference backend.
 * `z_test` is calibrated (its rejection rate under the null is at most alpha) and has power.
 * Deliberately broken estimators and tasks fail with messages that name the check, the task,
   the backend and the size of the failure.
@@ -186,7 +186,7 @@ def test_backend_specific_bug_fails_parity():
     with pytest.raises(AssertionError) as err:
         check_estimator(est, tasks=["binary_toy"], toy_tasks=False, num_replicates=200)
     message = str(err.value)
-    assert "check 'parity' failed on task 'binary_toy', backend torch vs jax (float64, same NumPy noise)" in message
+    assert "check 'parity' failed on task 'binary_toy', backend jax vs torch (float64, same NumPy noise)" in message
     assert "gradient dL/dθ" in message and "max |a - b|" in message
 
 

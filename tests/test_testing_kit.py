@@ -62,14 +62,14 @@ def test_estimator_checks_are_named_in_the_order_check_estimator_runs_them():
     per_backend = ["noise_spec", "surrogate", "gradient_samples", "determinism", "unbiased"]
     assert names == (["metadata"] + [f"{c}[bandit-torch]" for c in per_backend]
                      + [f"{c}[bandit-jax]" for c in per_backend if c != "surrogate"]
-                     + ["surrogate[bandit-jax]", "parity[bandit]"])
+                     + ["surrogate[bandit-jax]", "parity[bandit-jax vs torch]"])
     # biased: no z-test; one backend: its surrogate in its own block, no parity
     names = [n for n, _ in estimator_checks("gumbel_softmax", backends=("jax",))]
     assert names[:5] == ["metadata", "noise_spec[bandit-jax]", "surrogate[bandit-jax]",
                          "gradient_samples[bandit-jax]", "determinism[bandit-jax]"]
     assert not any(n.startswith(("unbiased", "parity")) for n in names)
     assert [n for n, _ in task_checks("bandit")] == ["layout", "problem[torch]", "exact[torch]", "problem[jax]",
-                                                     "exact[jax]", "parity"]
+                                                     "exact[jax]", "parity[jax vs torch]"]
     check = dict(estimator_checks("reinforce", tasks=["bandit"], toy_tasks=False))["unbiased[bandit-torch]"]
     assert (check.kind, check.subject, check.task, check.backends) == ("unbiased", "reinforce[baseline=none]",
                                                                        "bandit", ("torch",))
@@ -142,10 +142,13 @@ def test_the_checks_of_a_missing_backend_skip(monkeypatch):
     from gradest.testing import _core
 
     monkeypatch.setattr(_core, "available_backends", lambda: ["torch"])
-    checks = dict(estimator_checks("reinforce", tasks=["binary_toy"], toy_tasks=False))
+    # by default only the installed backends are checked; a missing one asked for skips
+    assert [n for n, _ in estimator_checks("reinforce", tasks=["binary_toy"], toy_tasks=False)
+            if n.endswith("-jax]") or n.startswith("parity")] == []
+    checks = dict(estimator_checks("reinforce", tasks=["binary_toy"], toy_tasks=False, backends=("torch", "jax")))
     skipped = sorted(name for name, check in checks.items() if check.skipped)
     assert skipped == ["determinism[binary_toy-jax]", "gradient_samples[binary_toy-jax]", "noise_spec[binary_toy-jax]",
-                       "parity[binary_toy]", "surrogate[binary_toy-jax]", "unbiased[binary_toy-jax]"]
+                       "parity[binary_toy-jax vs torch]", "surrogate[binary_toy-jax]", "unbiased[binary_toy-jax]"]
     with pytest.raises(pytest.skip.Exception, match=r"unbiased\[binary_toy-jax\]: backend jax not installed"):
         checks["unbiased[binary_toy-jax]"]()
     assert [r.check for r in checks["metadata"]()] == ["metadata"]
@@ -161,9 +164,10 @@ def test_parametrize_with_checks_makes_one_test_per_check():
     assert mark.name == "parametrize" and mark.args[0] == "obj, check"
     ids = [p.id for p in mark.args[1]]
     assert ids[:2] == ["reinforce[baseline=loo]-metadata", "reinforce[baseline=loo]-noise_spec[bandit-torch]"]
-    assert "reinforce[baseline=loo]-unbiased[bandit-torch]" in ids and "reinforce[baseline=loo]-parity[bandit]" in ids
+    assert ("reinforce[baseline=loo]-unbiased[bandit-torch]" in ids
+            and "reinforce[baseline=loo]-parity[bandit-jax vs torch]" in ids)
     assert ids[-6:] == ["binary_toy-layout", "binary_toy-problem[torch]", "binary_toy-exact[torch]",
-                        "binary_toy-problem[jax]", "binary_toy-exact[jax]", "binary_toy-parity"]
+                        "binary_toy-problem[jax]", "binary_toy-exact[jax]", "binary_toy-parity[jax vs torch]"]
     assert [name for name in ids if "unbiased" in name] == ["reinforce[baseline=loo]-unbiased[bandit-torch]",
                                                             "reinforce[baseline=loo]-unbiased[bandit-jax]"]
     with pytest.raises(ValueError, match="neither a registered estimator"):

@@ -19,23 +19,25 @@ or all checks in one call::
         check_task("my_task")
 
 `check_estimator(est)` runs, for each toy task whose distribution kind the estimator supports
-(`CONFORMANCE_TASKS`) plus any task given, and for each backend, the checks ``metadata``,
+(`CONFORMANCE_TASKS`) plus any task given, and for each backend (by default every registered
+backend that is installed, `gradest.backends.available_backends`), the checks ``metadata``,
 ``noise_spec``, ``surrogate``, ``gradient_samples``, ``determinism``, ``unbiased`` (estimators
-that claim it) and, with both backends, ``parity`` in float64 on the same NumPy noise
-(`gradest.testing.estimators` states each). `check_task(task)` checks the param layout, the
-``problem()`` shapes, finiteness and determinism, the exact loss against finite differences
-and a Monte Carlo mean, and parity (`gradest.testing.tasks`).
+that claim it) and, for each backend other than the reference backend
+(`gradest.backends.reference_backend`), ``parity`` with the reference in float64 on the same
+NumPy noise (`gradest.testing.estimators` states each). `check_task(task)` checks the param
+layout, the ``problem()`` shapes, finiteness and determinism, the exact loss against finite
+differences and a Monte Carlo mean, and parity (`gradest.testing.tasks`).
 
 `estimator_checks(est, ...)` and `task_checks(task, ...)` (same options) yield the same checks
 one by one as ``(name, check)``, named after what they check and where, e.g.
-``unbiased[bandit-torch]``, ``parity[bandit]``, ``exact[jax]``; `parametrize_with_checks`
+``unbiased[bandit-torch]``, ``parity[bandit-jax vs torch]``, ``exact[jax]``; `parametrize_with_checks`
 makes pytest tests of them. The checks of one estimator or task share their expensive work
 (computed once, by the first check that needs it), so one by one they cost what
 `check_estimator` costs.
 
 Failures raise AssertionError naming the check, the task and backend, and by how much; an
-estimator or task that computes with torch on jax's values (or jax on torch's) instead of the
-Backend it is given gets a message that says so. A backend that is not installed is skipped:
+estimator or task that calls one backend's framework on another backend's values instead of
+computing with the Backend it is given gets a message that says so. A backend that is not installed is skipped:
 `pytest.skip` (at the end of `check_estimator`, or the checks of that backend) when pytest is
 running, a warning otherwise. `check_estimator` and `check_task` return the list of
 `CheckResult` they passed.

@@ -12,18 +12,21 @@ Contracts:
   to every check that needs it. So checks may run one by one, in any order or alone, and
   running all of them costs what one run of `check_estimator` costs. When every check of
   the series has run, the shared values are dropped.
-* A check on a backend that is not installed skips: `pytest.skip` when pytest is running, a
-  `RuntimeWarning` (and no results) otherwise.
+* The backends checked: every registered backend that is installed, unless a list is given
+  (`checked_backends`). Parity compares each of them with the reference backend
+  (`gradest.backends.reference_backend`). A check on a backend that is not installed skips:
+  `pytest.skip` when pytest is running, a `RuntimeWarning` (and no results) otherwise.
 * The Backend rule: estimators and tasks compute with the `Backend` they are given and import
-  no framework. An error raised where the code under test called torch on jax's values, jax
-  on torch's, or converted traced values to NumPy becomes an AssertionError naming the check,
-  the task and the backend, where in the code it happened, and what to do instead. Any other
-  error passes through unchanged.
+  no framework. An error raised where the code under test called another backend's framework
+  on this backend's values, or converted traced values to NumPy, becomes an AssertionError
+  naming the check, the task and the backend, where in the code it happened, and what to do
+  instead. What tells a framework's frames and errors apart (its packages, the words its
+  values show in error text) is declared where the backend is registered
+  (`gradest.backends.register_backend`). Any other error passes through unchanged.
 """
 from __future__ import annotations
 
 import os
-import re
 import sys
 import sysconfig
 import warnings
@@ -31,19 +34,20 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
-from gradest.backends import BACKENDS, available_backends
+from gradest.backends import available_backends, backend_entry, backend_names, reference_backend
 
 #: the parity tolerance: |a - b| <= PARITY_ATOL + PARITY_RTOL |b|
 PARITY_RTOL = 1e-6
 PARITY_ATOL = 1e-9
 
-#: what estimators and tasks are told when they break the Backend rule
-ESTIMATOR_RULE = "compute with `dist.backend` (the Backend passed in), never import torch or jax in an estimator"
-TASK_RULE = ("compute with the `backend` argument (the Backend passed in), never import torch or jax in a task")
+#: what estimators and tasks are told when they break the Backend rule (see `backend_rule`)
+ESTIMATOR_RULE = "compute with `dist.backend` (the Backend passed in), never import {frameworks} in an estimator"
+TASK_RULE = "compute with the `backend` argument (the Backend passed in), never import {frameworks} in a task"
 
 
 class CheckResult(NamedTuple):
-    """One passed check: ``check`` name, ``task`` label, ``backend`` ("torch+jax" for parity)."""
+    """One passed check: ``check`` name, ``task`` label, ``backend`` (``"<reference>+<backend>"``
+    for parity, e.g. "torch+jax")."""
 
     check: str
     task: str
@@ -114,16 +118,17 @@ class Check:
     """One named check of a subject: call it to run it (see the module docstring).
 
     Attributes: ``name`` (``"unbiased[bandit-torch]"``; the task is left out of the names of
-    task checks, whose subject it is: ``"exact[torch]"``), ``kind`` (``"unbiased"``), ``subject``
-    (the estimator's or task's label), ``task`` (the task label, ``"-"`` for none) and
-    ``backends`` (those it runs on; none for checks of metadata)."""
+    task checks, whose subject it is: ``"exact[torch]"``; a check comparing two backends names
+    them ``"parity[bandit-jax vs torch]"``), ``kind`` (``"unbiased"``), ``subject`` (the
+    estimator's or task's label), ``task`` (the task label, ``"-"`` for none) and ``backends``
+    (those it runs on, the compared one first; none for checks of metadata)."""
 
     def __init__(self, ctx: _Context, shared: Shared, kind: str, fn: Callable[[], None], *, subject: str,
                  task: str = "-", backends: tuple = (), ran: Iterable[str] = (), missing: Iterable[str] = (),
                  name_task: bool = True):
         self.kind, self.subject, self.task, self.backends = kind, subject, task, tuple(backends)
-        where = "-".join(([task] if name_task and task != "-" else []) + (list(self.backends)
-                                                                            if len(self.backends) == 1 else []))
+        where = "-".join(([task] if name_task and task != "-" else []) + (
+            [" vs ".join(self.backends)] if self.backends else []))
         self.name = f"{kind}[{where}]" if where else kind
         self._ctx, self._shared, self._fn = ctx, shared, fn
         self._ran, self._missing = list(ran), [b for b in self.backends if b in set(missing)]
@@ -160,19 +165,22 @@ class Check:
 
 # ---- the Backend rule -----------------------------------------------------------------------
 
-#: the packages of each framework, for telling its frames in a traceback
-_PACKAGES = {"torch": ("torch", "functorch"), "jax": ("jax", "jaxlib")}
-#: words in an error that show the other framework's values or calls, per backend under test
-_FOREIGN_WORDS = {
-    "jax": ("torch", re.compile(r"\btorch\b|\bTensor\b|__dlpack")),
-    "torch": ("jax", re.compile(r"\bjax\b|jaxlib|Tracer\b|ArrayImpl")),
-}
-#: a traced value converted to NumPy, per backend under test
-_NUMPY_CONVERSION = {
-    "jax": re.compile(r"TracerArrayConversionError|__array__\(\) was called on traced array"),
-    "torch": re.compile(r"Can't call numpy\(\) on Tensor that requires grad"),
-}
 _ERROR_TYPES = (TypeError, AttributeError, RuntimeError)
+
+
+def _frameworks() -> dict[tuple, list]:
+    """The registered backends grouped by framework (their declared packages)."""
+    out: dict[tuple, list] = {}
+    for name in backend_names():
+        entry = backend_entry(name)
+        if entry.packages:
+            out.setdefault(entry.packages, []).append(entry)
+    return out
+
+
+def backend_rule(rule: str) -> str:
+    """``rule`` (`ESTIMATOR_RULE` or `TASK_RULE`) naming the registered frameworks."""
+    return rule.format(frameworks=" or ".join(packages[0] for packages in _frameworks()) or "a framework")
 
 
 def _package_dirs(names: Iterable[str]) -> list[str]:
@@ -198,7 +206,7 @@ def _culprit(frames) -> str | None:
     standard library and gradest's own core: the code under test, as a rule."""
     import gradest
 
-    skip = _package_dirs([*_PACKAGES["torch"], *_PACKAGES["jax"], "numpy", "optax", "scipy"])
+    skip = _package_dirs([*(p for packages in _frameworks() for p in packages), "numpy", "scipy"])
     skip.append(os.path.dirname(os.path.abspath(gradest.__file__)) + os.sep)
     stdlib = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
     for tb in reversed(frames):
@@ -219,23 +227,31 @@ def backend_rule_violation(err: BaseException, backend: str) -> str | None:
     """What ``err``, raised while running code on ``backend``, shows of a broken Backend rule
     (the other framework called on this backend's values, or traced values made NumPy), as
     text for a message; None when it shows nothing of the kind."""
-    if backend not in _FOREIGN_WORDS or isinstance(err, AssertionError):
+    if backend not in backend_names() or isinstance(err, AssertionError):
         return None
+    own = backend_entry(backend)
+    others = {packages: entries for packages, entries in _frameworks().items() if packages != own.packages}
     frames = _frames(err)
-    foreign, words = _FOREIGN_WORDS[backend]
-    through = getattr(sys.modules.get(f"gradest.backends.{foreign}"), "__file__", None)
-    if through and any(os.path.abspath(tb.tb_frame.f_code.co_filename) == os.path.abspath(through) for tb in frames):
-        return None  # the other framework was called through its Backend (as for the kit's NumPy noise)
+    files = {os.path.abspath(tb.tb_frame.f_code.co_filename) for tb in frames}
+    for entries in others.values():
+        for entry in entries:
+            through = getattr(sys.modules.get(entry.module_name()), "__file__", None)
+            if through and os.path.abspath(through) in files:
+                return None  # another framework was called through its Backend (as for the kit's NumPy noise)
     text = f"{type(err).__name__}: {err}"
-    other_dirs = _package_dirs(_PACKAGES[foreign])
-    in_foreign = any(os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(d)
-                     for tb in frames for d in other_dirs)
-    if in_foreign or (isinstance(err, _ERROR_TYPES) and words.search(text)):
-        did = f"called {foreign} on the {backend} backend's values"
-    elif isinstance(err, _ERROR_TYPES) and _NUMPY_CONVERSION[backend].search(text):
-        did = f"converted the {backend} backend's values to NumPy"
-    else:
-        return None
+    did = None
+    for packages, entries in others.items():
+        in_foreign = any(path.startswith(d) for path in files for d in _package_dirs(packages))
+        words = any(e.error_words is not None and e.error_words.search(text) for e in entries)
+        if in_foreign or (isinstance(err, _ERROR_TYPES) and words):
+            did = f"called {packages[0]} on the {backend} backend's values"
+            break
+    if did is None:
+        if (isinstance(err, _ERROR_TYPES) and own.numpy_conversion is not None
+                and own.numpy_conversion.search(text)):
+            did = f"converted the {backend} backend's values to NumPy"
+        else:
+            return None
     where = _culprit(frames)
     first = str(err).strip().splitlines()[0] if str(err).strip() else ""
     if len(first) > 300:
@@ -245,13 +261,29 @@ def backend_rule_violation(err: BaseException, backend: str) -> str | None:
 
 # ---- helpers ----------------------------------------------------------------------------
 
+def checked_backends(backends: Iterable[str] | None) -> list[str]:
+    """The backends a check series runs on: ``backends`` as given (registered names), or by
+    default every registered backend that is installed."""
+    backends = available_backends() if backends is None else list(backends)
+    known = backend_names()
+    if not backends or any(b not in known for b in backends):
+        raise ValueError(f"backends must be a non-empty list of registered backends ({', '.join(known)}), "
+                         f"got {backends!r}")
+    return backends
+
+
 def _split_backends(backends: Iterable[str]) -> tuple[list[str], list[str]]:
-    backends = list(backends)
-    unknown = [b for b in backends if b not in BACKENDS]
-    if unknown or not backends:
-        raise ValueError(f"backends must be a non-empty subset of {BACKENDS}, got {backends!r}")
     have = set(available_backends())
     return [b for b in backends if b in have], [b for b in backends if b not in have]
+
+
+def compared_backends(requested: list[str]) -> tuple[str | None, list[str]]:
+    """(the reference backend, the requested backends compared with it): parity runs only when
+    the reference is among the requested ones."""
+    reference = reference_backend()
+    if reference not in requested:
+        return None, []
+    return reference, [b for b in requested if b != reference]
 
 
 def run_series(series) -> list[CheckResult]:
@@ -268,9 +300,10 @@ def run_series(series) -> list[CheckResult]:
 def _report_missing(missing: list[str], ran: list[str], what: str) -> None:
     if not missing:
         return
+    hints = [f"{b}: {backend_entry(b).install_hint}" for b in missing if backend_entry(b).install_hint]
     message = (f"{what}: backend{'s' if len(missing) > 1 else ''} {', '.join(missing)} not installed, "
-               f"so not checked (checked: {', '.join(ran) or 'none'}); install it to check it "
-               f"(pip install 'gradest[torch]' / 'gradest[jax]')")
+               f"so not checked (checked: {', '.join(ran) or 'none'}); install it to check it"
+               + (f" ({'; '.join(hints)})" if hints else ""))
     if "pytest" in sys.modules:
         import pytest
 

@@ -2,18 +2,20 @@
 
 On each toy task whose distribution kind the estimator supports (`CONFORMANCE_TASKS`: bandit,
 binary_toy, gaussian_quadratic, with non-uniform parameters) plus any task given, and on each
-backend, in this order (names as `estimator_checks` gives them, e.g. ``unbiased[bandit-torch]``):
+backend (by default every registered backend that is installed; the reference backend is
+`gradest.backends.reference_backend`, torch), in this order (names as `estimator_checks` gives
+them, e.g. ``unbiased[bandit-torch]``):
 
 1. ``metadata`` (once): ``supports`` ⊆ the distribution kinds, ``min_samples`` a positive
    integer. ``noise_spec[<task>-<backend>]``: every array has the leading axis S and a known
-   noise kind.
+   noise law (its ``kind``).
 2. ``surrogate[<task>-<backend>]`` (S + 1 samples; S is ``max(min_samples, 2)`` unless given):
    one compiled call of ``surrogate(f, dist, noise, init(dist))`` and of the loss gradient
    gives a finite ``[S + 1, *batch_shape]`` array of the backend's float dtype, a finite
    gradient, and a state with the keys and shapes ``init`` made; ``phi_loss`` (where given)
-   is a finite scalar with a finite gradient of φ's shape. With both backends, the first is
-   checked in float32 and the second in float64, on the parity step's evaluations (6), after
-   the other checks of the task.
+   is a finite scalar with a finite gradient of φ's shape. The reference backend, and a backend
+   not compared with it, is checked in float32; a backend compared with the reference in
+   float64, on the parity step's evaluations (6), after the other checks of the task.
 3. ``gradient_samples[<task>-<backend>]``: `GradientSampler` (the engine of
    `gradest.gradient_samples`) at S gives a finite float64 ``[R, P]`` array.
 4. ``determinism[<task>-<backend>]``: running the sampler again gives the same numbers, bit
@@ -24,14 +26,15 @@ backend, in this order (names as `estimator_checks` gives them, e.g. ``unbiased[
    each) against the exact gradient, per coordinate, Bonferroni over the P coordinates at
    family level ``alpha`` = 1e-4 (threshold about 4.3 standard errors for P = 5), with a
    fixed seed; see `gradest.testing.z_test`.
-6. ``parity[<task>]`` (when both backends are asked for): two NumPy noise draws fed to the
-   torch and the jax surrogate in float64 give the same per-sample values, loss, gradient dθ,
-   new state, ``phi_loss`` and its gradient to ``|a - b| <= 1e-9 + 1e-6 |b|``.
+6. ``parity[<task>-<backend> vs <reference>]`` (for each backend other than the reference,
+   when the reference is checked too): two NumPy noise draws fed to the backend's and the
+   reference's surrogate in float64 give the same per-sample values, loss, gradient dθ, new
+   state, ``phi_loss`` and its gradient to ``|a - b| <= 1e-9 + 1e-6 |b|`` (b the reference's).
 
 Shared work, computed once per task and backend by whichever check needs it first: the
 backend and distribution (``noise_spec``), the float32 evaluation (``surrogate`` and
 ``determinism``), the sampler's R replicates (``gradient_samples``, ``determinism``,
-``unbiased``), the float64 evaluations (``determinism`` of the second backend, its
+``unbiased``), the float64 evaluations (``determinism`` of a compared backend, its
 ``surrogate``, ``parity``). Costs: per task and backend one compilation of the vectorized
 estimate and (parity) one of the float64 surrogate; a few seconds per estimator on the toys.
 """
@@ -42,14 +45,15 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from gradest.backends import BACKENDS, NOISE_KINDS, get_backend
+from gradest.backends import NOISE_LAWS, get_backend
 from gradest.distributions import DISTRIBUTION_KINDS
 from gradest.estimator import GradientEstimator
 from gradest.measure import GradientSampler, check_compatible
 from gradest.registry import ESTIMATORS, estimator_variants, get_estimator, get_task, list_tasks
 from gradest.task import Task
 from gradest.testing._core import (ESTIMATOR_RULE, PARITY_ATOL, PARITY_RTOL, Check, CheckResult, Shared, _close,
-                                   _Context, _finite, _flat_state, _shape, _split_backends, run_series)
+                                   _Context, _finite, _flat_state, _shape, _split_backends, backend_rule,
+                                   checked_backends, compared_backends, run_series)
 from gradest.testing.noise import numpy_noise, surrogate_evaluator
 from gradest.testing.stats import ALPHA, z_scores, z_test
 from gradest.testing.tasks import _exact_value_and_grad
@@ -97,7 +101,7 @@ def declared_variants(name: str) -> list[dict]:
             if v and any(defaults.get(k, object()) != value for k, value in v.items())]
 
 
-def check_estimator(estimator, *, options: dict | None = None, backends: Iterable[str] = ("torch", "jax"),
+def check_estimator(estimator, *, options: dict | None = None, backends: Iterable[str] | None = None,
                     device: str = "cpu", tasks: Iterable | None = None, toy_tasks: bool = True,
                     num_samples: int | None = None,
                     num_replicates: int = NUM_REPLICATES, alpha: float = ALPHA, seed: int = 0,
@@ -106,7 +110,8 @@ def check_estimator(estimator, *, options: dict | None = None, backends: Iterabl
 
     Args:
       estimator: a registered name (built with ``options``) or a `GradientEstimator`.
-      backends: the backends to check; a missing one is skipped (pytest.skip / warning).
+      backends: the backends to check (registered names); by default every registered backend
+        that is installed. A missing one is skipped (pytest.skip / warning).
       device: "cpu" or "cuda" (every check runs there, parity included).
       tasks: extra tasks (names or `Task` objects) to check on, besides the toys.
       toy_tasks: whether to include the applicable `CONFORMANCE_TASKS`.
@@ -126,7 +131,7 @@ def check_estimator(estimator, *, options: dict | None = None, backends: Iterabl
     return run_series(series)
 
 
-def estimator_checks(estimator, *, options: dict | None = None, backends: Iterable[str] = ("torch", "jax"),
+def estimator_checks(estimator, *, options: dict | None = None, backends: Iterable[str] | None = None,
                      device: str = "cpu", tasks: Iterable | None = None, toy_tasks: bool = True,
                      num_samples: int | None = None,
                      num_replicates: int = NUM_REPLICATES, alpha: float = ALPHA, seed: int = 0,
@@ -134,8 +139,9 @@ def estimator_checks(estimator, *, options: dict | None = None, backends: Iterab
     """The checks of `check_estimator` (same arguments) as ``(name, check)`` pairs, in the order
     `check_estimator` runs them: ``metadata``, then per task and backend
     ``noise_spec[<task>-<backend>]``, ``surrogate[...]``, ``gradient_samples[...]``,
-    ``determinism[...]``, ``unbiased[...]`` (estimators that claim it), and per task
-    ``parity[<task>]`` (see the module docstring). ``check()`` runs one and returns its
+    ``determinism[...]``, ``unbiased[...]`` (estimators that claim it), and per task and backend
+    compared with the reference ``parity[<task>-<backend> vs <reference>]`` (see the module
+    docstring). ``check()`` runs one and returns its
     `CheckResult` list; checks share their expensive work, so running all of them one by one
     costs what `check_estimator` costs. The checks of a backend that is not installed skip.
 
@@ -169,9 +175,10 @@ class _estimator_series:
                             f"{type(est).__name__}")
         self.est = est
         self.label = est.label or "<unnamed>"
-        self.ctx = _Context(f"check_estimator({self.label})", ESTIMATOR_RULE)
-        self.requested = list(backends)
+        self.ctx = _Context(f"check_estimator({self.label})", backend_rule(ESTIMATOR_RULE))
+        self.requested = checked_backends(backends)
         self.ran, self.missing = _split_backends(self.requested)
+        self.reference, self.compared = compared_backends(self.requested)
         self.shared = Shared()
         self._args = dict(device=device, tasks=tasks, toy_tasks=toy_tasks, num_samples=num_samples,
                           R=num_replicates, alpha=alpha, seed=seed, rtol=rtol, atol=atol)
@@ -212,12 +219,12 @@ class _estimator_series:
     def _task_checks(self, i: int, task, S: int) -> Iterator[Check]:
         est, ctx, shared, a = self.est, self.ctx, self.shared, self._args
         device, R, alpha, seed, rtol, atol = (a[k] for k in ("device", "R", "alpha", "seed", "rtol", "atol"))
-        ran, requested = self.ran, self.requested
+        ran, requested, reference, compared = self.ran, self.requested, self.reference, self.compared
         tl, P = task.label, task.num_params
         s = S + 1  # the surrogate checks run at S + 1, the sampler at S: both sizes are covered
-        parity = len(ran) == 2
-        # the first backend's surrogate is checked in float32, the other's in the float64 parity step
-        single = {b: not (parity and b != ran[0]) for b in requested}
+        # a backend compared with the reference has its surrogate checked in the float64 parity
+        # step (where both run); the reference and any other in float32
+        single = {b: not (b in compared and b in ran and reference in ran) for b in requested}
 
         def dist(b):
             def compute():
@@ -301,7 +308,7 @@ class _estimator_series:
                 if own:
                     evaluate, out = evaluation32(b)
                     _check_uses_noise(ctx, out, evaluate(numpy_noise(task, est, s, seed + 1)), tl, b, seed)
-            elif own or any(varies(c) for c in ran if c != b):  # on the float64 evaluations
+            elif own or varies(reference):  # on the float64 evaluations
                 _, _, outs = evaluation64(b)
                 _check_uses_noise(ctx, outs[0], outs[1], tl, b, seed)
             ctx.ok("determinism", tl, b, "same seed: identical" + ("; other noise: different" if own else ""))
@@ -329,26 +336,27 @@ class _estimator_series:
                          f"{result.threshold:.2f} (alpha={alpha:g} over {P} coordinates)")
             ctx.ok("unbiased", tl, b, f"max |z| {result.max_z:.2f} <= {result.threshold:.2f} (R={R}, S={S})")
 
-        def parity_check():
-            out = {b: evaluation64(b)[2] for b in BACKENDS}
-            for k in range(len(out["torch"])):
-                t, j = out["torch"][k], out["jax"][k]
-                pairs = [("per-sample surrogate", t["per_sample"], j["per_sample"]), ("loss", t["loss"], j["loss"]),
-                         ("gradient dL/dθ", t["grad"], j["grad"])]
-                ts, js = _flat_state(t["state"]), _flat_state(j["state"])
-                if set(ts) != set(js):
-                    ctx.fail("parity", tl, "torch+jax", f"the new state has keys {sorted(ts)} in torch, "
-                                                        f"{sorted(js)} in jax")
-                pairs += [(f"new {key}", ts[key], js[key]) for key in sorted(ts)]
-                if t["phi_loss"] is not None or j["phi_loss"] is not None:
-                    pairs += [("phi_loss", t["phi_loss"], j["phi_loss"]),
-                              ("d phi_loss / dφ", t["phi_grad"], j["phi_grad"])]
-                for what, x, y in pairs:
-                    same, why = _close(x, y, rtol, atol)
+        def parity_check(b):
+            out = {c: evaluation64(c)[2] for c in (b, reference)}
+            versus = f"{b} vs {reference} (float64, same NumPy noise)"
+            for k in range(len(out[reference])):
+                x, r = out[b][k], out[reference][k]
+                pairs = [("per-sample surrogate", x["per_sample"], r["per_sample"]), ("loss", x["loss"], r["loss"]),
+                         ("gradient dL/dθ", x["grad"], r["grad"])]
+                xs, rs = _flat_state(x["state"]), _flat_state(r["state"])
+                if set(xs) != set(rs):
+                    ctx.fail("parity", tl, versus, f"the new state has keys {sorted(xs)} in {b}, {sorted(rs)} in "
+                                                   f"{reference}")
+                pairs += [(f"new {key}", xs[key], rs[key]) for key in sorted(rs)]
+                if x["phi_loss"] is not None or r["phi_loss"] is not None:
+                    pairs += [("phi_loss", x["phi_loss"], r["phi_loss"]),
+                              ("d phi_loss / dφ", x["phi_grad"], r["phi_grad"])]
+                for what, value, want in pairs:
+                    same, why = _close(value, want, rtol, atol)
                     if not same:
-                        ctx.fail("parity", tl, "torch vs jax (float64, same NumPy noise)", f"{what}: {why}")
-            ctx.ok("parity", tl, "torch+jax", f"values and gradients within {atol:g} + {rtol:g}|b| on "
-                                              f"{len(out['torch'])} draws")
+                        ctx.fail("parity", tl, versus, f"{what}: {why}")
+            ctx.ok("parity", tl, f"{reference}+{b}", f"values and gradients within {atol:g} + {rtol:g}|b| on "
+                                                     f"{len(out[reference])} draws")
 
         for b in requested:
             on = dict(task=tl, backends=(b,))
@@ -359,18 +367,18 @@ class _estimator_series:
             yield self._check("determinism", lambda b=b: determinism(b), **on)
             if est.unbiased:
                 yield self._check("unbiased", lambda b=b: unbiased(b), **on)
-        for b in requested:
+        for b in compared:
             if not single[b]:
                 yield self._check("surrogate", lambda b=b: surrogate64(b), task=tl, backends=(b,))
-        if len(requested) == 2:
-            yield self._check("parity", parity_check, task=tl, backends=tuple(BACKENDS))
+        for b in compared:
+            yield self._check("parity", lambda b=b: parity_check(b), task=tl, backends=(b, reference))
 
 
 def _check_noise_spec(ctx, est, task, B, s, tl, b):
     dist = task.problem(B, B.asarray(task.init_params())).dist
     for k, spec in dict(est.noise_spec(dist, s)).items():
-        if spec.kind not in NOISE_KINDS or len(spec.shape) < 1 or int(spec.shape[0]) != s:
-            ctx.fail("noise_spec", tl, b, f"noise {k!r} must have a kind in {NOISE_KINDS} and shape "
+        if spec.kind not in NOISE_LAWS or len(spec.shape) < 1 or int(spec.shape[0]) != s:
+            ctx.fail("noise_spec", tl, b, f"noise {k!r} must have a kind (a noise law) in {NOISE_LAWS} and shape "
                                           f"[S={s}, ...], got kind {spec.kind!r} and shape {tuple(spec.shape)}")
     return dist
 

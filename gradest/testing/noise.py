@@ -1,4 +1,4 @@
-"""NumPy noise and compiled evaluation on it: what makes torch and jax comparable number for number.
+"""NumPy noise and compiled evaluation on it: what makes two backends comparable number for number.
 
 Contracts:
 
@@ -8,14 +8,14 @@ Contracts:
 * `surrogate_evaluator(task, est, backend)` compiles, once, the surrogate, the loss and its
   gradient dL/dθ, the new state and (where given) ``phi_loss`` and its gradient, and returns a
   call ``(noise, state=None) -> dict`` of NumPy outputs; `evaluate_surrogate` calls it once.
-  Fed the same noise in float64, a correct estimator gives the same outputs on both backends
+  Fed the same noise in float64, a correct estimator gives the same outputs on every backend
   (the kit's ``parity`` check).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from gradest.backends import NOISE_KINDS, available_backends, get_backend
+from gradest.backends import NOISE_LAWS, available_backends, get_backend
 from gradest.measure import make_loss
 from gradest.registry import get_estimator, get_task
 
@@ -23,15 +23,15 @@ __all__ = ["numpy_noise", "surrogate_evaluator", "evaluate_surrogate"]
 
 
 def _numpy_draw(rng: np.random.Generator, spec) -> np.ndarray:
-    shape = tuple(int(s) for s in spec.shape)
-    if spec.kind == "normal":
+    shape, law = tuple(int(s) for s in spec.shape), spec.kind
+    if law == "normal":
         return rng.standard_normal(shape)
-    if spec.kind == "gumbel":
+    if law == "gumbel":
         return rng.gumbel(size=shape)
-    if spec.kind == "uniform":
+    if law == "uniform":
         tiny = np.finfo(np.float64).tiny
         return np.clip(rng.random(shape), tiny, 1.0 - np.finfo(np.float64).eps / 2)
-    raise ValueError(f"unknown noise kind {spec.kind!r}; known kinds: {', '.join(NOISE_KINDS)}")
+    raise ValueError(f"unknown noise law {law!r}; known laws: {', '.join(NOISE_LAWS)}")
 
 
 def numpy_noise(task, estimator, num_samples: int, seed: int = 0, params=None) -> dict:

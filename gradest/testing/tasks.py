@@ -1,10 +1,11 @@
 """The task checks: `task_checks` yields them one by one, named; `check_task` runs them all.
 
-For a task and each backend, in this order:
+For a task and each backend (by default every registered backend that is installed), in this
+order:
 
 * ``layout`` (no backend): the param layout (unique names, tuples of sizes), ``num_params``
   and ``param_names``, ``init_params()`` a finite float NumPy vector, ``distribution_kind``
-  known, task noise of known kinds with leading axis S.
+  known, task noise of known laws (its ``kind``) with leading axis S.
 * ``problem[<backend>]``: ``problem()`` shapes in the backend's float32 (z ``[S,
   *value_shape]``, f(z) and log p(z) ``[S, *batch_shape]``, also without noise and with a
   training batch), finiteness (failures: ``finite``), a finite scalar deterministic term,
@@ -14,9 +15,10 @@ For a task and each backend, in this order:
   of θ's shape, agrees with central finite differences of itself along three random
   directions (to 1e-5 (1 + |fd| + |L|)) and with a Monte Carlo mean of f (z-test at
   ``alpha``); "skipped" without ground truth.
-* ``parity`` (both backends): f, log p, the gradient of the mean log p, the deterministic term,
-  the exact loss and its gradient, in float64 on the same NumPy noise, agree to
-  ``|a - b| <= atol + rtol |b|``.
+* ``parity[<backend> vs <reference>]`` (each backend other than the reference backend, when
+  the reference is checked too): f, log p, the gradient of the mean log p, the deterministic
+  term, the exact loss and its gradient, in float64 on the same NumPy noise, agree to
+  ``|a - b| <= atol + rtol |b|`` (b the reference's).
 
 The float64 outputs compared by ``parity`` are computed once per backend and shared with
 ``exact``. A task given by its registered name is built when its first check runs.
@@ -27,25 +29,28 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from gradest.backends import BACKENDS, NOISE_KINDS, get_backend
+from gradest.backends import NOISE_LAWS, get_backend
 from gradest.distributions import DISTRIBUTION_KINDS
 from gradest.registry import get_task, list_tasks
 from gradest.task import layout_size
 from gradest.testing._core import (PARITY_ATOL, PARITY_RTOL, TASK_RULE, Check, CheckResult, Shared, _close,
-                                   _Context, _finite, _flat_state, _shape, _split_backends, run_series)
+                                   _Context, _finite, _flat_state, _shape, _split_backends, backend_rule,
+                                   checked_backends, compared_backends, run_series)
 from gradest.testing.noise import _grad_and_value, _numpy_draw, _tree_numpy
 from gradest.testing.stats import ALPHA, z_test
 
 __all__ = ["task_checks", "check_task"]
 
 
-def check_task(task, *, options: dict | None = None, backends: Iterable[str] = ("torch", "jax"),
+def check_task(task, *, options: dict | None = None, backends: Iterable[str] | None = None,
                num_samples: int = 4, mc_samples: int = 4000, alpha: float = ALPHA, seed: int = 0,
                rtol: float = PARITY_RTOL, atol: float = PARITY_ATOL) -> list[CheckResult]:
     """Run every task conformance check (see `task_checks`) on ``task``.
 
     Args:
       task: a registered name (built with ``options``) or a `Task` object.
+      backends: the backends to check (registered names); by default every registered backend
+        that is installed.
       num_samples: S for the shape checks.
       mc_samples: samples of the Monte Carlo check of the exact loss (fewer when the task's
         ``activation_elements`` hint says a sample is large).
@@ -60,12 +65,12 @@ def check_task(task, *, options: dict | None = None, backends: Iterable[str] = (
     return run_series(series)
 
 
-def task_checks(task, *, options: dict | None = None, backends: Iterable[str] = ("torch", "jax"),
+def task_checks(task, *, options: dict | None = None, backends: Iterable[str] | None = None,
                 num_samples: int = 4, mc_samples: int = 4000, alpha: float = ALPHA, seed: int = 0,
                 rtol: float = PARITY_RTOL, atol: float = PARITY_ATOL) -> Iterator[tuple[str, Check]]:
     """The task checks of `check_task` (same arguments) as ``(name, check)`` pairs, in the
     order `check_task` runs them: ``layout``, then per backend ``problem[<backend>]`` and
-    ``exact[<backend>]``, then ``parity``. ``check()`` runs one and returns its `CheckResult`
+    ``exact[<backend>]``, then ``parity[<backend> vs <reference>]``. ``check()`` runs one and returns its `CheckResult`
     list; the checks of a backend that is not installed skip."""
     for check in _task_series(task, options=options, backends=backends, num_samples=num_samples,
                               mc_samples=mc_samples, alpha=alpha, seed=seed, rtol=rtol, atol=atol, eager=False):
@@ -77,8 +82,9 @@ class _task_series:
     requested backends that are not installed) for the caller."""
 
     def __init__(self, task, *, options, backends, num_samples, mc_samples, alpha, seed, rtol, atol, eager):
-        requested = list(backends)
+        requested = checked_backends(backends)
         self.ran, self.missing = ran, missing = _split_backends(requested)
+        reference, compared = compared_backends(requested)
         built: list = []
         if not eager and isinstance(task, str) and task in list_tasks():
             given, opts = task, dict(options or {})  # built by the first check that runs
@@ -87,7 +93,7 @@ class _task_series:
             built.append(get_task(task, **(options or {})))
             tl = built[0].label
             label = tl or type(built[0]).__name__
-        self.ctx = ctx = _Context(f"check_task({label})", TASK_RULE)
+        self.ctx = ctx = _Context(f"check_task({label})", backend_rule(TASK_RULE))
         shared = Shared()
         self.label = label
 
@@ -110,9 +116,9 @@ class _task_series:
                                (b,)))
             checks.append(make("exact", lambda b=b: _check_task_exact(ctx, the_task(), b, outputs(b), mc_samples,
                                                                      alpha, seed, rtol, atol), (b,)))
-        if len(requested) == 2:
-            checks.append(make("parity", lambda: _check_task_parity(ctx, the_task(), outputs, rtol, atol),
-                               tuple(b for b in BACKENDS if b in requested)))
+        for b in compared:
+            checks.append(make("parity", lambda b=b: _check_task_parity(ctx, the_task(), outputs, b, reference,
+                                                                        rtol, atol), (b, reference)))
         self._checks, self._shared = checks, shared
 
     def __iter__(self):
@@ -142,21 +148,21 @@ def _check_task_layout(ctx, task, num_samples):
         ctx.fail("layout", tl, "-", f"distribution_kind must be one of {DISTRIBUTION_KINDS}, got "
                                     f"{task.distribution_kind!r}")
     for k, spec in task.noise_spec(num_samples).items():
-        if spec.kind not in NOISE_KINDS or not spec.shape or int(spec.shape[0]) != num_samples:
-            ctx.fail("layout", tl, "-", f"task noise {k!r} must have a kind in {NOISE_KINDS} and shape "
+        if spec.kind not in NOISE_LAWS or not spec.shape or int(spec.shape[0]) != num_samples:
+            ctx.fail("layout", tl, "-", f"task noise {k!r} must have a kind (a noise law) in {NOISE_LAWS} and shape "
                                         f"[S={num_samples}, ...], got {spec.kind!r} {tuple(spec.shape)}")
     ctx.ok("layout", tl, "-", f"{P} parameters")
 
 
-def _check_task_parity(ctx, task, outputs, rtol, atol):
+def _check_task_parity(ctx, task, outputs, backend, reference, rtol, atol):
     tl = task.label
-    t, j = outputs("torch"), outputs("jax")
-    for what in t:
-        same, why = _close(t[what], j[what], rtol, atol) if t[what] is not None and j[what] is not None else (
-            t[what] is None and j[what] is None, "present in one backend only")
+    x, r = outputs(backend), outputs(reference)
+    for what in r:
+        same, why = _close(x[what], r[what], rtol, atol) if x[what] is not None and r[what] is not None else (
+            x[what] is None and r[what] is None, "present in one backend only")
         if not same:
-            ctx.fail("parity", tl, "torch vs jax (float64, same NumPy noise)", f"{what}: {why}")
-    ctx.ok("parity", tl, "torch+jax", ", ".join(k for k in t if t[k] is not None))
+            ctx.fail("parity", tl, f"{backend} vs {reference} (float64, same NumPy noise)", f"{what}: {why}")
+    ctx.ok("parity", tl, f"{reference}+{backend}", ", ".join(k for k in r if r[k] is not None))
 
 
 _EXACT_CACHE: dict = {}
