@@ -143,6 +143,19 @@ def test_sigma_zero_is_deterministic_and_refuses_score_function(backend_name):
         assert np.all(np.isfinite(B.to_numpy(value)))
 
 
+def test_sigma_zero_reads_the_estimators_declared_capability_not_its_name():
+    task = gradest.get_task("lasso_huber", delta=0.05)
+    pathwise, reinforce = gradest.get_estimator("pathwise"), gradest.get_estimator("reinforce")
+    assert pathwise.handles_point_mass and gradest.get_estimator("exact").handles_point_mass
+    assert not reinforce.handles_point_mass
+    assert task.incompatibility(pathwise) is None
+    assert "handles_point_mass" in task.incompatibility(reinforce)
+    # a renamed copy of pathwise keeps its capability; one that does not declare it is refused
+    assert task.incompatibility(pathwise._replace(name="my_reparam")) is None
+    assert task.incompatibility(pathwise._replace(handles_point_mass=False)) is not None
+    assert gradest.get_task("lasso_huber", sigma=0.1).incompatibility(reinforce) is None
+
+
 def test_metrics_and_datasets():
     task = gradest.get_task("lasso_huber")
     B = get_backend("torch", dtype="float64")

@@ -448,3 +448,21 @@ def test_variance_along_training_figure(tmp_path, palette):
     assert fig is not None and fig.name == "variance_along_training"
     assert all((tmp_path / f"variance_along_training.{ext}").exists() for ext in ("png", "svg"))
     assert TK.variance_along_training(history.drop(columns=["own_variance"]), palette, tmp_path) is None
+
+
+def test_the_report_names_no_cell_kind():
+    """reports/ reaches the kinds through the registry only: no kind's name as a string, no
+    import of a kind's module."""
+    import ast
+    from pathlib import Path
+
+    import gradest.reports
+    from gradest.sweep import kind_names
+
+    names = set(kind_names())
+    for path in Path(gradest.reports.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        assert not strings & names, (path.name, strings & names)
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not {m for m in imported if m.startswith("gradest.kinds")}, path.name

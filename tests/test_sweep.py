@@ -392,3 +392,16 @@ def test_a_kind_registered_in_a_test_file_runs_end_to_end(tmp_path, capsys, entr
     assert "entropy_probe.png" in page and (tmp_path / "report" / "entropy_probe.png").exists()
     assert cli.main(["list"]) == 0
     assert "entropy_probe" in capsys.readouterr().out
+
+
+def test_kinds_come_in_their_declared_order_and_the_first_module_names_the_same_contract(entropy_probe):
+    from gradest.sweep import cell_kind, kinds
+
+    names = sweep.kind_names()
+    built_in = ["gradient", "temperature", "train", "lasso_delta"]
+    assert names[:4] == built_in and names[-1] == "entropy_probe"  # declared no order: after the built-ins
+    assert [sweep.get_cell_kind(n).order for n in built_in] == sorted(sweep.get_cell_kind(n).order for n in built_in)
+    assert all(sweep.KINDS.entry(n).module == f"gradest.kinds.{n}" for n in built_in)
+    assert all(sweep.KINDS.entry(n).source == "built-in" for n in built_in)
+    assert kinds.CellKind is cell_kind.CellKind is sweep.CellKind
+    assert kinds.register_cell_kind is cell_kind.register_cell_kind and kinds.KINDS is cell_kind.KINDS
