@@ -1,22 +1,24 @@
 """The Backend interface: the array operations gradest's estimators and tasks are written against.
 
-An estimator or a task is written once over a `Backend` and runs in PyTorch and in JAX. The
-two implementations (`gradest.backends.torch`, `gradest.backends.jax`) define the same methods
-with the same semantics; `tests/test_backends.py` checks them against each other.
+An estimator or a task is written once over a `Backend` and runs on every registered backend
+(`gradest.backends`: the built-in `gradest.backends.torch` and `gradest.backends.jax`, and
+plugins). The implementations define the same methods with the same semantics;
+`tests/test_backends.py` checks the built-ins against NumPy, and the conformance kit
+(`gradest.testing`) checks every backend against the reference backend.
 
-Conventions, shared by both implementations:
+Conventions, shared by every implementation:
 
 * ``axis`` arguments follow NumPy (negative axes allowed); ``keepdims`` as NumPy.
 * Arrays are created on ``backend.device`` with ``backend.dtype`` (float32 unless asked for
   float64) by `asarray`, `zeros`, `ones`, `arange` and the noise functions.
 * Randomness is explicit. `replicate_noise` is the generator behind `gradest.noise`, which
   names the streams and states the promise: replicate i of a stream under a seed depends on
-  (seed, stream, i) alone. Across backends the numbers differ (parity tests feed the same
-  NumPy noise to both).
+  (seed, stream, i) alone (`noise_block_replicates` says how the backend keeps it). Across
+  backends the numbers differ (parity tests feed the same NumPy noise to both).
 * Function transforms: `grad` differentiates with respect to the first argument (an array),
   `vmap` maps over a leading axis of the arguments whose ``in_axes`` entry is 0 (nested
-  dicts of arrays allowed), `jit` compiles where the framework does (JAX: ``jax.jit``; torch:
-  eager unless ``compile=True`` was asked for, then ``torch.compile``).
+  dicts of arrays allowed), `jit` compiles where the framework does (each implementation's
+  docstring says how).
 """
 from __future__ import annotations
 
@@ -230,7 +232,7 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def optimizer(self, name: str, learning_rate: float):
         """The framework's optimizer ``name`` (one of `OPTIMIZERS`), with the hyper-parameters
-        of torch.optim's defaults in both backends, so that both run one algorithm."""
+        of torch.optim's defaults in every backend, so that all run one algorithm."""
 
     @abc.abstractmethod
     def train_step(self, loss: Callable, draw_noise: Callable, optimizer: str,
