@@ -3,25 +3,27 @@
 A sweep cell (`gradest.sweep.Cell`) records both in its key, so a result computed by other
 code, or under another noise scheme, is never reused for the current one.
 
-The contract of `code_fingerprint` (estimator, task)
-----------------------------------------------------
+The contract of `code_fingerprint` (estimator, task, cell kind)
+---------------------------------------------------------------
 The fingerprint is 16 hex digits of a SHA-256 over
 
-* ``gradest.__version__``, which stands for gradest's own harness: the modules that compute
-  results around an estimator and a task (`gradest.measure`, `gradest.training`,
-  `gradest.noise`, the backends, ...) are covered by the version only, not by their source;
-* for the estimator and then the task, the bytes of the source file of the module that
-  defines the registered factory (``Entry.module``, located through ``sys.modules``, else
-  ``inspect.getsourcefile`` of the factory), together with the files of the helper modules it
-  imports, transitively, from its own *scope*:
+* gradest's version (`gradest.version`), which stands for gradest's own code: the modules
+  that compute results around an estimator and a task (the ground floor, the harness, the
+  backends, ...) are covered by the version only, not by their source;
+* for the estimator, then the task, then (where given) the cell kind, the bytes of the source
+  file of the module that defines the registered factory (``Entry.module``, located through
+  ``sys.modules``, else ``inspect.getsourcefile`` of the factory), together with the files of
+  the helper modules it imports, transitively, from its own *scope*:
 
   - a built-in module (``gradest.estimators.*`` or ``gradest.tasks.*``): any module of those
-    two packages (so ``reinmax`` covers ``gumbel_rao``, ``relaxations`` and
-    ``_conditional_gumbel``, and the ``lasso_huber`` task covers ``relaxations``);
+    two packages (so ``reinmax`` covers ``gumbel_rao`` and ``_conditional_gumbel``);
   - a module inside a package (a plugin's ``mypkg.estimators``): the modules of the same
     package (``mypkg.*`` under ``mypkg``, ``mypkg.sub.*`` under ``mypkg.sub``);
   - a top-level module (a local plugin file ``my_estimator.py``, a single-module
     distribution): that file alone.
+
+  The entry is looked up in the registry of its kind (`gradest.registry.Registry.by_what`):
+  this module names no registry of estimators, tasks or cell kinds.
 
   Imports are read from the source's syntax tree (``import x``, ``from x import y`` and
   relative imports, at any depth of the file, also inside functions), so the set of files
@@ -50,7 +52,9 @@ import os
 import sys
 from typing import NamedTuple
 
+from gradest import version
 from gradest.noise import NOISE_VERSION
+from gradest.registry import Registry
 
 __all__ = ["NOISE_VERSION", "FINGERPRINT_DIGITS", "code_fingerprint", "code_sources"]
 
@@ -97,9 +101,7 @@ def _imports(source: bytes) -> tuple:
 
 
 def _registry_packages() -> tuple[str, ...]:
-    from gradest.registry import ESTIMATORS, TASKS
-
-    return (ESTIMATORS.package, TASKS.package)
+    return (Registry.by_what("estimator").package, Registry.by_what("task").package)
 
 
 def _scope(module: str) -> tuple[str, ...]:
@@ -184,24 +186,11 @@ def _module_sources(module: str, factory=None) -> list[tuple[str, str | None, st
     return sorted((name, file, digest) for name, (file, digest) in seen.items())
 
 
-def _entry(kind: str, name: str):
-    from gradest.registry import ESTIMATORS, TASKS
-
-    registries = {"estimator": ESTIMATORS, "task": TASKS}
-    if kind == "cell kind":
-        from gradest.sweep.kinds import KINDS
-
-        registries[kind] = KINDS
-    registry = registries.get(kind)
-    if registry is None:
-        raise ValueError(f"kind must be 'estimator', 'task' or 'cell kind', got {kind!r}")
-    return registry.entry(name)  # ValueError naming the known ones for an unknown name
-
-
 def code_sources(name: str, kind: str = "estimator") -> list[tuple[str, str | None]]:
     """(module name, file path or None) of every source the fingerprint of the registered
-    estimator (or task, ``kind="task"``) ``name`` covers, sorted by module name."""
-    entry = _entry(kind, name)
+    estimator (or task, ``kind="task"``, or cell kind, ``kind="cell kind"``) ``name`` covers,
+    sorted by module name."""
+    entry = Registry.by_what(kind).entry(name)
     return [(module, path) for module, path, _ in _module_sources(entry.module, entry.factory)]
 
 
@@ -222,19 +211,18 @@ def code_fingerprint(estimator_name: str, task_name: str, cell_kind: str | None 
     """16 hex digits identifying the code that computes results of ``estimator_name`` on
     ``task_name`` (the module docstring states what it covers), and with ``cell_kind`` also
     the module of that sweep cell kind. Unknown names raise ValueError, as the registry does."""
-    import gradest
-
-    entries = (("estimator", _entry("estimator", estimator_name)), ("task", _entry("task", task_name)))
+    named = [("estimator", estimator_name), ("task", task_name)]
     if cell_kind is not None:
-        entries += (("cell kind", _entry("cell kind", cell_kind)),)
+        named.append(("cell kind", cell_kind))
+    entries = tuple((kind, Registry.by_what(kind).entry(name)) for kind, name in named)
     factories = tuple(e.factory for _, e in entries)
-    memo_key = (gradest.__version__, estimator_name, task_name, cell_kind)
+    memo_key = (version.__version__, estimator_name, task_name, cell_kind)
     memo = _FINGERPRINTS.get(memo_key)
     if (memo is not None and all(a is b for a, b in zip(memo[0], factories))
             and all(_stamp(path) == stamp for path, stamp in memo[1])):
         return memo[2]
     h = hashlib.sha256()
-    h.update(f"gradest {gradest.__version__}\n".encode())
+    h.update(f"gradest {version.__version__}\n".encode())
     files = []
     for kind, entry in entries:
         h.update(f"{kind}\n".encode())

@@ -75,9 +75,17 @@ class Entry:
 
 
 class Registry:
-    """Name -> `Entry` for one kind ("estimator" or "task"), with lazy discovery."""
+    """Name -> `Entry` for one kind ("estimator", "task", "cell kind", ...), with lazy discovery.
+
+    Each registry is found by what it holds (`by_what`): the first registry made for a kind
+    (the module-level one, made when its module is imported) answers for it, so code that
+    looks an entry up by kind (`gradest.provenance`) names no registry module."""
+
+    #: what a registry holds -> the registry answering for it (`by_what`)
+    _by_what: dict[str, "Registry"] = {}
 
     def __init__(self, kind: str, package: str, group: str):
+        Registry._by_what.setdefault(kind, self)  # a later one of the same kind (a test's) stays private
         self.kind = kind
         self.package = package
         self.group = group
@@ -87,6 +95,16 @@ class Registry:
         self._loading_source: str | None = None
         self._attempts: list[str] = []  # names an entry point's import tried to register
         self.plugin_errors: list[str] = []
+
+    @classmethod
+    def by_what(cls, kind: str) -> "Registry":
+        """The registry of ``kind`` ("estimator", "task", "cell kind", "preset"); ValueError
+        naming the kinds registered so far for another (a registry exists once its module is
+        imported)."""
+        registry = cls._by_what.get(kind)
+        if registry is None:
+            raise ValueError(f"no registry holds {kind!r}; registries: {', '.join(map(repr, cls._by_what))}")
+        return registry
 
     # ---- reporting -----------------------------------------------------------------------
     def _report(self, message: str) -> None:

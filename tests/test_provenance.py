@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import gradest
+import gradest.version
 from gradest import cli, provenance, sweep
 from gradest.noise import NOISE_VERSION
 from gradest.registry import ESTIMATORS
@@ -77,18 +78,23 @@ def plugin(tmp_path, monkeypatch):
 def test_fingerprint_covers_the_builtin_modules_and_their_helpers(monkeypatch):
     modules = [m for m, _ in provenance.code_sources("reinmax")]
     assert {"gradest.estimators.reinmax", "gradest.estimators.gumbel_rao",
-            "gradest.estimators.relaxations"} <= set(modules)
-    assert all(m.startswith(("gradest.estimators.", "gradest.tasks.")) for m in modules)  # not the harness
-    assert "gradest.estimators.relaxations" in [m for m, _ in provenance.code_sources("lasso_huber", "task")]
+            "gradest.estimators._conditional_gumbel"} <= set(modules)
+    # not the ground floor (gradest.relaxations) nor the harness: gradest's version stands for them
+    assert all(m.startswith(("gradest.estimators.", "gradest.tasks.")) for m in modules)
+    assert [m for m, _ in provenance.code_sources("lasso_huber", "task")][0] == "gradest.tasks.lasso_huber"
+    assert [m for m, _ in provenance.code_sources("gradient", "cell kind")] == ["gradest.kinds.gradient"]
     fp = provenance.code_fingerprint("reinforce", "bandit")
     assert len(fp) == provenance.FINGERPRINT_DIGITS and int(fp, 16) >= 0
     assert fp == provenance.code_fingerprint("reinforce", "bandit")
     assert len({fp, provenance.code_fingerprint("exact", "bandit"),
                 provenance.code_fingerprint("reinforce", "binary_toy")}) == 3
-    monkeypatch.setattr(gradest, "__version__", gradest.__version__ + ".post1")
+    assert provenance.code_fingerprint("reinforce", "bandit", cell_kind="gradient") not in (fp, None)
+    monkeypatch.setattr(gradest.version, "__version__", gradest.__version__ + ".post1")
     assert provenance.code_fingerprint("reinforce", "bandit") != fp  # gradest's version stands for the harness
     with pytest.raises(ValueError, match="unknown estimator 'no_such_estimator'"):
         provenance.code_fingerprint("no_such_estimator", "bandit")
+    with pytest.raises(ValueError, match="unknown cell kind 'no_such_kind'"):
+        provenance.code_fingerprint("reinforce", "bandit", cell_kind="no_such_kind")
 
 
 def test_fingerprint_follows_a_plugin_file_contents(plugin):

@@ -324,3 +324,15 @@ def test_plugin_module_imported_by_hand_gets_its_package_source(plugin_site):
 def test_plugin_warnings_lists_the_process_registries():
     # no broken plugin is installed in the test environment
     assert plugin_warnings() == [*ESTIMATORS.plugin_errors, *TASKS.plugin_errors]
+
+
+def test_each_registry_is_found_by_what_it_holds():
+    """`Registry.by_what`: code that looks an entry up by kind (provenance) names no registry module."""
+    from gradest.presets import PRESETS
+    from gradest.sweep.kinds import KINDS
+
+    assert Registry.by_what("estimator") is ESTIMATORS and Registry.by_what("task") is TASKS
+    assert Registry.by_what("cell kind") is KINDS and Registry.by_what("preset") is PRESETS
+    assert Registry.by_what("estimator") is not _fresh_registry()  # a later registry of a kind stays private
+    with pytest.raises(ValueError, match="no registry holds 'widget'; registries: 'estimator', 'task'"):
+        Registry.by_what("widget")
