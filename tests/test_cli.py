@@ -197,3 +197,37 @@ def test_device_without_cuda_is_a_clear_error(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "the torch backend cannot run on device 'cuda'" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_typo_is_refused_before_any_framework_import(tmp_path):
+    """Names are checked against the registries before a backend's framework is imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gradest.cli import main; from gradest.backends import backend_entry, backend_names\n"
+            f"code = main(['run', '--estimators', 'nosuch', '--out', {str(tmp_path / 'o')!r}])\n"
+            "packages = [p for b in backend_names() for p in backend_entry(b).packages]\n"
+            "print(code, sorted(p for p in packages if p in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "2 []", done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line
+    assert "unknown estimator 'nosuch'" in done.stderr
+
+
+def test_run_plans_once_and_builds_each_variant_once(tmp_path, monkeypatch, capsys):
+    """One plan per command, and each (task, options) and (estimator, options) built once in the
+    process: the validation's objects are the runner's."""
+    import gradest
+    from gradest import sweep
+    from gradest.sweep import build
+
+    gradest.clear_compile_cache()  # the built objects too
+    plans, built = [], []
+    real_plan, real_task, real_estimator = sweep.plan, build.get_task, build.get_estimator
+    monkeypatch.setattr(sweep, "plan", lambda *a, **k: plans.append(a) or real_plan(*a, **k))
+    monkeypatch.setattr(build, "get_task", lambda name, **o: built.append(("task", name, str(o))) or real_task(name, **o))
+    monkeypatch.setattr(build, "get_estimator",
+                        lambda name, **o: built.append(("estimator", name, str(o))) or real_estimator(name, **o))
+    assert cli.main([*TINY_RUN, "--out", str(tmp_path), "--no-report"]) == 0, capsys.readouterr().err
+    assert len(plans) == 1
+    assert len(built) == len(set(built)) and {("estimator", "exact", "{}"), ("task", "bandit", "{}")} <= set(built)

@@ -17,7 +17,7 @@ pytest.importorskip("distributed")
 from gradest import cli, plugins, sweep  # noqa: E402
 from gradest.sweep.dask import DaskExecutor  # noqa: E402
 
-#: a cell kind the workers load from GRADEST_PLUGINS: sleeps, then reports its process
+#: a cell kind in a plugin file the workers get from the client: sleeps, then reports its process
 SLEEPY = textwrap.dedent('''
     """Test plugin: a cell kind that sleeps and reports the worker process that ran it."""
     import os
@@ -42,23 +42,19 @@ SLEEPY = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """One LocalCluster of 2 workers for the module, with the sleepy kind as a plugin file."""
+    """One LocalCluster of 2 workers for the module, with the sleepy kind as a plugin file that
+    this process loaded: the workers get it from the executor's worker plugin (no environment)."""
     path = tmp_path_factory.mktemp("plugin") / "sleepy_probe.py"
     path.write_text(SLEEPY)
-    before = os.environ.get(plugins.ENV_VAR)
-    os.environ[plugins.ENV_VAR] = str(path)
+    assert str(path) not in os.environ.get(plugins.ENV_VAR, "")
     plugins.load_files([path])
-    executor = DaskExecutor.local(2, backends=("torch", "jax"))
+    executor = DaskExecutor.local(2)
     try:
         yield executor
     finally:
         executor.close()
         sweep.KINDS.entries.pop("sleepy_probe", None)
         plugins._LOADED.pop(str(path.resolve()), None)
-        if before is None:
-            os.environ.pop(plugins.ENV_VAR, None)
-        else:
-            os.environ[plugins.ENV_VAR] = before
 
 
 def _sleepy_cells(**settings):
@@ -102,11 +98,16 @@ def test_an_interrupted_distributed_sweep_resumes(cluster, tmp_path):
     seen = []
 
     class Interrupting:
+        """The cluster's executor, interrupted (Ctrl-C) when the third cell comes back."""
+
         def describe(self):
             return "interrupting"
 
-        def run(self, todo):
-            for cell, outcome in cluster.run(todo):
+        def submit(self, cell):
+            cluster.submit(cell)
+
+        def as_completed(self, started=None):
+            for cell, outcome in cluster.as_completed():
                 if len(seen) == 2:
                     raise KeyboardInterrupt
                 seen.append(cell.key)

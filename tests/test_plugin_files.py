@@ -54,8 +54,10 @@ def test_run_and_list_load_a_plugin_file(plugin_file, tmp_path, capsys):
     assert ESTIMATORS.entry("local_reinforce").source.startswith("local gradest_plugin_local_reinforce")
     assert cli.main(["list", "--plugins", str(path)]) == 0
     assert "local_reinforce" in capsys.readouterr().out
-    # the file is handed to Dask workers through the environment
-    assert str(path.resolve()) in os.environ[plugins.ENV_VAR]
+    # Dask workers get the file as data (`gradest.sweep.dask.WarmWorker`), not through the environment
+    assert str(path.resolve()) in plugins.loaded_files()
+    assert (str(path.resolve()), path.read_text()) in plugins.loaded_sources()
+    assert str(path.resolve()) not in os.environ.get(plugins.ENV_VAR, "")
 
     # an edit recomputes the plugin's cells on the next run, in a new process as in this one
     first = set(table["code_fingerprint"])
@@ -69,6 +71,17 @@ def test_run_and_list_load_a_plugin_file(plugin_file, tmp_path, capsys):
     assert len(again) == 2 * len(table)  # the old cells stay in the store, beside the new ones
     assert set(again.loc[again["current_run"], "code_fingerprint"]).isdisjoint(first)
     assert set(again.loc[again["current_run"], "estimator"]) == {"local_reinforce[baseline=moving_average]"}
+
+
+def test_sources_load_in_another_process_without_the_file(plugin_file, tmp_path):
+    """What a Dask worker on another machine does: the file's text, loaded from a copy."""
+    path = plugin_file(name="shipped_reinforce")
+    sources = [(str(tmp_path / "elsewhere" / path.name), path.read_text())]  # no such file there
+    [module] = plugins.load_sources(sources, tmp_path / "copies")
+    copy = next((tmp_path / "copies").rglob(path.name))
+    assert copy.read_text() == path.read_text() and "shipped_reinforce" in gradest.list_estimators()
+    assert plugins.load_sources(sources, tmp_path / "copies") == [module]  # once per process
+    plugins._LOADED.pop(str(copy.resolve()), None)
 
 
 def test_the_environment_variable_loads_files(plugin_file, monkeypatch):

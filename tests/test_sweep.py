@@ -112,6 +112,22 @@ def test_cell_key_depends_on_every_setting():
     assert base.key == dataclasses.replace(base).key
 
 
+
+def test_cell_code_is_fingerprinted_when_asked_for_once(monkeypatch):
+    """Making a cell hashes no file; its key computes the fingerprint once; a replaced copy its own."""
+    from gradest.sweep import cells as cells_module
+
+    calls = []
+    real = cells_module.code_fingerprint
+    monkeypatch.setattr(cells_module, "code_fingerprint", lambda *a, **k: calls.append(a) or real(*a, **k))
+    base = Cell("gradient", "bandit", "reinforce", "torch", settings={"num_replicates": 10})
+    assert calls == []
+    key = base.key
+    assert base.key == key and calls == [("reinforce", "bandit")]
+    other = dataclasses.replace(base, estimator="exact")
+    assert other.code == real("exact", "bandit", cell_kind="gradient") and len(calls) == 2
+    assert dataclasses.replace(other, estimator="reinforce").key == key
+
 # ---- one cell ----------------------------------------------------------------------------
 
 
@@ -240,6 +256,36 @@ def test_interrupted_sweep_resumes_without_loss_or_duplicates(tmp_path):
         assert (tmp_path / "cells" / f"{key}.json").read_text() == text
     assert result.counts == {"done": 4, "skipped": 2, "failed": 0}  # pathwise does not apply to bandit
     assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_one_run_loop_takes_any_executor(tmp_path):
+    """`run_sweep` submits the cells to run to an executor and stores what it hands back; a cell
+    whose run raised outside the kind is recorded by the one failure builder (`failed`)."""
+    from gradest.sweep.run import SerialExecutor, failed
+
+    cells = tiny_cells(estimators=("exact",))
+
+    class Flaky(SerialExecutor):
+        submitted = []
+
+        def describe(self):
+            return "flaky"
+
+        def submit(self, cell):
+            self.submitted.append(cell.key)
+            super().submit(cell)
+
+        def as_completed(self, started=None):
+            for cell, outcome in super().as_completed(started):
+                yield cell, failed(cell, MemoryError("worker lost")) if cell.num_samples == 4 else outcome
+
+    result = run_sweep(cells, tmp_path, progress=False, executor=Flaky())
+    assert Flaky.submitted == [c.key for c in cells]
+    assert json.loads((tmp_path / "manifest.json").read_text())["executor"] == "flaky"
+    assert result.counts == {"done": 1, "skipped": 0, "failed": 1}
+    assert result.failures.iloc[0]["reason"] == "MemoryError: worker lost"
+    again = run_sweep(cells, tmp_path, progress=False)  # only the failed cell runs again
+    assert again.reused == 1 and again.counts["done"] == 2
 
 
 def test_failed_cells_are_run_again_and_done_cells_are_not(tmp_path):

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -61,10 +62,11 @@ def _json_default(obj):
 class Cell:
     """One measurement of the sweep. ``settings`` holds the kind-specific numbers.
 
-    ``noise_version`` and ``code`` (the fingerprint of the estimator, the task and the kind,
-    or `UNREGISTERED`) are not arguments: they are taken when the cell is made (also by
-    ``dataclasses.replace``), so a cell describes the code that was loaded when it was
-    planned, and are part of its key."""
+    ``noise_version`` (the noise scheme's) and ``code`` (the fingerprint of the estimator, the
+    task and the kind, or `UNREGISTERED`) are not arguments; both are part of the key. ``code``
+    is computed when first asked for (by ``key`` or ``spec``; a sweep asks for every key before
+    it runs a cell), once per cell, so making a cell hashes no file; a copy made by
+    ``dataclasses.replace`` computes its own. A pickled cell carries the value it computed."""
 
     kind: str
     task: str
@@ -76,16 +78,15 @@ class Cell:
     task_options: dict = field(default_factory=dict, hash=False)
     estimator_options: dict = field(default_factory=dict, hash=False)
     settings: dict = field(default_factory=dict, hash=False)
-    noise_version: int = field(init=False)
-    code: str = field(init=False)
+    noise_version: int = field(default=NOISE_VERSION, init=False)
 
-    def __post_init__(self):
+    @cached_property
+    def code(self) -> str:
+        """The fingerprint of the code that computes the cell (`gradest.provenance`)."""
         try:
-            code = code_fingerprint(self.estimator, self.task, cell_kind=self.kind)
+            return code_fingerprint(self.estimator, self.task, cell_kind=self.kind)
         except ValueError:  # not registered: the cell fails when it runs, with the registry's message
-            code = UNREGISTERED
-        object.__setattr__(self, "noise_version", NOISE_VERSION)
-        object.__setattr__(self, "code", code)
+            return UNREGISTERED
 
     def spec(self) -> dict:
         return {"format": CELL_FORMAT, "kind": self.kind, "task": self.task, "task_options": self.task_options,

@@ -7,22 +7,25 @@ started with ``dask scheduler`` / ``dask worker``, dask-jobqueue on SLURM, dask-
 nodes; see docs/distributed.md). ``import gradest`` imports no Dask: this module is imported
 when one of those is asked for.
 
-How a sweep runs there (`run`):
+It is an executor of the one run loop (`gradest.sweep.run.run_sweep`): it only submits cells
+and hands back their outcomes.
 
 * each cell is one future of `gradest.sweep.run.run_cell`, submitted with a key derived from
   the cell's key (a resubmitted cell is the same task) and ``pure=False``; cells on
   ``device="cuda"`` ask for the worker resource ``GPU=1``, so only workers started with
   ``--resources GPU=1`` take them, and CPU workers take the rest;
-* finished outcomes come back as they complete; the *client* writes each record to the
-  results folder (`gradest.sweep.store`), atomically and once per cell: workers never touch
-  the folder, so a worker on another machine needs no shared file system and a worker that
-  dies mid-cell leaves nothing half-written;
+* finished outcomes come back as they complete (`as_completed`); the *client* writes each
+  record to the results folder (`gradest.sweep.store`), atomically and once per cell: workers
+  never touch the folder, so a worker on another machine needs no shared file system and a
+  worker that dies mid-cell leaves nothing half-written;
 * a worker that dies mid-cell loses nothing: the scheduler reruns its cell elsewhere (up to
-  Dask's ``allowed-failures``; past that the cell is recorded failed with Dask's message); a
-  cell that raises is recorded failed with its message (`run_cell` catches it on the worker)
-  and the sweep goes on;
-* every worker imports the frameworks and keeps its built tasks and compiled functions
-  across cells (`WarmWorker`, a worker plugin: also on workers that join later), so a worker
+  Dask's ``allowed-failures``; past that the cell is recorded failed with Dask's message, by
+  `gradest.sweep.run.failed` as any failure); a cell that raises is recorded failed with its
+  message (`run_cell` catches it on the worker) and the sweep goes on;
+* every worker, also one that joins later, runs `WarmWorker` (a worker plugin) when it starts:
+  it loads the plugin files this process loaded (``--plugins``; their text travels with the
+  plugin, so a worker on another machine needs no copy), the registries and the backends'
+  frameworks, and keeps its built tasks and compiled functions across cells, so a worker
   compiles a trace once, not once per cell;
 * the numbers are those of a serial run: noise depends on (seed, stream, replicate) alone
   (`gradest.noise`), whatever process computes it.
@@ -30,10 +33,12 @@ How a sweep runs there (`run`):
 from __future__ import annotations
 
 import importlib.util
-from typing import Iterable, Iterator
+import os
+from typing import Callable, Iterator, Sequence
 
+from gradest import plugins
 from gradest.sweep.cells import Cell
-from gradest.sweep.run import run_cell
+from gradest.sweep.run import failed, run_cell
 
 __all__ = ["DaskExecutor", "WarmWorker", "ClusterError", "CONNECT_TIMEOUT_S"]
 
@@ -54,15 +59,13 @@ def _need_distributed():
     return distributed
 
 
-def _warm(backends: tuple) -> None:
-    """Import gradest, its registries and the backends' frameworks in this worker."""
-    import gradest
+def _warm(backends: Sequence[str], plugin_files: Sequence[tuple[str, str]], folder: str) -> None:
+    """Load the plugin files, the registries and the backends' frameworks in this worker."""
     from gradest.backends import get_backend
     from gradest.sweep.kinds import KINDS
 
-    gradest.list_estimators()
-    gradest.list_tasks()
-    KINDS.load()
+    plugins.load_sources(plugin_files, os.path.join(folder, "gradest-plugins"))
+    KINDS.load()  # with the estimators and the tasks
     for name in backends:
         try:
             get_backend(name)
@@ -74,21 +77,28 @@ def _plugin_class():
     distributed = _need_distributed()
 
     class WarmWorker(distributed.WorkerPlugin):
-        """Imports the frameworks once per worker when it starts (or joins the cluster)."""
+        """Loads the client's plugin files and imports the frameworks once per worker, when it
+        starts (or joins the cluster)."""
 
         name = "gradest-warm-worker"
 
-        def __init__(self, backends=("torch", "jax")):
-            self.backends = tuple(backends)
+        def __init__(self, backends=None, plugin_files=()):
+            from gradest.backends import backend_names
+
+            self.backends = tuple(backend_names() if backends is None else backends)
+            self.plugin_files = tuple(plugin_files)
 
         def setup(self, worker):
-            _warm(self.backends)
+            _warm(self.backends, self.plugin_files, worker.local_directory)
 
     return WarmWorker
 
 
-def WarmWorker(backends=("torch", "jax")):  # noqa: N802 -- a class made on demand (Dask imported late)
-    return _plugin_class()(backends)
+def WarmWorker(backends=None, plugin_files=()):  # noqa: N802 -- a class made on demand (Dask imported late)
+    """The worker plugin (a `distributed.WorkerPlugin`) warming each worker for ``backends``
+    (default: every registered one) with ``plugin_files`` ((path, text) of each, as
+    `gradest.plugins.loaded_sources` gives them)."""
+    return _plugin_class()(backends, plugin_files)
 
 
 class DaskExecutor:
@@ -98,16 +108,18 @@ class DaskExecutor:
         self.client = client
         self.cluster = cluster
         self._description = description or f"Dask cluster {client.scheduler.address}"
+        self._pending: dict = {}  # future -> cell, submitted and not yet handed back
+        self._backends = None
+        self._shared: tuple = ()  # the plugin files the workers were given
 
     # ---- making one ----------------------------------------------------------------------
     @classmethod
-    def local(cls, workers: int, backends=("torch", "jax")) -> "DaskExecutor":
-        """A `distributed.LocalCluster` of ``workers`` single-threaded worker processes."""
+    def local(cls, workers: int, backends=None) -> "DaskExecutor":
+        """A `distributed.LocalCluster` of ``workers`` single-threaded worker processes, warmed
+        for ``backends`` (default: every registered one)."""
         distributed = _need_distributed()
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
-        import os
-
         # one thread per worker process, also inside the frameworks (cells time with one thread)
         env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "XLA_FLAGS": os.environ.get("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
@@ -122,7 +134,7 @@ class DaskExecutor:
 
     @classmethod
     def connect(cls, address: str | None = None, scheduler_file: str | None = None,
-                timeout: float | None = None, backends=("torch", "jax")) -> "DaskExecutor":
+                timeout: float | None = None, backends=None) -> "DaskExecutor":
         """A client of the running cluster at ``address`` (``tcp://host:port``) or described by
         ``scheduler_file``; a `ClusterError` within ``timeout`` seconds (default
         `CONNECT_TIMEOUT_S`) when it cannot be reached."""
@@ -130,8 +142,6 @@ class DaskExecutor:
         timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
         where = address or f"the scheduler file {scheduler_file}"
         if scheduler_file is not None:
-            import os
-
             if not os.path.exists(scheduler_file):
                 raise ClusterError(f"no scheduler file {scheduler_file}: start a scheduler that writes it, e.g. "
                                    f"`dask scheduler --scheduler-file {scheduler_file}`")
@@ -146,35 +156,41 @@ class DaskExecutor:
         executor.warm(backends)
         return executor
 
-    def warm(self, backends) -> None:
-        """Register `WarmWorker` (imports on every current and future worker)."""
-        self.client.register_plugin(WarmWorker(backends))
+    def warm(self, backends=None) -> None:
+        """Register `WarmWorker` for ``backends`` (default: every registered one) with the plugin
+        files loaded so far: it runs on every current and future worker."""
+        self._backends = backends
+        self._shared = tuple(plugins.loaded_files())
+        self.client.register_plugin(WarmWorker(backends, plugins.loaded_sources()))
 
     # ---- running -------------------------------------------------------------------------
     def describe(self) -> str:
         return self._description
 
-    def submit(self, cell: Cell):
+    def submit(self, cell: Cell) -> None:
+        """Start ``cell`` on the cluster (workers first get the plugin files loaded since `warm`)."""
+        if tuple(plugins.loaded_files()) != self._shared:
+            self.warm(self._backends)
         resources = {"GPU": 1} if cell.device == "cuda" else None
-        return self.client.submit(run_cell, cell, key=f"gradest-cell-{cell.key}", pure=False, resources=resources)
+        future = self.client.submit(run_cell, cell, key=f"gradest-cell-{cell.key}", pure=False, resources=resources)
+        self._pending[future] = cell
 
-    def run(self, cells: Iterable[Cell]) -> Iterator[tuple[Cell, dict]]:
-        """(cell, outcome) for every cell, in the order they finish. A cell whose future fails
-        (its worker died more often than Dask allows) comes back as a failed outcome."""
+    def as_completed(self, started: Callable[[Cell], None] | None = None) -> Iterator[tuple[Cell, dict]]:
+        """(cell, outcome) of every submitted cell, in the order they finish (``started`` is not
+        called: the scheduler decides when a cell starts). A cell whose future fails (its worker
+        died more often than Dask allows) comes back as a failed outcome. Closing the iterator
+        early cancels the cells that have not finished."""
         distributed = _need_distributed()
-        futures = {}
-        for cell in cells:
-            futures[self.submit(cell)] = cell
+        futures, self._pending = self._pending, {}
         try:
             for future in distributed.as_completed(futures):
                 cell = futures[future]
                 try:
-                    outcome = future.result()
+                    result = future.result()
                 except Exception as err:  # noqa: BLE001 -- e.g. KilledWorker: recorded, the sweep goes on
-                    outcome = {"status": "failed", "reason": f"{type(err).__name__}: {err}", "row": {},
-                               "history": None, "label": cell.label}
+                    result = failed(cell, err)
                 future.release()
-                yield cell, outcome
+                yield cell, result
         finally:
             for future in futures:
                 if not future.done():

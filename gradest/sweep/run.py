@@ -1,18 +1,26 @@
 """Planning and running a sweep: cells from the kinds, each run once, kept in the store.
 
 `plan(...)` resolves the selection (tasks, estimator variants, backends, budget) into a
-`PlanContext` and concatenates the plans of the selected kinds. `run_sweep(cells, out)` runs
-the cells not yet in the store (``out``), serially or on a Dask cluster (``executor``: a
-`gradest.sweep.dask.DaskExecutor`), and writes each record as it arrives, so an interrupted
-sweep loses at most the cells that were running and resumes where it stopped.
+`PlanContext` and concatenates the plans of the selected kinds; unknown names are refused
+before anything is built or imported.
 
-`run_cell(cell)` is what runs a cell, here or on a worker: it builds the task (once per
-process: a data-driven task loads its data once), the estimator, checks the combination, and
-calls the kind's ``run``; an unsupported combination is recorded as skipped with the reason,
-any other error as failed with its message, and the sweep goes on.
+`run_sweep(cells, out, executor=...)` is the one run loop: it submits the cells not yet in
+the store (``out``) to an executor and writes each record as its outcome arrives, so an
+interrupted sweep loses at most the cells that were running and resumes where it stopped. An
+executor has ``submit(cell)``, ``as_completed(started=None)`` (an iterator of (cell, outcome)
+in the order they finish; ``started(cell)`` where it knows when a cell starts), ``describe()``
+and ``close()``: `SerialExecutor` runs the cells in this process, one after the other;
+`gradest.sweep.dask.DaskExecutor` on a Dask cluster. An outcome is a dict made by `outcome`
+(a cell that raised: `failed`, whoever ran it).
+
+`run_cell(cell)` is what runs a cell, here or on a worker: it takes the built task and
+estimator (`gradest.sweep.build`: once per process), the recorded verdict on the combination,
+and calls the kind's ``run``; an unsupported combination is recorded as skipped with the
+reason, any other error as failed with its message, and the sweep goes on.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
@@ -20,31 +28,39 @@ import socket
 import time
 import traceback
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pandas as pd
 
+from gradest import version
 from gradest.noise import NOISE_VERSION
-from gradest.registry import TASKS, get_estimator, get_task
-from gradest.sweep.cells import (CELL_FORMAT, STATUSES, Budget, Cell, PlanContext, canonical, check_names,
-                                 resolve_budget, variants)
+from gradest.registry import TASKS
+from gradest.sweep import build
+from gradest.sweep.cells import CELL_FORMAT, STATUSES, Budget, Cell, PlanContext, check_names, resolve_budget, variants
 from gradest.sweep.kinds import get_cell_kind, kind_names
 from gradest.sweep.store import ResultStore
 
-__all__ = ["plan", "run_sweep", "run_cell", "CellRunner", "SweepResult"]
+__all__ = ["plan", "run_sweep", "run_cell", "CellRunner", "SweepResult", "SerialExecutor", "outcome", "failed"]
 
 
 def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = None,
-         backends: Sequence[str] = ("torch",), *, device: str = "cpu", seeds: int | None = None,
+         backends: Sequence[str] | None = None, *, device: str = "cpu", seeds: int | None = None,
          quick: bool = False, num_replicates: int | None = None, train_steps: int | None = None,
          budget: Budget | None = None, kinds: Sequence[str] | None = None) -> list[Cell]:
     """The cells of a sweep, in the order they run: kind by kind (`kind_names` order).
 
     ``tasks`` / ``estimators`` default to everything registered (estimators with their
-    declared variants); ``seeds``, ``num_replicates`` and ``train_steps`` override the
-    budget's (`resolve_budget`); unknown names raise ValueError naming the known ones."""
+    declared variants), ``backends`` to the reference backend; ``seeds``, ``num_replicates``
+    and ``train_steps`` override the budget's (`resolve_budget`; a resolved ``budget`` alone
+    is taken as it is); unknown names raise ValueError naming the known ones, before anything
+    is built and without importing a framework."""
+    if backends is None:
+        from gradest.backends import reference_backend
+
+        backends = [reference_backend()]
     budget = resolve_budget(budget, quick=quick, num_replicates=num_replicates, train_steps=train_steps,
                             seeds=seeds)
     known_kinds = kind_names()
@@ -61,37 +77,43 @@ def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = 
     return cells
 
 
+def outcome(cell: Cell, **fields) -> dict:
+    """The outcome of ``cell`` as the store records it (`ResultStore.save_cell`): done, with
+    nothing measured, unless ``fields`` say otherwise."""
+    return {"status": "done", "reason": "", "row": {}, "history": None, "traceback": "", "label": cell.label,
+            **fields}
+
+
+def failed(cell: Cell, err: BaseException, **fields) -> dict:
+    """The outcome of ``cell`` that raised ``err`` (in its kind, or its future on a cluster)."""
+    return outcome(cell, status="failed", reason=f"{type(err).__name__}: {err}",
+                   traceback="".join(traceback.format_exception(err)), **fields)
+
+
 class CellRunner:
-    """Runs cells, keeping built tasks (a data-driven task loads its data once per process)."""
-
-    def __init__(self):
-        self._tasks: dict[str, Any] = {}
-
-    def task(self, cell: Cell):
-        key = canonical([cell.task, cell.task_options])
-        if key not in self._tasks:
-            self._tasks[key] = get_task(cell.task, **cell.task_options)
-        return self._tasks[key]
+    """Runs cells in this process (see `run_cell`)."""
 
     def __call__(self, cell: Cell) -> dict:
-        """{"status", "reason", "row", "history", ...} for ``cell``; errors are caught and
-        recorded (KeyboardInterrupt is not: the cell then has no record and runs next time)."""
-        from gradest.measure import UnsupportedCombinationError, check_compatible
+        """The outcome of ``cell`` (`outcome`); errors are caught and recorded (KeyboardInterrupt
+        is not: the cell then has no record and runs next time)."""
+        from gradest.measure import UnsupportedCombinationError
 
         start, cpu_start = time.perf_counter(), time.process_time()
-        out = {"status": "done", "reason": "", "row": {}, "history": None, "traceback": "", "label": cell.label,
-               "worker": f"{socket.gethostname()}:{os.getpid()}"}
+        fields = {"worker": f"{socket.gethostname()}:{os.getpid()}"}
         try:
             kind = get_cell_kind(cell.kind)
-            task = self.task(cell)
-            est = get_estimator(cell.estimator, **cell.estimator_options)
-            out["label"] = est.label
-            check_compatible(task, est, cell.num_samples)
-            out["row"], out["history"] = kind.run(cell, task, est)
+            task = build.task(cell.task, cell.task_options)
+            est = build.estimator(cell.estimator, cell.estimator_options)
+            fields["label"] = est.label
+            reason = build.unsupported(cell)
+            if reason is not None:
+                raise UnsupportedCombinationError(reason)
+            fields["row"], fields["history"] = kind.run(cell, task, est)
+            out = outcome(cell, **fields)
         except UnsupportedCombinationError as err:
-            out.update(status="skipped", reason=str(err))
+            out = outcome(cell, **fields, status="skipped", reason=str(err))
         except Exception as err:  # noqa: BLE001 -- a failing cell is recorded, the sweep goes on
-            out.update(status="failed", reason=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+            out = failed(cell, err, **fields)
         out["elapsed_s"] = time.perf_counter() - start
         out["cpu_s"] = time.process_time() - cpu_start
         return out
@@ -107,6 +129,31 @@ def run_cell(cell: Cell) -> dict:
     if _PROCESS_RUNNER is None:
         _PROCESS_RUNNER = CellRunner()
     return _PROCESS_RUNNER(cell)
+
+
+class SerialExecutor:
+    """Runs the submitted cells in this process, one after the other, as `as_completed` asks
+    for them (in the order they were submitted), with ``runner`` (default `run_cell`)."""
+
+    def __init__(self, runner: Callable[[Cell], dict] | None = None):
+        self.runner = runner or run_cell
+        self._queue: deque = deque()
+
+    def describe(self) -> str:
+        return "serial"
+
+    def submit(self, cell: Cell) -> None:
+        self._queue.append(cell)
+
+    def as_completed(self, started: Callable[[Cell], None] | None = None) -> Iterator[tuple[Cell, dict]]:
+        while self._queue:
+            cell = self._queue.popleft()
+            if started is not None:
+                started(cell)
+            yield cell, self.runner(cell)
+
+    def close(self) -> None:
+        self._queue.clear()
 
 
 @dataclass
@@ -139,11 +186,14 @@ class SweepResult:
 
 def run_sweep(cells: Sequence[Cell], out, *, progress: bool = True, manifest: dict | None = None,
               runner: Callable[[Cell], dict] | None = None, console=None, executor=None) -> SweepResult:
-    """Run ``cells`` (skipping those already done or skipped in ``out``), writing each cell's
-    record as it finishes and the consolidated tables at the end (also when interrupted).
+    """Run ``cells`` (skipping those already done or skipped in ``out``) on ``executor``,
+    writing each cell's record as it finishes and the consolidated tables at the end (also when
+    interrupted).
 
-    ``executor``: None runs the cells here, one after the other, with ``runner`` (default
-    `run_cell`); a `gradest.sweep.dask.DaskExecutor` runs them on its cluster."""
+    ``executor``: None runs the cells here with ``runner`` (default `run_cell`: a
+    `SerialExecutor`); a `gradest.sweep.dask.DaskExecutor` runs them on its cluster. The caller
+    closes an executor it passes."""
+    executor = executor or SerialExecutor(runner)
     store = ResultStore(out)
     store.root.mkdir(parents=True, exist_ok=True)
     keys = [c.key for c in cells]
@@ -155,7 +205,7 @@ def run_sweep(cells: Sequence[Cell], out, *, progress: bool = True, manifest: di
         **(manifest or {}), "run": run_id, "cells": len(cells), "cell_keys": keys, "cell_format": CELL_FORMAT,
         "noise_version": NOISE_VERSION, "written_at": started, "python": platform.python_version(),
         "machine": platform.node(), "platform": platform.platform(), "versions": _versions(),
-        "executor": "serial" if executor is None else executor.describe(),
+        "executor": executor.describe(),
     })
     todo, reused = [], 0
     for cell in cells:
@@ -167,16 +217,13 @@ def run_sweep(cells: Sequence[Cell], out, *, progress: bool = True, manifest: di
     try:
         with _progress(progress, console) as bar:
             task_id = bar.add_task("cells", total=len(cells), completed=reused)
-            if executor is None:
-                run = runner or run_cell
-                for cell in todo:
-                    bar.update(task_id, description=cell.describe())
-                    store.save_cell(cell, run(cell), run_id)
-                    bar.advance(task_id)
-            else:
-                bar.update(task_id, description=f"{len(todo)} cells on {executor.describe()}")
-                for cell, outcome in executor.run(todo):
-                    store.save_cell(cell, outcome, run_id)
+            bar.update(task_id, description=f"{len(todo)} cells on {executor.describe()}")
+            for cell in todo:
+                executor.submit(cell)
+            running = executor.as_completed(started=lambda c: bar.update(task_id, description=c.describe()))
+            with contextlib.closing(running):  # an interrupt cancels what has not finished
+                for cell, result in running:
+                    store.save_cell(cell, result, run_id)
                     bar.update(task_id, description=cell.describe())
                     bar.advance(task_id)
             bar.update(task_id, description="sweep finished")
@@ -194,10 +241,11 @@ def _versions() -> dict:
     """gradest's and the frameworks' versions (those imported: a sweep imports its backends)."""
     import sys
 
-    import gradest
+    from gradest.backends import backend_entry, backend_names
 
-    out = {"gradest": gradest.__version__}
-    for name in ("numpy", "pandas", "torch", "jax", "optax", "sklearn", "distributed"):
+    out = {"gradest": version.__version__}
+    frameworks = [package for name in backend_names() for package in backend_entry(name).packages]
+    for name in ("numpy", "pandas", *frameworks, "sklearn", "distributed"):
         module = sys.modules.get(name)
         if module is not None:
             out[name] = getattr(module, "__version__", "?")
