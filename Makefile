@@ -38,7 +38,7 @@ bench: venv
 GPU_CHECK_OUT ?=
 GPU_CHECK_ARGS ?=
 gpu-check:
-	$(PYTHON) -m gradest.gpu_check $(if $(GPU_CHECK_OUT),--out $(GPU_CHECK_OUT)) $(GPU_CHECK_ARGS)
+	$(PYTHON) -m tools.gpu_check $(if $(GPU_CHECK_OUT),--out $(GPU_CHECK_OUT)) $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) .asv results report

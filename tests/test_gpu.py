@@ -28,21 +28,26 @@ import importlib.util
 import inspect
 import math
 import os
+import sys
 from statistics import NormalDist
 
-import gradest.gpu_check  # noqa: F401  (gradest from its source tree when the GPU check asks for that)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)  # tools/ is run from the repository root, never installed
 
-import numpy as np
-import pytest
+import tools.gpu_check.importable  # noqa: E402,F401  (gradest from its source tree when the GPU check asks for that)
 
-import gradest
-from gradest import noise as gnoise
-from gradest.backends import BACKENDS, get_backend
-from gradest.estimator import sample_noise_spec
-from gradest.gpu_check import TEST_DEVICE_ENV, no_cuda_reason
-from gradest.registry import ESTIMATORS
-from gradest.testing import (check_estimator, check_task, compatible_tasks, conformance_tasks, declared_variants,
-                             numpy_noise, surrogate_evaluator)
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import gradest  # noqa: E402
+from gradest import noise as gnoise  # noqa: E402
+from gradest.backends import BACKENDS, get_backend  # noqa: E402
+from gradest.estimator import sample_noise_spec  # noqa: E402
+from gradest.registry import ESTIMATORS  # noqa: E402
+from gradest.testing import (check_estimator, check_task, compatible_tasks, conformance_tasks,  # noqa: E402
+                             declared_variants, numpy_noise, surrogate_evaluator)
+from tools.gpu_check.probe import TEST_DEVICE_ENV, no_cuda_reason  # noqa: E402
 
 try:  # the task instances the CPU kit checks, so that both check the same
     from test_conformance import EXTRA_TASKS, TASK_OPTIONS
