@@ -225,7 +225,8 @@ def test_run_plans_once_and_builds_each_variant_once(tmp_path, monkeypatch, caps
     plans, built = [], []
     real_plan, real_task, real_estimator = sweep.plan, build.get_task, build.get_estimator
     monkeypatch.setattr(sweep, "plan", lambda *a, **k: plans.append(a) or real_plan(*a, **k))
-    monkeypatch.setattr(build, "get_task", lambda name, **o: built.append(("task", name, str(o))) or real_task(name, **o))
+    monkeypatch.setattr(build, "get_task",
+                        lambda name, **o: built.append(("task", name, str(o))) or real_task(name, **o))
     monkeypatch.setattr(build, "get_estimator",
                         lambda name, **o: built.append(("estimator", name, str(o))) or real_estimator(name, **o))
     assert cli.main([*TINY_RUN, "--out", str(tmp_path), "--no-report"]) == 0, capsys.readouterr().err

@@ -121,8 +121,8 @@ class Budget:
     intervals come from the replicates; None: ``seeds``); ``num_replicates`` and
     ``train_steps`` override every task's; with ``core_after_first`` the backends after the
     first run only the estimators' declared core variants, and with ``core_training`` only
-    those train; ``sample_sizes`` overrides every task's S values (JAX compiles a function per cell: the quick sweep keeps the rest to one
-    backend)."""
+    those train; ``sample_sizes`` overrides every task's S values (JAX compiles a function
+    per cell: the quick sweep keeps the rest to one backend)."""
 
     name: str = "full"
     seeds: int = 3
