@@ -1,5 +1,5 @@
 """Compiled once per trace key: repeated calls with other θ, seeds, R or learning rates reuse
-the compiled functions (`gradest.compiled`); the cache is bounded and can be cleared."""
+the compiled functions (`gradest.cache`); the caches are bounded, and one clear empties them all."""
 from __future__ import annotations
 
 import contextlib
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gradest
-from gradest import compiled
+from gradest import cache, compiled
 from gradest.measure import sampling_kernel
 
 
@@ -74,35 +74,77 @@ def test_torch_reuses_its_kernel(backend_name):
     task, est = _bandit(), gradest.get_estimator("reinforce", baseline="loo")
     gradest.gradient_samples(task, est, backend=backend_name, num_replicates=50, num_samples=2)
     kernel = sampling_kernel(task, est, gradest.backends.get_backend(backend_name), 2)
-    before = compiled.info()
+    before = cache.info()
     gradest.gradient_samples(task, est, backend=backend_name, num_replicates=80, num_samples=2, seed=9,
                              params=np.ones(10))
-    after = compiled.info()
+    after = cache.info()
     assert after["misses"] == before["misses"] and after["hits"] > before["hits"]
     assert sampling_kernel(task, est, gradest.backends.get_backend(backend_name), 2) is kernel
 
 
 def test_options_are_part_of_the_key():
-    a = compiled.task_key(gradest.get_task("bandit", rewards=[0.0, 1.0], logits=[0.0, 0.0]))
-    b = compiled.task_key(gradest.get_task("bandit", rewards=[0.0, 2.0], logits=[0.0, 0.0]))
-    c = compiled.task_key(gradest.get_task("bandit", rewards=[0.0, 1.0], logits=[0.0, 0.0]))
+    a = cache.task_key(gradest.get_task("bandit", rewards=[0.0, 1.0], logits=[0.0, 0.0]))
+    b = cache.task_key(gradest.get_task("bandit", rewards=[0.0, 2.0], logits=[0.0, 0.0]))
+    c = cache.task_key(gradest.get_task("bandit", rewards=[0.0, 1.0], logits=[0.0, 0.0]))
     assert a != b and a == c
-    loo = compiled.estimator_key(gradest.get_estimator("reinforce", baseline="loo"))
-    none = compiled.estimator_key(gradest.get_estimator("reinforce"))
+    loo = cache.estimator_key(gradest.get_estimator("reinforce", baseline="loo"))
+    none = cache.estimator_key(gradest.get_estimator("reinforce"))
     assert loo != none
 
 
 def test_the_cache_is_bounded_and_clearable():
-    cache = compiled.CompiledCache(max_entries=2)
+    lru = cache.BoundedCache(max_entries=2)
     built = []
     for key in ("a", "b", "a", "c", "b"):
-        cache.get(key, lambda key=key: built.append(key) or key.upper())
+        lru.get(key, lambda key=key: built.append(key) or key.upper())
     # a, b built; a hit; c evicts b (least recently used); b built again
-    assert built == ["a", "b", "c", "b"] and len(cache) == 2
-    assert cache.info() == {"entries": 2, "max_entries": 2, "hits": 1, "misses": 4}
-    cache.clear()
-    assert len(cache) == 0 and cache.info()["hits"] == 0
+    assert built == ["a", "b", "c", "b"] and len(lru) == 2
+    assert lru.info() == {"entries": 2, "max_entries": 2, "hits": 1, "misses": 4}
+    lru.clear()
+    assert len(lru) == 0 and lru.info()["hits"] == 0
     with pytest.raises(ValueError, match="at least one entry"):
-        compiled.CompiledCache(max_entries=0)
+        cache.BoundedCache(max_entries=0)
     gradest.clear_compile_cache()
     assert gradest.compile_cache_info()["entries"] == 0
+
+
+def test_the_former_module_name_is_an_alias():
+    assert compiled.CACHE is cache.CACHE and compiled.CompiledCache is cache.BoundedCache
+    assert compiled.clear is cache.clear and compiled.task_key is cache.task_key
+
+
+def test_clear_compile_cache_empties_every_cache():
+    """One clear empties the compiled functions, the recent samplers of `gradient_samples` and
+    the VAE family's compiled metrics: named caches that `gradest.cache` owns without importing
+    the modules that fill them."""
+    from gradest import sampler
+    from gradest.backends import get_backend
+    from gradest.tasks import _vae
+
+    task, est = _bandit(), gradest.get_estimator("reinforce")
+    gradest.gradient_samples(task, est, num_replicates=10)
+    vae = gradest.get_task("categorical_vae", num_latents=2, num_categories=3, hidden=(8,), batch_size=5,
+                           eval_points=5)
+    B = get_backend("torch")
+    first = vae.metrics(B, B.asarray(vae.init_params()))
+    named = gradest.compile_cache_info()["caches"]
+    assert named["samplers"]["entries"] >= 1 and named["vae_metrics"]["entries"] >= 1
+    assert len(cache.CACHE) >= 1 and len(sampler._SAMPLERS) >= 1 and len(_vae._METRIC_FNS) >= 1
+
+    gradest.clear_compile_cache()
+    info = gradest.compile_cache_info()
+    assert info["entries"] == 0 and all(c["entries"] == 0 for c in info["caches"].values()), info
+    assert len(sampler._SAMPLERS) == 0 and len(_vae._METRIC_FNS) == 0
+    # everything is built again on the next calls, with the same numbers
+    assert vae.metrics(B, B.asarray(vae.init_params())) == first
+    assert len(_vae._METRIC_FNS) == 1
+
+
+def test_named_caches_are_bounded_and_shared_by_name():
+    a = cache.lru("test_named_cache", 2)
+    assert cache.lru("test_named_cache", 99) is a and a.max_entries == 2
+    for key in "abc":
+        a.get(key, lambda key=key: key)
+    assert len(a) == 2 and "a" not in a
+    cache.clear()
+    assert len(a) == 0

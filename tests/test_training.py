@@ -121,6 +121,30 @@ def test_sampler_set_params_matches_a_fresh_sampler(backend_name):
         sampler.set_params(np.zeros(3))
 
 
+def test_training_and_measurement_share_one_exact_truth(backend_name):
+    """The run's ``exact_loss`` column and its basket's bias come from `gradest.truth`, the path
+    `gradest.measure` measures against: the same L(θ) and ∇L(θ), compiled or eager."""
+    from gradest import training, truth
+
+    assert not hasattr(training, "_Truth") and training.Truth is truth.Truth
+    task, B = gradest.get_task("bandit"), get_backend(backend_name)
+    theta = np.linspace(-0.5, 0.5, task.num_params)
+    loss = gradest.measure.exact_loss(task, backend=backend_name, params=theta)
+    grad = gradest.measure.exact_gradient(task, backend=backend_name, params=theta)
+    for compiled in (False, True):
+        one = truth.Truth(task, B, compile_loss=compiled, compile_grad=compiled)
+        assert one.loss(B.asarray(theta)) == pytest.approx(loss, rel=1e-6)
+        np.testing.assert_allclose(one.grad(B.asarray(theta)), grad, rtol=1e-6, atol=1e-8)
+    # row 0 describes θ₀ = params: a short run evaluates the truth eagerly, a long one compiled
+    for steps in (2, 40):
+        history = gradest.train(task, "exact", backend=backend_name, steps=steps, params=theta).history
+        assert history["exact_loss"].iloc[0] == pytest.approx(loss, rel=1e-6)
+    # the exact estimator tracked at θ₀ has no bias against that truth
+    history = gradest.train(task, "exact", backend=backend_name, steps=2, params=theta, track=["exact"],
+                            every=1, track_replicates=2).history
+    assert history["exact/bias_norm"].iloc[0] < 1e-6 * np.linalg.norm(grad)
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_optimizers_agree_across_backends(optimizer):
     """With exact gradients the trajectory is deterministic: torch.optim and optax must agree."""
