@@ -9,7 +9,7 @@ from gradest.registry import (get_estimator, get_task, list_estimators, list_tas
 from gradest.measure import (GradientSampler, UnsupportedCombinationError, exact_gradient,
                              gradient_samples, gradient_stats)
 
-__version__ = "0.1.0"
+from gradest.version import __version__
 
 __all__ = [
     "list_estimators", "list_tasks", "get_estimator", "get_task", "register_estimator",
@@ -19,22 +19,25 @@ __all__ = [
 ]
 
 #: submodules reachable as attributes (imported on first use; none imports a framework)
-_SUBMODULES = ("backends", "compiled", "distributions", "estimator", "measure", "noise", "registry",
-               "sweep", "task", "testing", "training", "validation", "cli")
+_SUBMODULES = ("backends", "binding", "cache", "compiled", "distributions", "estimator", "measure", "noise",
+               "registry", "sampler", "statistics", "sweep", "task", "testing", "training", "truth", "validation",
+               "cli")
 
 
 def clear_compile_cache() -> None:
-    """Empty the cache of compiled functions (`gradest.compiled`)."""
-    from gradest import compiled
+    """Empty every cache of gradest (`gradest.cache`): the compiled functions, the recent
+    samplers, the tasks' compiled metrics; the next calls build and compile again."""
+    from gradest import cache
 
-    compiled.clear()
+    cache.clear()
 
 
 def compile_cache_info() -> dict:
-    """Entries, hits and misses of the cache of compiled functions (`gradest.compiled`)."""
-    from gradest import compiled
+    """Entries, hits and misses of the cache of compiled functions, and of each named cache
+    under ``"caches"`` (`gradest.cache`)."""
+    from gradest import cache
 
-    return compiled.info()
+    return cache.info()
 
 
 def __getattr__(name):
