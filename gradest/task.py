@@ -121,6 +121,8 @@ class Task:
     sweep_sizes: dict = {"quick": QUICK_SIZES, "full": FULL_SIZES}
     #: sizes of the task's asv benchmarks
     benchmark_sizes: BenchmarkSizes = BenchmarkSizes()
+    #: what the task's numbers do not say by themselves: the report shows these beside its leaderboard
+    report_notes: tuple = ()
     options: dict = {}
     #: what the task offers beyond the contract, matched against ``GradientEstimator.requires``
     capabilities: frozenset = frozenset()

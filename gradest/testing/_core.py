@@ -193,6 +193,10 @@ def _package_dirs(names: Iterable[str]) -> list[str]:
     return dirs
 
 
+#: the folder of the package gradest (this file is gradest/testing/_core.py)
+_GRADEST_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
 def _frames(err: BaseException) -> list:
     tb, frames = err.__traceback__, []
     while tb is not None:
@@ -204,10 +208,8 @@ def _frames(err: BaseException) -> list:
 def _culprit(frames) -> str | None:
     """``file:line in function`` of the innermost frame outside the frameworks, NumPy, the
     standard library and gradest's own core: the code under test, as a rule."""
-    import gradest
-
     skip = _package_dirs([*(p for packages in _frameworks() for p in packages), "numpy", "scipy"])
-    skip.append(os.path.dirname(os.path.abspath(gradest.__file__)) + os.sep)
+    skip.append(_GRADEST_DIR)
     stdlib = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
     for tb in reversed(frames):
         path = os.path.abspath(tb.tb_frame.f_code.co_filename)
