@@ -55,9 +55,6 @@ NOISE_VERSION = 2
 SAMPLE_STREAM = "estimator/sample"
 #: seeds are 0 .. MAX_SEED (JAX keys take 32-bit seeds)
 MAX_SEED = 2**31 - 1
-#: the block policy of one backend, under the names it had here (read from that backend's module)
-_MOVED = {"torch_block_replicates": "block_replicates", "TORCH_BLOCK_NUMBERS": "BLOCK_NUMBERS",
-          "TORCH_MAX_BLOCK_REPLICATES": "MAX_BLOCK_REPLICATES"}
 
 
 def stream_id(stream: str, law: str) -> int:
@@ -125,10 +122,3 @@ def layout(specs: Mapping) -> tuple:
                                for name, spec in sorted(group_specs.items())))
                  for group, group_specs in sorted(specs.items()))
 
-
-def __getattr__(name):
-    if name in _MOVED:  # the block policy lives with the backend that has it now
-        import importlib
-
-        return getattr(importlib.import_module("gradest.backends.torch"), _MOVED[name])
-    raise AttributeError(f"module 'gradest.noise' has no attribute {name!r}")
