@@ -43,7 +43,9 @@ from gradest.sweep.cells import Cell, canonical
 __all__ = ["ResultStore", "atomic_write_text", "atomic_write_csv", "record_row", "record_history", "ID_COLUMNS",
            "load_records", "scalar", "rows_and_histories"]
 
-#: the columns identifying a cell in results.csv and history.csv
+#: the columns identifying a cell in results.csv and history.csv; ``estimator`` is the variant's
+#: label as every table and figure shows it (``reinforce[baseline=loo]``), ``estimator_name`` the
+#: registered name alone (``reinforce``, `Cell.estimator`)
 ID_COLUMNS = ("key", "kind", "task", "estimator", "estimator_name", "backend", "device", "seed", "num_samples")
 
 
