@@ -124,8 +124,10 @@ class PresetSelection:
         except ValueError as err:
             raise UsageError(str(err)) from None
         self.estimators = split(args.estimators)
-        self.overrides = dict(quick=args.quick, data_dir=args.data_dir, seeds=args.seeds,
-                              train_steps=args.train_steps, track_replicates=args.num_replicates)
+        # the budget with the run's overrides, resolved once for the plan and the record
+        budget = self.preset.budget(args.quick, seeds=args.seeds, train_steps=args.train_steps,
+                                    track_replicates=args.num_replicates)
+        self.overrides = dict(quick=args.quick, data_dir=args.data_dir, budget=budget)
         self.empty = f"preset {self.preset.name} has no cells to run with this selection"
 
     def plan(self, backends: list[str], device: str) -> list:

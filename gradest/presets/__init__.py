@@ -203,20 +203,22 @@ def _estimator_entries(preset: Preset, quick: bool, only=None) -> list[PresetEst
 
 def plan_preset(preset: Preset, backends=None, *, device: str = "cpu", quick: bool = False,
                 data_dir=None, seeds: int | None = None, train_steps: int | None = None,
-                track_replicates: int | None = None, estimators=None) -> list:
+                track_replicates: int | None = None, estimators=None, budget: PresetBudget | None = None) -> list:
     """The ``train`` cells of ``preset`` (every task x estimator x backend x seed of the
     budget; ``quick`` runs the first backend only; ``backends`` None: the reference backend),
     made by the train kind (`gradest.kinds.train.TrainKind.plan_runs`). ``seeds``,
-    ``train_steps`` and ``track_replicates`` override the budget's; ``estimators`` (specs or
-    names) narrows the preset's estimators (an estimator it does not have raises ValueError)."""
+    ``train_steps`` and ``track_replicates`` override the budget's, or ``budget`` is the one
+    already resolved (`Preset.budget`); ``estimators`` (specs or names) narrows the preset's
+    estimators (an estimator it does not have raises ValueError)."""
     from gradest.backends import reference_backend
     from gradest.kinds.train import TrainKind, train_settings
     from gradest.labels import parse_spec
     from gradest.binding import default_samples
-    from gradest.registry import get_estimator
+    from gradest.sweep import build
     from gradest.sweep.cells import FULL, QUICK, PlanContext
 
-    budget = preset.budget(quick, seeds=seeds, train_steps=train_steps, track_replicates=track_replicates)
+    if budget is None:
+        budget = preset.budget(quick, seeds=seeds, train_steps=train_steps, track_replicates=track_replicates)
     settings = train_settings(budget.steps, budget.learning_rate, track_every=budget.track_every,
                               track_replicates=budget.track_replicates)
     dataset = choose_dataset(data_dir)
@@ -229,19 +231,21 @@ def plan_preset(preset: Preset, backends=None, *, device: str = "cpu", quick: bo
         for entry in _estimator_entries(preset, quick, estimators):
             name, est_options = parse_spec(entry.spec)
             est_options = dict(est_options or {})
-            num_samples = default_samples(get_estimator(name, **est_options), entry.num_samples)
+            num_samples = default_samples(build.estimator(name, est_options), entry.num_samples)
             runs.append((task.task, options, name, est_options, num_samples))
     return TrainKind().plan_runs(ctx, runs, settings, range(budget.seeds))
 
 
 def preset_record(preset: Preset, cells, *, quick: bool, data_dir=None, seeds: int | None = None,
-                  train_steps: int | None = None, track_replicates: int | None = None) -> dict:
+                  train_steps: int | None = None, track_replicates: int | None = None,
+                  budget: PresetBudget | None = None) -> dict:
     """What a results folder keeps of the preset it ran (JSON): the declaration, the data used,
-    the budget that ran (with the overrides `plan_preset` took), and which cell (key) measures
-    which task and estimator."""
+    the budget that ran (with the overrides `plan_preset` took, or ``budget`` as resolved),
+    and which cell (key) measures which task and estimator."""
     from gradest.labels import make_label, parse_spec
 
-    budget = preset.budget(quick, seeds=seeds, train_steps=train_steps, track_replicates=track_replicates)
+    if budget is None:
+        budget = preset.budget(quick, seeds=seeds, train_steps=train_steps, track_replicates=track_replicates)
     dataset = choose_dataset(data_dir)
     uses_mnist = any(t.uses_mnist for t in preset.tasks)
     by_label = {}
