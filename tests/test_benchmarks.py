@@ -458,6 +458,7 @@ def _asv_round(benchmark: str, point: tuple) -> list[float]:
     return result["samples"]
 
 
+@pytest.mark.timing
 def test_two_runs_of_one_commit_flag_nothing():
     """`asv continuous --factor 1.2 --interleave-rounds` (docs/benchmarks.md) between two runs
     of the same code flags no change: two runs of the class's rounds each, interleaved (A, B,
