@@ -64,6 +64,9 @@ def _options(inner: str, where: str, example: str) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"option {item!r} in {where} is not of the form key=value (e.g. {example})")
+        if key.strip() in options:  # the last would win silently: the user meant one of them
+            raise ValueError(f"option {key.strip()!r} given twice in {where}: keep one value (one variant per "
+                             f"spec; name the variant twice to run both)")
         options[key.strip()] = parse_value(value.strip())
     return options
 

@@ -40,3 +40,9 @@ def test_malformed_labels_are_refused(bad, message):
         parse_label(bad)
     with pytest.raises(ValueError, match="key=value"):
         parse_spec("reinforce:loo")
+
+
+@pytest.mark.parametrize("text", ["reinforce:baseline=loo,baseline=none", "reinforce[baseline=loo,baseline=none]"])
+def test_a_repeated_option_key_is_refused(text):
+    with pytest.raises(ValueError, match="option 'baseline' given twice"):
+        parse_spec(text)

@@ -70,12 +70,48 @@ def test_mnist_tasks_use_mnist5k_unless_a_data_dir_is_given(tmp_path):
     assert "mnist5k" in preset_record(preset, plan_preset(preset, quick=True), quick=True)["data"]
 
 
-def test_estimators_narrow_a_preset_and_unknown_ones_are_refused():
+def test_estimators_narrow_a_preset_add_registered_ones_and_refuse_unknown_ones():
     preset = get_preset("tucker2017")
     cells = plan_preset(preset, quick=True, estimators=["relax", "disarm"])
     assert {c.estimator for c in cells} == {"relax", "disarm"}
-    with pytest.raises(ValueError, match="has no estimator 'vimco'"):
-        plan_preset(preset, quick=True, estimators=["vimco"])
+    added = plan_preset(preset, quick=True, estimators=["relax", "vimco"])
+    assert {c.estimator for c in added} == {"relax", "vimco"}  # vimco is registered: added beside relax
+    with pytest.raises(ValueError, match="has no estimator 'no_such' and no estimator 'no_such' is registered"):
+        plan_preset(preset, quick=True, estimators=["no_such"])
+
+
+# two entries of one estimator (DisARM at S = 2 and S = 4) of this test module's preset
+TWO_DISARMS = register_preset(Preset(
+    name="test_two_disarms", title="two DisARM entries", citation="none (test)", setting="binary_toy",
+    tasks=(PresetTask("toy", "binary_toy", options={"target": [0.45]}),),
+    estimators=(PresetEstimator("reinforce"), PresetEstimator("disarm", 2), PresetEstimator("disarm", 4)),
+    quick=PresetBudget(steps=6, seeds=1, learning_rate=0.1), full=PresetBudget(steps=12, seeds=1)))
+
+
+def test_narrowing_keeps_every_entry_of_an_estimator_and_a_plugin_joins_the_preset(tmp_path, capsys):
+    cells = plan_preset(TWO_DISARMS, quick=True, estimators=["disarm"])
+    assert sorted(c.num_samples for c in cells) == [2, 4] and {c.estimator for c in cells} == {"disarm"}
+    plugin = tmp_path / "mine.py"
+    plugin.write_text("from gradest.estimators.reinforce import reinforce\n"
+                      "from gradest.registry import register_estimator\n\n\n"
+                      "@register_estimator('test_mine')\n"
+                      "def test_mine():\n"
+                      "    \"\"\"REINFORCE under another name.\"\"\"\n"
+                      "    return reinforce()._replace(name='test_mine')\n")
+    out = tmp_path / "results"
+    try:
+        code = main(["run", "--preset", "test_two_disarms", "--quick", "--plugins", str(plugin), "--estimators",
+                     "disarm", "test_mine", "--backends", "torch", "--out", str(out), "--no-progress", "--no-report"])
+        assert code == 0, capsys.readouterr().err
+    finally:
+        from gradest import plugins
+        from gradest.registry import ESTIMATORS
+
+        ESTIMATORS.entries.pop("test_mine", None)
+        plugins._LOADED.pop(str(plugin.resolve()), None)
+    rows = pd.read_csv(out / "results.csv")
+    ran = sorted(zip(rows["estimator_name"], rows["num_samples"]))
+    assert ran == [("disarm", 2), ("disarm", 4), ("test_mine", 1)] and (rows["status"] == "done").all()
 
 
 def test_cli_refuses_unknown_presets_and_fixed_selections(capsys):
@@ -84,8 +120,8 @@ def test_cli_refuses_unknown_presets_and_fixed_selections(capsys):
     assert "unknown preset 'no_such_preset'" in err and "dong2020, jang2017" in err and "tucker2017" in err
     assert main(["run", "--preset", "tucker2017", "--tasks", "bandit"]) == 2
     assert "drop --tasks" in capsys.readouterr().err
-    assert main(["run", "--preset", "tucker2017", "--estimators", "vimco"]) == 2
-    assert "has no estimator 'vimco'" in capsys.readouterr().err
+    assert main(["run", "--preset", "tucker2017", "--estimators", "vimko"]) == 2
+    assert "has no estimator 'vimko'" in capsys.readouterr().err
     assert main(["run", "--data-dir", "x", "--tasks", "bandit"]) == 2
     assert "--data-dir goes with --preset" in capsys.readouterr().err
 

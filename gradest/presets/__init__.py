@@ -182,23 +182,37 @@ def choose_dataset(data_dir=None) -> dict:
 
 
 def _estimator_entries(preset: Preset, quick: bool, only=None) -> list[PresetEstimator]:
-    entries = preset.estimators_for(quick)
-    if only:
-        known = {e.spec: e for e in preset.estimators}
-        names = {}
-        for e in preset.estimators:
-            names.setdefault(e.spec.split(":")[0], []).append(e)
-        picked = []
-        for spec in only:
-            if spec in known:
-                picked.append(known[spec])
-            elif spec in names:
-                picked.extend(names[spec])
-            else:
-                raise ValueError(f"preset {preset.name!r} has no estimator {spec!r}; its estimators: "
-                                 f"{', '.join(e.spec for e in preset.estimators)}")
-        entries = [e for e in preset.estimators if e in picked]
-    return entries
+    """The preset's estimator entries for the budget, or those ``only`` names (specs or names,
+    as ``gradest run --estimators`` takes them): a name picks every entry of that estimator
+    (two DisARM entries stay two), a spec ``name:key=value,...`` the entries of that variant;
+    a registered estimator the preset does not have is added beside them, at its smallest S.
+    A name neither the preset nor the registry has raises ValueError."""
+    from gradest.labels import parse_spec
+    from gradest.registry import ESTIMATORS
+
+    if not only:
+        return preset.estimators_for(quick)
+    picked, added = set(), []
+    for spec in only:
+        name, options = parse_spec(spec)
+        matches = [e for e in preset.estimators if _matches(e.spec, name, options)]
+        if matches:
+            picked.update(matches)
+        elif name in ESTIMATORS.names():
+            added.append(PresetEstimator(spec.strip()))
+        else:
+            raise ValueError(f"preset {preset.name!r} has no estimator {spec!r} and no estimator {name!r} is "
+                             f"registered; its estimators: {', '.join(e.spec for e in preset.estimators)}; "
+                             f"registered: {', '.join(ESTIMATORS.names())}")
+    return [e for e in preset.estimators if e in picked] + list(dict.fromkeys(added))
+
+
+def _matches(entry_spec: str, name: str, options: dict | None) -> bool:
+    """Whether a preset entry's spec is estimator ``name`` (any variant where ``options`` is None)."""
+    from gradest.labels import parse_spec
+
+    entry_name, entry_options = parse_spec(entry_spec)
+    return entry_name == name and (options is None or dict(entry_options or {}) == options)
 
 
 def plan_preset(preset: Preset, backends=None, *, device: str = "cpu", quick: bool = False,
