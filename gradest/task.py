@@ -165,6 +165,13 @@ class Task:
         kind and capabilities cannot express (e.g. a deterministic configuration)."""
         return None
 
+    def zero_variance_note(self, estimator_name: str, options: Mapping[str, Any]) -> str | None:
+        """Why estimator ``estimator_name`` (built with ``options``) has zero variance on this
+        task, where that is the task's doing (nothing random, f linear in the sample, ...): the
+        report shows it beside the leaderboard instead of a generic explanation. None: not
+        declared."""
+        return None
+
     def train_batch(self, backend: Backend, seed: int, step: int):
         return None
 

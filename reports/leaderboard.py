@@ -4,7 +4,11 @@ work-normalized variance, from a tidy frame of gradient statistics — a `grades
 (`gradest.reports.asv_results.track_stats`), the same code for both.
 
 `leaderboard(stats)` returns one row per task x estimator at the task's reference number of
-samples S (`gradest.plotting.frames.reference_samples`); the exact gradient is the reference and is not ranked:
+samples S (`gradest.plotting.frames.reference_samples`), or at its reference budget of
+f-evaluations where the rows were planned at equal evaluations (each estimator at its own S;
+``evaluations`` says what one estimate spent); an estimator is named by its display label
+(`gradest.plotting.frames.display_labels`: with `` S=n`` where one label comes at several S);
+the exact gradient is the reference and is not ranked:
 
 * ``mse_rank``: by MSE = E‖g − ∇L‖² (mean over backends: the statistic does not depend on
   the framework), with its 95% interval (``mse_low``, ``mse_high``), bias² and variance;
@@ -22,7 +26,9 @@ samples S (`gradest.plotting.frames.reference_samples`); the exact gradient is t
 
 Ranks use the zero rule of `gradest.plotting.frames` (float noise is 0, so ties at 0 share
 rank 1) and ``method="min"``. `task_notes` says where the numbers mislead, with what a task
-declares itself (``report_notes`` on its class, `gradest.task.Task`).
+declares itself (``report_notes`` on its class and, for an estimator with zero variance on it,
+``zero_variance_note``, `gradest.task.Task`), a generic explanation only where it declares
+nothing.
 """
 from __future__ import annotations
 
@@ -32,7 +38,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from gradest.plotting.frames import REFERENCE_ESTIMATOR, at_reference_samples, estimator_name, ordered_backends
+from gradest.plotting.frames import (REFERENCE_ESTIMATOR, at_reference_samples, base_label, display_labels,
+                                     estimator_name, ordered_backends)
 
 
 @functools.lru_cache(maxsize=None)
@@ -60,6 +67,56 @@ def declared_notes(task_name: str) -> tuple:
         return tuple(getattr(TASKS.entry(task_name).factory, "report_notes", ()) or ())
     except Exception:  # noqa: BLE001 -- a report never fails on the registry
         return ()
+
+
+@functools.lru_cache(maxsize=None)
+def declared_zero_variance_note(task_label: str, estimator_label: str):
+    """What the task ``task_label`` declares about the zero variance of ``estimator_label`` on
+    it (`gradest.task.Task.zero_variance_note`, the task built with the label's options); None
+    where it declares nothing or cannot be built."""
+    from gradest.labels import parse_label
+    from gradest.registry import get_task
+
+    try:
+        task_name, task_options = parse_label(task_label)
+        name, options = parse_label(estimator_label)
+        note = get_task(task_name, **task_options).zero_variance_note(name, dict(options))
+        return str(note) if note else None
+    except Exception:  # noqa: BLE001 -- a report never fails on the registry
+        return None
+
+
+def _names(rows: pd.DataFrame) -> tuple[str, bool]:
+    return ", ".join(rows["estimator"]), len(rows) == 1
+
+
+def zero_variance_notes(part: pd.DataFrame, task) -> list[str]:
+    """Why the estimators of ``part`` (one task's rows) with zero variance have it: the note the
+    task declares for each (grouped by note), else a generic one — an unbiased estimator
+    computes ∇L here, a biased one that measures as exact ranks first only on this task."""
+    zero_col = "variance_zero" if "variance_zero" in part.columns else "mse_zero"
+    if zero_col not in part.columns:
+        return []
+    zero = part[part[zero_col].fillna(False).astype(bool)]
+    declared = zero["estimator"].map(lambda est: declared_zero_variance_note(str(task), str(est)))
+    notes = []
+    for note, rows in zero[declared.notna()].groupby(declared[declared.notna()], sort=False):
+        names, one = _names(rows)
+        notes.append(f"{names} {'has' if one else 'have'} zero variance on {task}: {note}")
+    rest = zero[declared.isna()]
+    exact = rest[rest["mse_zero"].fillna(False).astype(bool) & (rest["unbiased"] == False)] \
+        if "mse_zero" in rest.columns else rest.iloc[:0]  # noqa: E712
+    if len(exact):
+        names, one = _names(exact)
+        notes.append(f"{names} {'is' if one else 'are'} biased in general but measure{'s' if one else ''} as exact "
+                     f"on {task} (MSE zero up to rounding): ranked first here, that says nothing about other tasks.")
+    free = rest[rest["unbiased"] == True]  # noqa: E712
+    if len(free):
+        names, one = _names(free)
+        notes.append(f"{names} {'has' if one else 'have'} zero variance on {task}: {'it computes' if one else 'they compute'}"
+                     f" ∇L exactly here (e.g. by enumerating or pairing the few outcomes of {'its' if one else 'their'}"
+                     f" noise), so rank 1 is by construction.")
+    return notes
 
 
 def _mean(part: pd.DataFrame, col: str) -> float:
@@ -106,11 +163,12 @@ def leaderboard(stats: pd.DataFrame) -> pd.DataFrame:
     at = at_reference_samples(stats)
     if at.empty:
         return pd.DataFrame()
+    at = at.assign(estimator=display_labels(at, samples="S"))
     ranking_backend = {task: ranking_backend_of(part) for task, part in at.groupby("task")}
     rows = []
     for (task, est), part in at.groupby(["task", "estimator"]):
-        unbiased, learned = estimator_facts(est)
-        row = {"task": task, "estimator": est, "S": part["S"].iloc[0],
+        unbiased, learned = estimator_facts(base_label(est))
+        row = {"task": task, "estimator": est, "S": part["S"].iloc[0], "evaluations": _mean(part, "evaluations"),
                "backends": ", ".join(ordered_backends(part["backend"])),
                "mse": _mean(part, "mse"), "mse_low": _mean(part, "mse_low"), "mse_high": _mean(part, "mse_high"),
                "bias_sq": _mean(part, "bias_sq"), "bias_sq_floor": _mean(part, "bias_sq_floor"),
@@ -158,20 +216,7 @@ def task_notes(board: pd.DataFrame, task, source: str = "run") -> list[str]:
     numbers carry no intervals."""
     part = board[board["task"] == task]
     notes = list(declared_notes(estimator_name(task)))
-    if "mse_zero" in part.columns:
-        exact = part[part["mse_zero"].fillna(False).astype(bool) & (part["unbiased"] == False)]  # noqa: E712
-        if len(exact):
-            names = ", ".join(exact["estimator"])
-            notes.append(f"{names} {'is' if len(exact) == 1 else 'are'} biased in general but measure"
-                         f"{'s' if len(exact) == 1 else ''} as exact on {task} (MSE zero up to rounding): "
-                         f"ranked first here, that says nothing about other tasks.")
-        zero_var = part["variance_zero"] if "variance_zero" in part.columns else part["mse_zero"]
-        free = part[zero_var.fillna(False).astype(bool) & (part["unbiased"] == True)]  # noqa: E712
-        if len(free):
-            names = ", ".join(free["estimator"])
-            notes.append(f"{names} {'has' if len(free) == 1 else 'have'} zero variance on {task}: "
-                         f"{'it computes' if len(free) == 1 else 'they compute'} ∇L exactly here (e.g. by "
-                         f"enumerating or pairing the few outcomes of its noise), so rank 1 is by construction.")
+    notes += zero_variance_notes(part, task)
     learned = part[part["learned"] == True]  # noqa: E712
     if len(learned):
         if source == "asv" or learned["phi_warmup_steps"].isna().all():

@@ -131,7 +131,7 @@ def load_results(paths: Iterable, current_only: bool = False) -> Results:
 
 
 def distinguish_task_variants(cells: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Relabel ``task`` where a task name has rows with different ``task_options``: the name
+    """Relabel ``task`` where a task name has rows of one kind with different ``task_options``: the name
     with the options whose values differ among them (`gradest.labels.make_label`); the history
     follows through the cell ``key``."""
     from gradest.labels import make_label
@@ -140,7 +140,9 @@ def distinguish_task_variants(cells: pd.DataFrame, history: pd.DataFrame) -> tup
         return cells, history
     cells = cells.copy()
     options = cells["task_options"].map(_options)
-    for name, part in options.groupby(cells["task"]):
+    by = [cells["kind"], cells["task"]] if "kind" in cells.columns else [cells["task"]]
+    for group, part in options.groupby(by):  # per kind: a kind's own sweep of an option is its axis
+        name = group[-1] if isinstance(group, tuple) else group
         distinct = {json.dumps(o, sort_keys=True) for o in part}
         if len(distinct) < 2:
             continue

@@ -29,11 +29,9 @@ class Bandit(Task):
     benchmark_sizes = BenchmarkSizes(num_replicates=10_000, train_steps=200)
     sweep_sizes = {"quick": QUICK_SIZES._replace(learning_rate=0.1), "full": FULL_SIZES._replace(learning_rate=0.1)}
     report_notes = (
-        "f(a) = −r_a is linear in the one-hot sample z (f(z) = −r·z), so differentiating f at the sample through "
-        "the softmax, as straight-through does, gives −J_softmax·r = ∇L exactly for every sample: straight-through "
-        "(and any estimator of that form) measures as exact here, with zero bias and variance. That is a property "
-        "of this task, not of the estimator; on a nonlinear f it is biased. For the same reason the relaxed and "
-        "hard (straight-through) Gumbel-softmax variants give the same gradient here.",
+        "f(a) = −r_a is linear in the one-hot sample z (f(z) = −r·z): straight-through's estimate −J_softmax·r "
+        "equals ∇L for every sample (zero bias and variance on this task, biased on a nonlinear f), and the "
+        "relaxed and hard (straight-through) Gumbel-softmax variants give the same gradient here.",
     )
 
     def __init__(self, rewards=None, logits=None, num_arms: int | None = None,
@@ -56,6 +54,15 @@ class Bandit(Task):
         self.name = "bandit"
         self.param_layout = [("logits", (k,))]
         self.options = {"rewards": rewards.tolist(), "logits": logits.tolist(), "reward_noise": reward_noise}
+
+    def zero_variance_note(self, estimator_name, options):
+        if self.reward_noise != "none":
+            return None  # random rewards: no estimator is exact by the task's doing
+        return ("f(z) = −r·z is linear in the one-hot sample z, so the derivative of f is −r at every sample: "
+                "an estimator that differentiates f through the sample or a relaxation of it (straight-through, "
+                "MuProp-like Taylor control variates) gets the same number from every sample. Zero variance here is "
+                "the task's doing: on a nonlinear f these estimators vary (and the biased ones are biased). One that "
+                "sums over the K arms is exact on any categorical task.")
 
     @property
     def num_arms(self) -> int:

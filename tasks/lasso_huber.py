@@ -261,6 +261,13 @@ class LassoHuber(Task):
                 f"or use an estimator that differentiates through the sample or uses the closed form "
                 f"(one that declares handles_point_mass, e.g. pathwise or exact)")
 
+    def zero_variance_note(self, estimator_name, options):
+        if self.sigma > 0:
+            return None
+        return ("at sigma = 0 nothing is random (z = w exactly): every estimate is the same number, the "
+                "gradient of the Huber-relaxed Lasso loss, so its variance is zero by construction and says "
+                "nothing about how the estimator handles noise; set sigma > 0 to compare estimators here.")
+
     def problem(self, backend, params, noise=None, batch=None):
         B = backend
         d = self.num_features

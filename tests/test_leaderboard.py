@@ -24,6 +24,8 @@ from gradest.reports import build_report, canonical_results, estimator_labels
 from gradest.reports import leaderboard as L
 from gradest.reports.asv_results import load_asv, skip_summary, track_stats
 from gradest.reports.load import Results
+from matplotlib.colors import to_rgb
+
 from gradest.plotting.style import (DPI, MAX_WIDTH_IN, PALETTE, Palette, assign_slots, finish, grid, home_slot,
                                    log_axis, plt, theme)
 
@@ -194,10 +196,39 @@ def test_notes_say_where_the_numbers_mislead():
     board = L.leaderboard(GK.gradient_stats(F.canonical_frame(run_cells())))
     notes = " ".join(L.task_notes(board, "bandit"))
     assert "linear in the one-hot sample" in notes and "straight-through" in notes
-    assert "straight_through is biased in general but measures as exact on bandit" in notes
+    # the bandit declares why straight-through's variance is zero (f linear in the sample): no generic text
+    assert "straight_through has zero variance on bandit: f(z) = −r·z is linear" in notes
+    assert "biased in general but measure" not in notes and "by enumerating or pairing" not in notes
     assert "nvil after 100 φ steps" in notes
     assert "linear in the one-hot" not in " ".join(L.task_notes(board, "binary_toy"))
     assert any("no interval" in n for n in L.task_notes(board, "bandit", source="asv"))
+
+
+def _zero_board(task, rows):
+    """A leaderboard frame of ``task`` with (estimator, unbiased, zero) rows."""
+    return pd.DataFrame([{"task": task, "estimator": est, "unbiased": unbiased, "learned": False,
+                          "phi_warmup_steps": None, "mse": 0.0 if zero else 1.0, "mse_zero": zero,
+                          "variance_zero": zero} for est, unbiased, zero in rows])
+
+
+def test_zero_variance_notes_are_the_tasks_declarations():
+    # lasso_huber at sigma = 0: nothing is random, the task says so for pathwise
+    notes = " ".join(L.task_notes(_zero_board("lasso_huber", [("pathwise", True, True)]), "lasso_huber"))
+    assert "pathwise has zero variance on lasso_huber: at sigma = 0 nothing is random" in notes
+    assert "by enumerating or pairing" not in notes
+    # with sigma > 0 the task declares nothing: the generic explanation
+    smooth = "lasso_huber[sigma=0.1]"
+    notes = " ".join(L.task_notes(_zero_board(smooth, [("pathwise", True, True)]), smooth))
+    assert "nothing is random" not in notes and "by enumerating or pairing" in notes
+    # a task that declares nothing: generic notes for unbiased and biased zero-variance estimators
+    notes = " ".join(L.task_notes(_zero_board("binary_toy", [("disarm", True, True), ("gumbel_softmax", False, True),
+                                                             ("reinforce", True, False)]), "binary_toy"))
+    assert "disarm has zero variance on binary_toy: it computes ∇L exactly" in notes
+    assert "gumbel_softmax is biased in general but measures as exact" in notes and "reinforce" not in notes
+    from gradest.registry import get_task
+
+    assert get_task("bandit", reward_noise="gaussian").zero_variance_note("straight_through", {}) is None
+    assert get_task("gaussian_quadratic").zero_variance_note("pathwise", {}) is None  # the default
 
 
 def test_one_zero_rule_for_every_statistic():
@@ -277,24 +308,35 @@ BUILT_IN = ["antithetic", "arm", "disarm", "exact", "gumbel_rao", "gumbel_softma
 
 def test_a_colour_is_a_function_of_the_label():
     base = Palette.from_labels(BUILT_IN)
-    # one report's estimators never share a colour, whatever their hashes
+    # the declared variants never share a colour, whatever their hashes
     assert len(set(base.colors.values())) == len(BUILT_IN)
     # the order of the labels and the spelling of defaults do not matter
     again = Palette.from_labels(list(reversed(BUILT_IN)) + [RAO, NVIL, "reinforce[baseline=none]"])
     assert again.colors == base.colors and again(RAO) == base("gumbel_rao")
-    # a plugin's estimator recolours no other unless it lands on a taken slot
-    taken = set(assign_slots(BUILT_IN).values())
-    free = [p for p in (f"plugin_estimator_{i}" for i in range(60)) if home_slot(p) not in taken]
-    assert free, "some plugin label hashes to a free slot"
-    with_plugin = Palette.from_labels(BUILT_IN + free[:1])
-    assert all(with_plugin(lab) == base(lab) for lab in BUILT_IN)
-    assert with_plugin(free[0]) not in set(base.colors.values())
-    # a label alone takes its home slot: the same colour in every report without a collision
-    unique = [lab for lab in BUILT_IN if list(assign_slots(BUILT_IN).values()).count(home_slot(lab)) == 1
-              and assign_slots(BUILT_IN)[lab] == home_slot(lab)]
-    assert unique
-    for lab in unique:
-        assert Palette.from_labels([lab])(lab) == base(lab)
+    # every estimator vs a subset: each label keeps its colour whatever else is present
+    for subset in (["reinforce[baseline=loo]"], ["reinforce[baseline=loo]", "exact", "pathwise"], BUILT_IN[::3]):
+        small = Palette.from_labels(subset)
+        assert all(small(lab) == base(lab) for lab in subset)
+    # a label no variant declares takes its home slot, in any company
+    other = "plugin_estimator_7"
+    assert Palette.from_labels([other])(other) == Palette.from_labels(BUILT_IN + [other])(other) \
+        == to_rgb(PALETTE[home_slot(other)])
+    assert assign_slots([other, "exact"])[other] == home_slot(other)
+
+
+def test_colours_are_the_same_in_another_process():
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json; from gradest.plotting.style import Palette; "
+            f"labels = {BUILT_IN!r} + ['plugin_estimator_7']; p = Palette.from_labels(labels[::-1][:5]); "
+            "print(json.dumps({lab: p.hex(lab) for lab in labels}))")
+    env = {**__import__("os").environ, "PYTHONHASHSEED": "123"}
+    other = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                                      check=True).stdout)
+    here = Palette.from_labels(BUILT_IN)
+    assert other == {lab: here.hex(lab) for lab in other}
 
 
 def test_run_and_asv_labels_of_one_estimator_are_one_estimator():

@@ -23,7 +23,8 @@ from gradest.reports import figures as FG
 from gradest.reports import tables as T
 from gradest.reports.asv_results import is_asv_path, load_asv
 from gradest.reports.load import load_results
-from gradest.plotting.style import Palette, theme, tick_label
+from gradest.plotting.style import PALETTE, Palette, home_slot, theme, tick_label
+from matplotlib.colors import to_rgb
 
 ESTIMATORS = ["exact", "reinforce[baseline=none]", "reinforce[baseline=loo]",
               "gumbel_softmax[hard=False,temperature=1.0]"]
@@ -376,7 +377,9 @@ def test_palette_is_one_mapping_for_all_figures():
 
     many = Palette.from_labels([f"est{i}" for i in range(30)])
     assert len(many.colors) == 30
-    assert len(set(many.colors.values())) == len(PALETTE)  # every colour used before any is used twice
+    # undeclared labels: each its stable hash's colour, the same alone as in company
+    assert all(Palette.from_labels([f"est{i}"])(f"est{i}") == many(f"est{i}") for i in range(30))
+    assert many("est3") == to_rgb(PALETTE[home_slot("est3")])
 
 
 # ---- the report --------------------------------------------------------------------------

@@ -1,22 +1,24 @@
 """The figure style of every kind and the report: estimator colours, backend line styles and
 markers, log axes with readable labels, an explicit layout, and saving a figure as PNG and SVG.
 
-**Estimator colours.** An estimator's colour is a function of its label, the same in every
-report and every figure whatever else is present:
+**Estimator colours.** An estimator's colour is a function of its label (and of the installed
+estimators), the same in every report and every figure whatever else the report holds:
 
 1. the label is put in canonical form (`gradest.plotting.frames.canonical_label`: the name plus
    only the options that differ from the registered defaults), so ``gumbel_rao`` (asv's
    label) and ``gumbel_rao[num_mc=10,temperature=1.0]`` (a run's) are one estimator;
-2. its *home slot* is ``blake2b(canonical label) mod len(PALETTE)``: an index into `PALETTE`,
-   a fixed ordered list of 24 colours chosen so that any two differ by at least 16 CIEDE2000
-   units (no two near-identical hues; L* between 30 and 72, so every one is visible on
-   white);
-3. a report builds one `Palette` from all its labels (`Palette.from_labels`), placing them in
-   sorted order: each takes its home slot, or, when an earlier label took it, the next free
-   slot after it (linear probing). So within one report, no two estimators share a colour
-   (up to 24 labels; beyond, slots are reused in the same way), and an estimator's colour
-   changes only when another label of the report collides with it — adding a plugin's
-   estimator leaves every other colour as it was unless their slots collide.
+2. `PALETTE` is a fixed ordered list of 24 colours chosen so that any two differ by at least 16
+   CIEDE2000 units (no two near-identical hues; L* between 30 and 72, so every one is visible
+   on white); a label's *home slot* is ``blake2b(canonical label) mod len(PALETTE)`` (a stable
+   hash: the same in every process, unlike Python's salted ``hash``);
+3. the variants the registry declares (`gradest.registry.estimator_variants`) get fixed slots
+   (`declared_slots`): gradest's own estimators first, then those of plugins, each group in
+   sorted order, each variant its home slot or, when an earlier one took it, the next free
+   one. This depends on what is installed, never on what a report shows, so the declared
+   variants never share a colour (up to 24 of them; beyond, slots are reused) and a plugin
+   never recolours a built-in;
+4. any other label (options no variant declares, an unknown name) takes its home slot: it may
+   share a colour with another label, and it has that colour in every report.
 
 The layout is computed from sizes in inches (`finish`), not measured by drawing
 (``tight_layout`` / ``bbox_inches="tight"`` each re-draw the figure): a report of many panels
@@ -27,6 +29,7 @@ columns as fit.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -72,31 +75,72 @@ def backend_marker(backend: str) -> str:
 
 
 def home_slot(label) -> int:
-    """The `PALETTE` index of ``label`` before collisions: a hash of its canonical form."""
+    """The `PALETTE` index that the stable hash of ``label``'s canonical form chooses."""
     digest = hashlib.blake2b(str(canonical_label(str(label))).encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % len(PALETTE)
 
 
-def assign_slots(labels) -> dict:
-    """Canonical label -> `PALETTE` index for ``labels``, by the rule of the module docstring."""
-    unique = sorted({canonical_label(str(label)) for label in labels if isinstance(label, str) and label})
+def _probe(labels, slots: dict) -> None:
+    """Give each of ``labels`` (in order) its home slot or the next slot used least so far."""
     taken: dict[int, int] = {}  # slot -> how many labels use it (more than one only past len(PALETTE))
-    slots = {}
-    for label in unique:
-        home = home_slot(label)
+    for slot in slots.values():
+        taken[slot] = taken.get(slot, 0) + 1
+    for label in labels:
+        if label in slots:
+            continue
         level = min(taken.get(i, 0) for i in range(len(PALETTE)))  # reuse a slot only once all are used
-        slot = home
+        slot = home_slot(label)
         while taken.get(slot, 0) > level:
             slot = (slot + 1) % len(PALETTE)
         taken[slot] = taken.get(slot, 0) + 1
         slots[label] = slot
+
+
+@functools.lru_cache(maxsize=8)
+def _declared_slots(registered: tuple) -> dict:
+    from gradest.labels import make_label
+    from gradest.registry import ESTIMATORS, estimator_variants
+
+    own, plugins = set(), set()
+    for name in registered:
+        module = str(getattr(ESTIMATORS.entry(name).factory, "__module__", ""))
+        group = own if module.startswith("gradest.") else plugins
+        group.update(canonical_label(make_label(name, options)) for options in estimator_variants(name))
+    slots: dict = {}
+    _probe(sorted(own), slots)
+    _probe(sorted(plugins - own), slots)
     return slots
+
+
+def declared_slots() -> dict:
+    """Canonical label -> `PALETTE` index of every variant the registry declares (step 3 of
+    the module docstring); {} where the registry cannot be read."""
+    try:
+        from gradest.registry import ESTIMATORS
+
+        return dict(_declared_slots(tuple(ESTIMATORS.names())))
+    except Exception:  # noqa: BLE001 -- colours never fail a figure
+        return {}
+
+
+def color_slot(label, declared: dict | None = None) -> int:
+    """The `PALETTE` index of ``label``: its declared slot, else its home slot."""
+    key = canonical_label(str(label))
+    declared = declared_slots() if declared is None else declared
+    return declared[key] if key in declared else home_slot(key)
+
+
+def assign_slots(labels) -> dict:
+    """Canonical label -> `PALETTE` index for ``labels`` (`color_slot` of each)."""
+    declared = declared_slots()
+    return {canonical_label(str(label)): color_slot(label, declared)
+            for label in labels if isinstance(label, str) and label}
 
 
 @dataclass
 class Palette:
-    """Estimator label -> colour (see the module docstring), built once per report from all its
-    labels; a label it was not built with gets its home slot's colour (or the next free one)."""
+    """Estimator label -> colour (see the module docstring). A report builds one from all its
+    labels; a label it was not built with gets the same colour it would have had."""
 
     colors: dict = field(default_factory=dict)
 
@@ -107,13 +151,7 @@ class Palette:
     def __call__(self, label) -> tuple:
         key = canonical_label(str(label))
         if key not in self.colors:
-            used = set(self.colors.values())
-            slot = home_slot(key)
-            for i in range(len(PALETTE)):
-                if to_rgb(PALETTE[(slot + i) % len(PALETTE)]) not in used:
-                    slot = (slot + i) % len(PALETTE)
-                    break
-            self.colors[key] = to_rgb(PALETTE[slot])
+            self.colors[key] = to_rgb(PALETTE[color_slot(key)])
         return self.colors[key]
 
     def __contains__(self, label) -> bool:
