@@ -17,7 +17,9 @@ Modules: `load` (results folders), `asv_results` (asv's JSON, its statistics as 
 `leaderboard` (the rankings and the notes beside them), `tables` (the summary table, the cell
 counts), `figures` (the two figures of the leaderboard's statistics, a run's or asv's),
 `asv_figures` (asv's other figures), `published` (the "Published vs measured" section of
-presets' runs, from their manifests), `html` (the pages). The drawing toolkit and the rules
+presets' runs, from their manifests), `table` (the aggregated table of `gradest table`, the
+report's "Table"), `verdicts` (paired comparisons by seed, the "Paired comparisons" and the
+presets' orderings), `html` (the pages). The drawing toolkit and the rules
 shared with the kinds (labels, zero, backend order) are `gradest.plotting`. docs/report.md
 describes the page.
 """
@@ -150,12 +152,32 @@ def build_report(paths: Iterable, out, current_only: bool = True) -> Path:
         except Exception as err:  # noqa: BLE001 -- the leaderboard's problem must not lose the report
             problems.append(f"the leaderboard of the {source} results could not be made: {type(err).__name__}: {err}")
     asv_missing = asv_missing_table(asv)
+    table = paper_table(cells, problems)
     for message in problems:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     return write_pages(out, figures=figures, summary=T.summary_table(stats, summary_columns),
                        counts=T.status_counts(cells), skipped=T.not_done(cells, "skipped"),
                        failed=T.not_done(cells, "failed"), asv_missing=asv_missing, sources=results.sources,
-                       manifests=results.manifests, problems=problems, boards=boards, palette=palette, cells=cells)
+                       manifests=results.manifests, problems=problems, boards=boards, palette=palette, cells=cells,
+                       table=table)
+
+
+def paper_table(cells, problems: list) -> dict | None:
+    """The "Table" and "Paired comparisons" sections' content (`gradest.reports.table`,
+    `gradest.reports.verdicts.against_best`): ``html``, ``markdown`` (the wide table) and
+    ``paired`` (a frame); None without a metric to show (a problem is added to ``problems``
+    when it could not be made)."""
+    from gradest.reports.table import long_table, render
+    from gradest.reports.verdicts import against_best
+
+    try:
+        long = long_table(cells)
+        if long.empty:
+            return None
+        return {"html": render(long, "html"), "markdown": render(long, "markdown"), "paired": against_best(cells, long)}
+    except Exception as err:  # noqa: BLE001 -- the table's problem must not lose the report
+        problems.append(f"the table could not be made: {type(err).__name__}: {err}")
+        return None
 
 
 def asv_board(asv):

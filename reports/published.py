@@ -9,8 +9,11 @@ and which cell key measures which task and estimator — and the cells' rows.
   of a column and its 95% t-interval;
 * `published_table(record, cells)`: each published value beside ours, in the paper's metric
   (ours × ``sign``);
-* `check_orderings(record, cells)`: for each ordering "a < b", whether our means hold it
-  (``holds``: yes / no / not measured) and whether the intervals are disjoint (``separated``).
+* `check_orderings(record, cells)`: for each ordering "a < b", judged on the differences a − b
+  of the cells paired by backend and seed (`gradest.reports.verdicts`: same seed, same
+  initialization and noise): whether our mean difference has the claimed sign (``holds``: yes /
+  no / not measured), whether its 95% t-interval excludes 0 (``separated``), the paired t test's
+  and the Wilcoxon signed-rank test's p-values and the verdict.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ import math
 
 import numpy as np
 import pandas as pd
+
+from gradest.reports.verdicts import TESTS
 
 __all__ = ["preset_records", "measured", "published_table", "check_orderings", "section_html",
            "section_markdown"]
@@ -98,33 +103,65 @@ def published_table(record: dict, cells: pd.DataFrame) -> pd.DataFrame:
                                        "metric", "source", "note"])
 
 
+def _paired_frame(record: dict, cells: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The record's done cells with ``column``: task, estimator, backend, seed and the value."""
+    index = _index(record)
+    if cells is None or cells.empty or index.empty or column not in cells.columns or "key" not in cells.columns:
+        return pd.DataFrame(columns=[*index.columns, column])
+    done = cells[cells["status"] == "done"] if "status" in cells.columns else cells
+    return index.merge(done[["key", column]], on="key", how="inner")
+
+
 def check_orderings(record: dict, cells: pd.DataFrame) -> pd.DataFrame:
-    """One row per ordering "better < worse in column": our two means, whether the ordering
-    holds here (``yes`` / ``no`` / ``not measured``) and whether the 95% intervals are disjoint."""
-    rows, tables = [], {}
+    """One row per ordering "better < worse in column": our two means, and the verdict on the
+    differences better − worse paired by backend and seed (`gradest.reports.verdicts.compare`):
+    ``holds`` (yes / no / not measured), ``separated`` (the 95% interval of the difference
+    excludes 0: yes / no), the mean difference with its interval, the pairs, the p-values of the
+    paired t test and of the Wilcoxon signed-rank test, and the ``verdict``."""
+    from gradest.reports.verdicts import compare
+
+    rows, tables, frames = [], {}, {}
     for o in record.get("orderings") or []:
         column = o["measured"]
         if column not in tables:
             tables[column] = measured(record, cells, column)
+            frames[column] = _paired_frame(record, cells, column)
         a, b = _lookup(tables[column], o["task"], o["better"]), _lookup(tables[column], o["task"], o["worse"])
         row = {"task": o["task"], "claim": o["claim"], "ordering": f"{o['better']} < {o['worse']}",
                "column": column, "better": "", "worse": "", "holds": "not measured", "separated": "",
+               "difference": "", "pairs": 0, "t test p": "", "Wilcoxon p": "", "verdict": "not measured",
                "source": o["source"]}
         if a is not None and b is not None:
+            frame = frames[column]
+            paired = compare(frame[frame["task"] == o["task"]], o["better"], o["worse"], column, "lower")
             # 5 significant digits: the toy's losses differ in the fourth
-            row.update(better=f"{a['mean']:.5g}", worse=f"{b['mean']:.5g}",
-                       holds="yes" if a["mean"] < b["mean"] else "no")
-            if not (math.isnan(a["high"]) or math.isnan(b["low"])):
-                row["separated"] = "yes" if (a["high"] < b["low"] or b["high"] < a["low"]) else "no"
+            row.update(better=f"{a['mean']:.5g}", worse=f"{b['mean']:.5g}", pairs=paired["pairs"],
+                       verdict=paired["verdict"], **_paired_text(paired))
+            if paired["pairs"]:
+                row["holds"] = "yes" if paired["verdict"].startswith("holds") else "no"
+                if not math.isnan(paired["low"]):
+                    row["separated"] = "yes" if paired["verdict"].endswith(", separated") else "no"
         rows.append(row)
     return pd.DataFrame(rows, columns=["task", "claim", "ordering", "column", "better", "worse", "holds",
-                                       "separated", "source"])
+                                       "separated", "difference", "pairs", "t test p", "Wilcoxon p", "verdict",
+                                       "source"])
+
+
+def _paired_text(paired: dict) -> dict:
+    """The difference with its interval and the two p-values of a `compare` answer, as text."""
+    from gradest.reports.verdicts import format_p
+
+    difference = "" if math.isnan(paired["difference"]) else f"{paired['difference']:.4g}"
+    if difference and not math.isnan(paired["low"]):
+        difference += f" [{paired['low']:.4g}, {paired['high']:.4g}]"
+    return {"difference": difference, "t test p": format_p(paired["t_p"]), "Wilcoxon p": format_p(paired["wilcoxon_p"])}
 
 
 _EXPLAIN = ("Ours: mean over seeds (and backends) of the cells of this run, with its 95% t-interval; the paper's "
             "numbers were measured in the paper's setting (above), which differs from ours in data, budget and "
-            "details: compare orderings before levels. An ordering holds when our mean of the first estimator is "
-            "below the second's; separated: the two intervals are disjoint.")
+            "details: compare orderings before levels. An ordering is judged on the differences first − second of "
+            "cells paired by backend and seed (same seed: same initialization and noise): it holds when the mean "
+            "difference is below 0; separated: the difference's 95% t-interval excludes 0. Tests: " + TESTS + ".")
 
 
 def section_html(records: list, cells: pd.DataFrame, table_html) -> str:

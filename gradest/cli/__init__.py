@@ -7,6 +7,7 @@
                 [--plugins FILE.py ...] [--out DIR] [--report DIR] [--no-report] [--no-progress]
     gradest report RESULTS... [--out DIR] [--all] [--plugins FILE.py ...]
     gradest list [--plugins FILE.py ...]
+    gradest table RESULTS... [--format markdown|csv|latex|html] [--metrics M ...] [--kinds K ...] [--out FILE]
 
 ``main(argv)`` returns the exit code: 0 on success, 1 when cells failed (summarized once,
 grouped by message), 2 for bad usage — an unknown flag (the nearest one suggested), name,
@@ -16,7 +17,7 @@ command resumes). The last line ``run`` and ``report`` print is the path of the 
 
 One module per command, each with its options (``add_parser``) and its work (``cmd_*``):
 `gradest.cli.run` (the sweep and the preset path, one pipeline), `gradest.cli.report`,
-`gradest.cli.list`; `gradest.cli.common` holds what they share (exit codes, `UsageError`,
+`gradest.cli.list`, `gradest.cli.table`; `gradest.cli.common` holds what they share (exit codes, `UsageError`,
 plugin loading, backend resolution). This module assembles the parser and dispatches.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Sequence
 from gradest.cli import list as list_command
 from gradest.cli import report as report_command
 from gradest.cli import run as run_command
+from gradest.cli import table as table_command
 from gradest.cli.common import EXIT_FAILED_CELLS, EXIT_OK, EXIT_USAGE, UsageError, load_plugin_files
 
 __all__ = ["main", "build_parser", "UsageError", "EXIT_OK", "EXIT_FAILED_CELLS", "EXIT_USAGE"]
@@ -36,7 +38,8 @@ __all__ = ["main", "build_parser", "UsageError", "EXIT_OK", "EXIT_FAILED_CELLS",
 #: command -> (what adds its parser, what runs it)
 COMMANDS = {"run": (run_command.add_parser, run_command.cmd_run),
             "report": (report_command.add_parser, report_command.cmd_report),
-            "list": (list_command.add_parser, list_command.cmd_list)}
+            "list": (list_command.add_parser, list_command.cmd_list),
+            "table": (table_command.add_parser, table_command.cmd_table)}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,7 +69,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gradest", description="Benchmark stochastic gradient estimators in PyTorch and JAX.")
-    sub = parser.add_subparsers(dest="command", metavar="{run,report,list}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}", parser_class=_Parser)
     parser.commands = sub.choices
     for add_parser, _ in COMMANDS.values():
         add_parser(sub)

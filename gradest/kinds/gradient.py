@@ -149,6 +149,7 @@ def variance_vs_samples(cells: pd.DataFrame, palette, out):
 @register_cell_kind("gradient", description="variance, bias, MSE and cost of estimates at θ₀")
 class GradientKind(CellKind):
     order = 10
+    table_metrics = {"mse": "lower", "variance": "lower", "bias_sq": "lower", "seconds_per_estimate": "lower"}
     columns = {
         "variance": "trace of the covariance of one estimate", "bias_norm": "‖E g − ∇L‖",
         "bias_sq": "‖E g − ∇L‖²", "mse": "E‖g − ∇L‖²", "cosine_to_exact": "mean cosine to ∇L",

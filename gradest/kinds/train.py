@@ -262,6 +262,8 @@ def variance_along_training(history: pd.DataFrame, palette, out):
 @register_cell_kind("train", description="training curves: loss and metrics over steps")
 class TrainKind(CellKind):
     order = 30
+    table_metrics = {"final_exact_loss": "lower", "final_test_neg_elbo": "lower", "final_test_neg_iw_bound": "lower",
+                     "final_train_neg_elbo": "lower", "self_log10_variance": "lower"}
     columns = {"train_seconds": "wall time of the run", "final_loss": "the last step's surrogate loss",
                "final_exact_loss": "L(θ) at the last logged step (where the task has truth)",
                "self_log10_variance": "mean log10 variance of the trained estimator along training (cells "

@@ -27,7 +27,9 @@ plan to the figures:
     leaderboard ranks and the summary table and the statistics figures show; None by default
     (the kind's rows are not ranked);
   - ``summary_columns(cells)``: a frame of columns the summary table adds per task x
-    estimator (e.g. the final training loss); None by default.
+    estimator (e.g. the final training loss); None by default;
+  - ``table_metrics``: ``{column: "lower" | "higher"}``, the columns of its rows that
+    ``gradest table`` aggregates over seeds and which way is better; none by default.
 
 Discovery: the first listing or look-up imports the built-ins, then the entry points and the
 local plugin files (`gradest.registry.Registry`), once per process. The core (planning,
@@ -62,6 +64,8 @@ class CellKind:
     grid: dict = {}
     #: position in a plan and on the report's page (lower first, ties by name)
     order: int = DEFAULT_ORDER
+    #: columns of its rows that the aggregated table shows, and whether "lower" or "higher" is better
+    table_metrics: dict[str, str] = {}
 
     def grid_for(self, budget) -> dict:
         return dict(self.grid.get(budget.name, {}))
