@@ -179,6 +179,7 @@ def render(long: pd.DataFrame, form: str = "markdown") -> str:
     bold = np.where(best.to_numpy(), "font-weight: bold;", "")
     styler = entries.style.apply(lambda _: bold, axis=None)
     if form == "html":
+        styler = styler.format(escape="html").format_index(escape="html", axis=0).format_index(escape="html", axis=1)
         return styler.set_caption(caption(long)).set_table_attributes("class='paper-table'").to_html()
     styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
     text = caption(long).replace("±", r"$\pm$").replace("†", r"$^\dagger$")

@@ -25,7 +25,7 @@ def add_parser(sub):
 
     table = sub.add_parser("table", help="print the aggregated table (mean and 95%% interval over seeds)",
                            description="The table a paper prints from `gradest run` results folders: per task, "
-                                       "estimator, S and backend, each metric's mean over seeds with its 95%% "
+                                       "estimator, S and backend, each metric's mean over seeds with its 95% "
                                        "t-interval; the best per column in bold, ties (overlapping intervals) "
                                        "marked.")
     table.add_argument("results", nargs="+", metavar="RESULTS", help="`gradest run` results folders")
