@@ -99,12 +99,12 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 500) -> str:
 def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.DataFrame,
                 skipped: pd.DataFrame, failed: pd.DataFrame, asv_missing: pd.DataFrame,
                 sources: list, manifests: list, problems: list | None = None, boards: list | None = None,
-                palette=None, cells: pd.DataFrame | None = None, table: dict | None = None) -> Path:
+                palette=None, cells: pd.DataFrame | None = None) -> Path:
     """Write index.html and summary.md into ``out``; ``boards``: (title, source kind "run" or
     "asv", leaderboard frame) per source of gradient statistics; ``cells``: the rows the
-    "Published vs measured" section of presets' runs reads (`gradest.reports.published`);
-    ``table``: the "Table" and "Paired comparisons" sections (`table_sections_html`)."""
+    "Published vs measured" section of presets' runs reads (`gradest.reports.published`)."""
     from gradest.reports.published import preset_records, section_html, section_markdown
+    from gradest.reports.tables import reason_summary, sweep_scope
 
     presets = preset_records(manifests)
     boards = [b for b in boards or [] if b[2] is not None and not b[2].empty]
@@ -114,9 +114,8 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
     runs = []
     for m in manifests:
         if m.get("command"):
-            quick = " --quick" if m.get("quick") else ""
             backends = ", ".join(m.get("backends") or [])
-            runs.append(f"{html.escape(m['source'])}: <code>{html.escape(m['command'])}{quick}</code> on "
+            runs.append(f"{html.escape(m['source'])}: <code>{html.escape(command_as_run(m))}</code> on "
                         f"{html.escape(str(m.get('machine', '?')))} ({html.escape(str(m.get('platform', '')))}); "
                         f"backends {html.escape(backends)}; {m.get('cells', '?')} cells, written "
                         f"{html.escape(str(m.get('written_at', '?')))}")
@@ -126,12 +125,15 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
              f"<p class='meta'>Built {now} from {srcs}.</p>"]
     if runs:
         parts.append("<ul class='meta'>" + "".join(f"<li>{r}</li>" for r in runs) + "</ul>")
+    scope = sweep_scope(cells, manifests)
+    if scope:
+        parts.append("<section id='scope' class='key'><strong>What ran.</strong><ul>"
+                     + "".join(f"<li>{html.escape(line)}</li>" for line in scope) + "</ul></section>")
     if figures or boards or presets:
         parts.append("<nav>" + ("<a href='#published'>Published vs measured</a>" if presets else "")
                      + ("<a href='#leaderboard'>Leaderboard</a>" if boards else "")
                      + "".join(f"<a href='#{f.name}'>{html.escape(f.title)}</a>" for f in figures)
                      + ("<a href='#summary'>Summary table</a>" if summary is not None and not summary.empty else "")
-                     + ("<a href='#table'>Table</a><a href='#paired'>Paired comparisons</a>" if table else "")
                      + "</nav>")
     for message in problems or []:
         parts.append(f"<p class='problem'><strong>Problem:</strong> {html.escape(message)}</p>")
@@ -141,12 +143,12 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
         parts.append(leaderboard_html(boards, palette))
     if summary is not None and not summary.empty:
         parts.append("<h2 id='summary'>Summary</h2>")
-        parts.append("<p>Per task and estimator, in the leaderboard's order (MSE rank): gradient statistics against "
-                     "the exact gradient at θ₀ at the task's reference number of samples S (mean over seeds and "
-                     "backends), then per backend the work-normalized variance (variance × seconds per estimate) "
+        parts.append("<p>Per task and estimator, ranked as the leaderboard ranks them (the column ranked by says "
+                     "on what: MSE, or the work-normalized variance where the task has no exact gradient): gradient "
+                     "statistics against the exact gradient at θ₀ at the task's reference number of samples S (mean "
+                     "over seeds and backends), then per backend the work-normalized variance (variance × seconds per estimate) "
                      "and the seconds per estimate, and the final training loss (mean over seeds and backends).</p>")
         parts.append(html_table(summary))
-    parts.append(table_sections_html(table))
     for fig in figures:
         parts.append(f"<h2 id='{fig.name}'>{html.escape(fig.title)}</h2>")
         parts.append(f"<figure><a href='{fig.svg}'><img src='{fig.png}' alt='{html.escape(fig.title)}'></a>"
@@ -154,7 +156,12 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
     if not counts.empty:
         parts.append("<h2>Cells</h2>")
         parts.append(html_table(counts))
-        parts.append(f"<details><summary>Skipped cells ({len(skipped)}): estimator × task combinations that "
+        reasons = reason_summary(skipped)
+        if not reasons.empty:
+            parts.append(f"<h3>Skipped cells by reason</h3><p class='key'>{len(skipped)} planned cells did not "
+                         f"apply; '…' stands for the estimator and task names, the last column is one full "
+                         f"message with the fix it names.</p>{html_table(reasons)}")
+        parts.append(f"<details><summary>Every skipped cell ({len(skipped)}): estimator × task combinations that "
                      f"do not apply</summary>{html_table(skipped)}</details>")
         parts.append(f"<details{' open' if len(failed) else ''}><summary>Failed cells ({len(failed)})</summary>"
                      f"{html_table(failed)}</details>")
@@ -169,20 +176,31 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
     _write(index, "\n".join(parts))
 
     md = ["# gradest report", "", f"Built {now} from {', '.join(sources)}.", "",
+          *[f"`{command_as_run(m)}`\n" for m in manifests if m.get("command")],
+          *([f"What ran:\n", *[f"* {line}" for line in scope], ""] if scope else []),
           *[f"**Problem:** {message}\n" for message in problems or []]]
     md += section_markdown(presets, cells, markdown_table)
     if boards:
         md += [leaderboard_markdown(boards)]
     md += ["## Summary", "", markdown_table(summary), ""]
-    md += table_sections_markdown(table)
     for fig in figures:
         md += [f"## {fig.title}", "", f"![{fig.title}]({fig.png})", "", fig.caption, ""]
     if not counts.empty:
         md += ["## Cells", "", markdown_table(counts), ""]
+        if len(skipped):
+            md += ["### Skipped cells by reason", "", markdown_table(reason_summary(skipped)), ""]
         if len(failed):
             md += ["### Failed cells", "", markdown_table(failed), ""]
     _write(out / "summary.md", "\n".join(md))
     return index
+
+
+def command_as_run(manifest: dict) -> str:
+    """The command line a run was started with (``command_line`` of its manifest; older
+    manifests: the command and ``--quick``)."""
+    if manifest.get("command_line"):
+        return str(manifest["command_line"])
+    return str(manifest.get("command", "")) + (" --quick" if manifest.get("quick") else "")
 
 
 def _write(path: Path, text: str) -> None:
@@ -196,45 +214,6 @@ def _write(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(tmp, path)
-
-
-# ---- the table and its paired comparisons -------------------------------------------------
-
-_TABLE_TEXT = ("Per task, estimator and number of samples S (and backend), each metric the cell kinds declare: "
-               "its mean over seeds ± the half-width of its 95% t-interval, as `gradest table RESULTS` prints it "
-               "(--format latex for a paper, csv for the long form).")
-
-
-def _paired_text() -> str:
-    from gradest.reports.verdicts import TESTS
-
-    return ("The best of each column of the Table against its runner-up and every entry tied with it (†), judged on "
-            "the differences best − other of the cells paired by seed (same seed: same initialization and noise): "
-            "the mean difference with its 95% t-interval, and the tests: " + TESTS + ". Verdict on \"the best "
-            "beats the other\": holds, separated (the interval excludes 0 on the claimed side); holds, not "
-            "separated (the mean has the claimed sign, the interval contains 0); reversed (, separated); equal "
-            "(every pair gave the same number). Two intervals that overlap may still be separated here: the pairs "
-            "share their noise.")
-
-
-def table_sections_html(table: dict | None) -> str:
-    """The "Table" (``table["html"]``) and "Paired comparisons" (``table["paired"]``) sections."""
-    if not table:
-        return ""
-    paired = table.get("paired")
-    return "\n".join(["<h2 id='table'>Table</h2>", f"<p>{html.escape(_TABLE_TEXT)}</p>",
-                      f"<div class='scroll'>{table['html']}</div>",
-                      "<h2 id='paired'>Paired comparisons</h2>", f"<p class='key'>{html.escape(_paired_text())}</p>",
-                      html_table(paired) if paired is not None and not paired.empty
-                      else "<p><em>No column has two entries to compare.</em></p>"])
-
-
-def table_sections_markdown(table: dict | None) -> list[str]:
-    if not table:
-        return []
-    paired = table.get("paired")
-    return ["## Table", "", _TABLE_TEXT, "", table["markdown"], "", "## Paired comparisons", "", _paired_text(), "",
-            markdown_table(paired) if paired is not None and not paired.empty else "_none_", ""]
 
 
 # ---- the leaderboard ------------------------------------------------------------------------
@@ -298,6 +277,14 @@ def board_tables(board: pd.DataFrame, task, palette=None) -> str:
 
     out = []
     mse = by(board, task, "mse_rank")
+    if len(mse) == 1:  # one estimator: its numbers, no ranking
+        r = _records(mse)[0]
+        return ("<table><caption>one estimator measured: nothing to rank</caption><thead><tr>"
+                "<th class='text'>estimator</th><th>MSE [95%]</th><th>of it bias²</th><th>variance × s [95%]</th>"
+                f"<th>s / estimate</th></tr></thead><tbody><tr>{_estimator_cell(r, palette)}"
+                f"<td>{_num(r.mse)} {_interval(r.mse_low, r.mse_high)}</td><td>{_num(r.bias_sq)}</td>"
+                f"<td>{_num(r.wnv)} {_interval(r.wnv_low, r.wnv_high)}</td><td>{_num(r.seconds_per_estimate)}</td>"
+                "</tr></tbody></table>")
     if mse["mse"].notna().any():
         rows = "".join(f"<tr><td>{_rank(r.mse_rank)}</td>{_estimator_cell(r, palette)}{_ranked_cell(r, 'mse')}"
                        f"<td>{_num(r.bias_sq)}</td></tr>" for r in _records(mse))

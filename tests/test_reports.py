@@ -104,8 +104,10 @@ def write_run_folder(path, cells=None, history=None) -> None:
     path.mkdir(parents=True, exist_ok=True)
     (sample_cells() if cells is None else cells).to_csv(path / "results.csv", index=False)
     (sample_history() if history is None else history).to_csv(path / "history.csv", index=False)
-    (path / "manifest.json").write_text(json.dumps({"command": "gradest run", "quick": True,
-                                                    "backends": ["torch", "jax"], "cells": 10}))
+    (path / "manifest.json").write_text(json.dumps({
+        "command": "gradest run", "quick": True, "backends": ["torch", "jax"], "cells": 10,
+        "command_line": "gradest run --quick --tasks bandit,binary_toy --out run",
+        "budget": {"name": "quick", "seeds": 3, "measured_seeds": 2, "core_after_first": True, "core_training": True}}))
 
 
 def asv_result(commit: str, date_ms: int, results: dict, version: int = 2) -> dict:
@@ -388,12 +390,95 @@ def test_palette_is_one_mapping_for_all_figures():
 def test_build_report_writes_the_pages(report):
     page = report.read_text()
     assert "RuntimeError: out of memory" in page  # failed cells are listed
-    assert "Skipped cells (8)" in page
+    assert "Every skipped cell (8)" in page
     assert "asv measurements failed or skipped (4), by likely reason" in page
     md = (report.parent / "summary.md").read_text()
-    assert "| task | rank | estimator |" in md and "![Training curves](training_curves.png)" in md
-    assert "| bandit |  | exact |" in md  # the reference: not ranked
+    assert "| task | rank | ranked by | estimator |" in md and "![Training curves](training_curves.png)" in md
+    assert "| bandit |  |  | exact |" in md  # the reference: not ranked
     assert "## Leaderboard" in md and md.index("## Leaderboard") < md.index("## Summary")
+
+
+def test_the_page_says_what_ran_with_the_command_as_run(report):
+    page = report.read_text()
+    md = (report.parent / "summary.md").read_text()
+    # the header is the command line as run, options included
+    assert "<code>gradest run --quick --tasks bandit,binary_toy --out run</code>" in page
+    assert "`gradest run --quick --tasks bandit,binary_toy --out run`" in md
+    scope = page[page.index("<section id='scope'"):page.index("</section>")]
+    assert "budget quick: 3 seeds (2 for the kinds that measure at θ₀)" in scope
+    assert "only core variants train" in scope
+    assert "gradient: 4 estimator variants of 3 estimators × 2 tasks on torch, jax." in scope
+    assert "train: 5 estimator variants of 4 estimators × 1 task on torch" in scope
+    assert "8 of " in scope and "planned cells were skipped" in scope
+    # the skipped cells by reason, above the table of every skipped cell
+    reasons = page[page.index("Skipped cells by reason"):page.index("Every skipped cell")]
+    assert "needs num_samples &gt;= 2" in reasons and ">8<" in reasons
+    assert "reinforce[baseline=loo] on bandit" in reasons and "### Skipped cells by reason" in md
+
+
+def test_captions_count_what_ran(report):
+    page = report.read_text()
+    variance = page[page.index("<h2 id='variance_vs_samples'>"):]
+    assert "mean over seeds (2 seeds, R = 200 replicates each)" in variance[:variance.index("</figcaption>")]
+    temperature = page[page.index("<h2 id='temperature_sweep'>"):]
+    assert "(S = 1, 2 seeds)" in temperature[:temperature.index("</figcaption>")]
+    training = page[page.index("<h2 id='training_curves'>"):]
+    assert "up to 3 seeds" in training[:training.index("</figcaption>")]
+    assert "two seeds" not in page
+
+
+def test_scope_and_reasons_of_a_constructed_run():
+    rows = [{"kind": "gradient", "task": t, "estimator": e, "backend": b, "status": "done", "reason": ""}
+            for t in ("bandit", "binary_toy") for e in ("a", "b[x=1]", "c") for b in ("torch", "jax")
+            if b == "torch" or e == "a"]
+    rows += [{"kind": "train", "task": t, "estimator": e, "backend": b, "status": "done", "reason": ""}
+             for t in ("bandit", "binary_toy") for e in ("a", "b[x=1]", "c") for b in ("torch", "jax") if e != "c"]
+    rows += [{"kind": "gradient", "task": "bandit", "estimator": e, "backend": "torch", "status": "skipped",
+              "reason": f"estimator '{e}' does not support task 'bandit': use another"} for e in ("d", "e", "f")]
+    rows += [{"kind": "gradient", "task": "binary_toy", "estimator": "g", "backend": "torch", "status": "skipped",
+              "reason": "estimator 'g' needs num_samples >= 2 (its baseline); got num_samples=1"}]
+    cells = pd.DataFrame(rows)
+    manifest = {"budget": {"name": "quick", "seeds": 2, "measured_seeds": 1, "core_after_first": True,
+                           "core_training": True}}
+    lines = T.sweep_scope(cells, [manifest])
+    assert lines[0].startswith("budget quick: 2 seeds (1 for the kinds that measure at θ₀); the backends after the "
+                               "first run only the estimators' core variants; only core variants train")
+    assert "gradient: 7 estimator variants of 7 estimators × 2 tasks on torch; on jax only 1: a." in lines
+    assert ("train: 2 estimator variants of 2 estimators × 2 tasks on torch, jax; not run by train: 5 variants "
+            "(c, d, e, f, g).") in lines
+    assert lines[-1].startswith("4 of 20 planned cells were skipped")
+    reasons = T.reason_summary(T.not_done(cells, "skipped"))
+    assert list(reasons["reason"]) == ["estimator '…' does not support task '…'",
+                                       "estimator '…' needs num_samples >= 2 (its baseline)"]
+    assert list(reasons["cells"]) == [3, 1]
+    assert reasons["examples"].iloc[0] == "d on bandit, e on bandit, f on bandit"
+    assert T.sweep_scope(pd.DataFrame(), []) == [] and T.reason_summary(pd.DataFrame()).empty
+
+
+def test_a_task_without_an_exact_gradient_is_ranked_by_work_normalized_variance():
+    cells = sample_cells()
+    no_truth = cells["task"] == "binary_toy"
+    for col in ("bias_norm", "bias_norm_low", "bias_norm_high", "bias_sq", "mse", "mse_low", "mse_high"):
+        cells.loc[no_truth, col] = np.nan
+    stats, columns, _ = kind_frames(cells)
+    table = T.summary_table(stats, columns)
+    toy = table[(table["task"] == "binary_toy") & table["rank"].notna()]
+    assert len(toy) == 3 and set(toy["ranked by"]) == {"work-norm. variance (torch)"}
+    assert list(toy["rank"]) == sorted(toy["rank"])
+    assert set(table.loc[(table["task"] == "bandit") & table["rank"].notna(), "ranked by"]) == {"MSE"}
+
+
+def test_a_one_row_leaderboard_is_not_a_ranking():
+    from gradest.reports.html import leaderboard_html
+    from gradest.reports.leaderboard import leaderboard
+
+    cells = sample_cells()
+    one = cells[(cells["task"] == "bandit") & cells["estimator"].isin(["exact", "reinforce[baseline=loo]"])]
+    board = leaderboard(kind_frames(F.canonical_frame(one))[0])
+    assert len(board) == 1
+    page = leaderboard_html([("run", "run", board)])
+    assert "one estimator measured: nothing to rank" in page and "<th>#</th>" not in page
+    assert "reinforce[baseline=loo]" in page
 
 
 def test_estimator_labels_cover_every_source():
@@ -436,6 +521,12 @@ def test_one_task_with_two_option_sets_is_two_tasks(tmp_path):
     cells, history = distinguish_task_variants(cells, history)
     assert list(cells["task"]) == ["binary_toy[target=0.45]", "binary_toy[target=0.499]", "bandit"]
     assert list(history["task"]) == ["binary_toy[target=0.45]"] * 2 + ["binary_toy[target=0.499]", "bandit"]
+    # a kind's own sweep of an option (lasso_delta's δ) does not relabel the task in the other kinds
+    cells = pd.DataFrame({"key": list("abcd"), "kind": ["gradient", "train", "lasso_delta", "lasso_delta"],
+                          "task": ["lasso_huber"] * 4,
+                          "task_options": ["{}", "{}", '{"delta": 1.0}', '{"delta": 0.1}']})
+    cells, _ = distinguish_task_variants(cells, pd.DataFrame())
+    assert list(cells["task"]) == ["lasso_huber", "lasso_huber", "lasso_huber[delta=1.0]", "lasso_huber[delta=0.1]"]
 
 
 def test_variance_along_training_figure(tmp_path, palette):

@@ -17,6 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from gradest.kinds.gradient import measured_counts
 from gradest.kinds.train import final_values, train_cell
 from gradest.plotting.frames import done, ordered_backends
 from gradest.sweep.cell_kind import CellKind, register_cell_kind
@@ -109,7 +110,8 @@ def lasso_delta_sweep(cells: pd.DataFrame, history: pd.DataFrame, palette, out, 
            title="Lasso: Huber relaxation width δ vs gap to the exact optimum")
     steps = int(pd.to_numeric(stats["steps"]).max()) if "steps" in stats.columns else None
     caption = ("lasso_huber trained with the exact gradient of the δ-relaxed loss"
-               f"{f' for {steps} Adam steps' if steps else ''}; F is scikit-learn's unrelaxed Lasso objective "
+               f"{f' for {steps} Adam steps' if steps else ''} ({measured_counts(done(cells, kind), samples=False)} "
+               "per δ and backend); F is scikit-learn's unrelaxed Lasso objective "
                "and w* its coordinate-descent solution. Since |x| − δ/2 ≤ huber_δ(x) ≤ |x|, the relaxed "
                "optimum is within α·d·δ/2 of F(w*) (dotted); the gap shrinks with δ until optimization error "
                "dominates.")

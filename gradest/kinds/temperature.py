@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from gradest.kinds.gradient import gradient_stats_row
+from gradest.kinds.gradient import gradient_stats_row, measured_counts
 from gradest.plotting.frames import canonical_label, done
 from gradest.sweep.cell_kind import CellKind, register_cell_kind
 
@@ -100,8 +100,9 @@ def temperature_sweep(cells: pd.DataFrame, palette, out):
         handles.append(Line2D([], [], color="0.3", ls=":", label="bias² noise floor variance/R"))
     finish(fig, heights=[2.9] * len(tasks), wspace=0.75, title="Gumbel-softmax: bias and variance vs temperature",
            handles=handles, legend_title="gumbel_softmax")
-    caption = (f"Gumbel-softmax gradient estimates (S = 1) at θ₀ on {', '.join(tasks)} against the temperature τ, "
-               "mean over seeds, 95% intervals. Lower τ brings the relaxed sample closer to the discrete one (less "
+    counts = measured_counts(done(cells, "temperature"))
+    caption = (f"Gumbel-softmax gradient estimates at θ₀ on {', '.join(tasks)} against the temperature τ "
+               f"({counts}), mean over seeds, 95% intervals. Lower τ brings the relaxed sample closer to the discrete one (less "
                "bias) at the price of more variance; the straight-through variant is hard in the forward pass. "
                "Dotted: variance/R, the bias² that R replicates of an unbiased estimator would show (bias below "
                "it is not resolved). Colours are those of the τ = 1 variants in the other figures. Where f is linear "

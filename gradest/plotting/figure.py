@@ -25,7 +25,7 @@ from gradest.plotting.style import Palette, backend_line, backend_marker, log_ax
 #: the y label of every gradient-variance axis
 VARIANCE_LABEL = "variance: tr Cov (grad units²)"
 #: the caption's words for each band kind of `gradest.plotting.frames.band`
-BAND_TEXT = {"ci95": "95% t-interval over seeds", "range": "min–max over the two seeds", "none": "no band (one seed)"}
+BAND_TEXT = {"ci95": "95% t-interval over seeds", "range": "min–max where two seeds ran", "none": "no band (one seed)"}
 
 
 @dataclass
