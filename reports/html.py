@@ -99,10 +99,11 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 500) -> str:
 def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.DataFrame,
                 skipped: pd.DataFrame, failed: pd.DataFrame, asv_missing: pd.DataFrame,
                 sources: list, manifests: list, problems: list | None = None, boards: list | None = None,
-                palette=None, cells: pd.DataFrame | None = None) -> Path:
+                palette=None, cells: pd.DataFrame | None = None, table: dict | None = None) -> Path:
     """Write index.html and summary.md into ``out``; ``boards``: (title, source kind "run" or
     "asv", leaderboard frame) per source of gradient statistics; ``cells``: the rows the
-    "Published vs measured" section of presets' runs reads (`gradest.reports.published`)."""
+    "Published vs measured" section of presets' runs reads (`gradest.reports.published`);
+    ``table``: the "Table" and "Paired comparisons" sections (`table_sections_html`)."""
     from gradest.reports.published import preset_records, section_html, section_markdown
     from gradest.reports.tables import reason_summary, sweep_scope
 
@@ -134,6 +135,7 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
                      + ("<a href='#leaderboard'>Leaderboard</a>" if boards else "")
                      + "".join(f"<a href='#{f.name}'>{html.escape(f.title)}</a>" for f in figures)
                      + ("<a href='#summary'>Summary table</a>" if summary is not None and not summary.empty else "")
+                     + ("<a href='#table'>Table</a><a href='#paired'>Paired comparisons</a>" if table else "")
                      + "</nav>")
     for message in problems or []:
         parts.append(f"<p class='problem'><strong>Problem:</strong> {html.escape(message)}</p>")
@@ -149,6 +151,7 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
                      "over seeds and backends), then per backend the work-normalized variance (variance × seconds per estimate) "
                      "and the seconds per estimate, and the final training loss (mean over seeds and backends).</p>")
         parts.append(html_table(summary))
+    parts.append(table_sections_html(table))
     for fig in figures:
         parts.append(f"<h2 id='{fig.name}'>{html.escape(fig.title)}</h2>")
         parts.append(f"<figure><a href='{fig.svg}'><img src='{fig.png}' alt='{html.escape(fig.title)}'></a>"
@@ -183,6 +186,7 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
     if boards:
         md += [leaderboard_markdown(boards)]
     md += ["## Summary", "", markdown_table(summary), ""]
+    md += table_sections_markdown(table)
     for fig in figures:
         md += [f"## {fig.title}", "", f"![{fig.title}]({fig.png})", "", fig.caption, ""]
     if not counts.empty:
@@ -214,6 +218,45 @@ def _write(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(tmp, path)
+
+
+# ---- the table and its paired comparisons -------------------------------------------------
+
+_TABLE_TEXT = ("Per task, estimator and number of samples S (and backend), each metric the cell kinds declare: "
+               "its mean over seeds ± the half-width of its 95% t-interval, as `gradest table RESULTS` prints it "
+               "(--format latex for a paper, csv for the long form).")
+
+
+def _paired_text() -> str:
+    from gradest.reports.verdicts import TESTS
+
+    return ("The best of each column of the Table against its runner-up and every entry tied with it (†), judged on "
+            "the differences best − other of the cells paired by seed (same seed: same initialization and noise): "
+            "the mean difference with its 95% t-interval, and the tests: " + TESTS + ". Verdict on \"the best "
+            "beats the other\": holds, separated (the interval excludes 0 on the claimed side); holds, not "
+            "separated (the mean has the claimed sign, the interval contains 0); reversed (, separated); equal "
+            "(every pair gave the same number). Two intervals that overlap may still be separated here: the pairs "
+            "share their noise.")
+
+
+def table_sections_html(table: dict | None) -> str:
+    """The "Table" (``table["html"]``) and "Paired comparisons" (``table["paired"]``) sections."""
+    if not table:
+        return ""
+    paired = table.get("paired")
+    return "\n".join(["<h2 id='table'>Table</h2>", f"<p>{html.escape(_TABLE_TEXT)}</p>",
+                      f"<div class='scroll'>{table['html']}</div>",
+                      "<h2 id='paired'>Paired comparisons</h2>", f"<p class='key'>{html.escape(_paired_text())}</p>",
+                      html_table(paired) if paired is not None and not paired.empty
+                      else "<p><em>No column has two entries to compare.</em></p>"])
+
+
+def table_sections_markdown(table: dict | None) -> list[str]:
+    if not table:
+        return []
+    paired = table.get("paired")
+    return ["## Table", "", _TABLE_TEXT, "", table["markdown"], "", "## Paired comparisons", "", _paired_text(), "",
+            markdown_table(paired) if paired is not None and not paired.empty else "_none_", ""]
 
 
 # ---- the leaderboard ------------------------------------------------------------------------
