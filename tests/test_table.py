@@ -81,6 +81,18 @@ def test_metrics_are_declared_by_the_kinds():
     assert "mse" not in declared_metrics(["train"])
 
 
+def test_the_command_line_knows_every_format_without_importing_pandas():
+    import subprocess
+    import sys
+
+    from gradest.cli.table import FORMATS as CLI_FORMATS
+    from gradest.reports.table import FORMATS
+
+    assert CLI_FORMATS == FORMATS
+    code = "import sys; from gradest import cli; cli.build_parser(); print('pandas' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
 def test_gradest_table_prints_and_writes(results, tmp_path, capsys):
     assert cli.main(["table", str(results)]) == 0
     out = capsys.readouterr().out

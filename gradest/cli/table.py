@@ -16,13 +16,14 @@ from pathlib import Path
 
 from gradest.cli.common import EXIT_OK, UsageError, add_plugins, load_registries, split
 
-__all__ = ["add_parser", "cmd_table"]
+__all__ = ["add_parser", "cmd_table", "FORMATS"]
+
+#: `gradest.reports.table.FORMATS`, spelled here so that building the parser imports no pandas
+FORMATS = ("markdown", "csv", "latex", "html")
 
 
 def add_parser(sub):
     """The ``table`` subcommand and its options."""
-    from gradest.reports.table import FORMATS
-
     table = sub.add_parser("table", help="print the aggregated table (mean and 95%% interval over seeds)",
                            description="The table a paper prints from `gradest run` results folders: per task, "
                                        "estimator, S and backend, each metric's mean over seeds with its 95% "
