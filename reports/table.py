@@ -182,5 +182,6 @@ def render(long: pd.DataFrame, form: str = "markdown") -> str:
         styler = styler.format(escape="html").format_index(escape="html", axis=0).format_index(escape="html", axis=1)
         return styler.set_caption(caption(long)).set_table_attributes("class='paper-table'").to_html()
     styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    text = caption(long).replace("±", r"$\pm$").replace("†", r"$^\dagger$")
-    return styler.to_latex(hrules=True, convert_css=True, caption=text, multicol_align="c")
+    text = caption(long).replace("%", r"\%").replace("±", r"$\pm$").replace("†", r"$^\dagger$")
+    # sparse_index=False: each row names its estimator, so the table needs booktabs alone (no multirow)
+    return styler.to_latex(hrules=True, convert_css=True, caption=text, multicol_align="c", sparse_index=False)

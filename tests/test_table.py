@@ -70,6 +70,7 @@ def test_best_in_bold_and_ties_marked():
     latex = render(long, "latex")
     assert "\\toprule" in latex and "\\bottomrule" in latex and "\\bfseries 1 $\\pm$ 0.248" in latex
     assert "reinforce[baseline=loo]" in latex and "final\\_exact\\_loss" in latex and "$^\\dagger$" in latex
+    assert "95\\% t-interval" in latex and "multirow" not in latex  # LaTeX reads a bare % as a comment
     page = render(long, "html")
     assert "font-weight: bold" in page and "<caption>" in page and "1 ± 0.248" in page
 
