@@ -59,6 +59,12 @@ from gradest.validation import positive
 CONDITIONAL_KINDS = frozenset({"bernoulli", "categorical"})
 
 
+def relaxed_evaluations(num_samples: int, dist=None) -> int:
+    """3S: each sample evaluates f at b, and the control variate evaluates f at σ_λ(z) and at
+    σ_λ(z̃) (`relaxed_signal`); φ's training (``phi_loss``) spends its own, not counted here."""
+    return 3 * num_samples
+
+
 def conditional_noise_spec(dist, num_samples: int) -> dict[str, NoiseSpec]:
     """The distribution's own noise ("sample") and one uniform v per variable ("conditional")."""
     spec = dict(sample_noise_spec(dist, num_samples))

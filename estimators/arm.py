@@ -11,7 +11,8 @@ b and b̃; the estimate for coordinate i uses that coordinate's u_i (so, for f w
 the estimator is per coordinate with one shared pair of evaluations). With batch axes, f(b)
 [S, *b] is the cost of each batch element, paired with the logits of that element.
 
-``num_samples`` S is the number of antithetic pairs: f is evaluated 2S times. The
+``num_samples`` S is the number of antithetic pairs: f is evaluated 2S times (declared
+``evaluations``: `pair_evaluations`). The
 per-sample surrogate's value is (f(b) + f(b̃)) / 2 (an unbiased estimate of the loss, whose
 gradient also carries ∇f where f depends on θ directly); its gradient is ĝ pulled back to θ
 through the logits (`gradest.estimator.linear_surrogate`). Shapes: noise["sample"] [S, *value];
@@ -31,6 +32,11 @@ def expand_to(B, x, ndim: int):
     while x.ndim < ndim:
         x = B.expand_dims(x, -1)
     return x
+
+
+def pair_evaluations(num_samples: int, dist=None) -> int:
+    """2S: f at both members of each of the S antithetic pairs."""
+    return 2 * num_samples
 
 
 def antithetic_pair(dist, u):
@@ -54,4 +60,4 @@ def arm() -> GradientEstimator:
                                 batch_ndim=len(dist.batch_shape)), state
 
     return GradientEstimator(init=no_state, surrogate=surrogate, supports=frozenset({"bernoulli"}),
-                             unbiased=True, name="arm", options={})
+                             unbiased=True, name="arm", options={}, evaluations=pair_evaluations)

@@ -10,7 +10,8 @@ is the conditional expectation of the (symmetrized) ARM estimate given (b, b̃) 
 so it is unbiased and its variance is never above ARM's (Rao-Blackwellization). Coordinates
 where the pair agrees contribute nothing. At α = 0 with one variable it is exact (ĝ = ∇L).
 
-``num_samples`` S is the number of antithetic pairs (2S evaluations of f); the per-sample
+``num_samples`` S is the number of antithetic pairs (2S evaluations of f, declared as
+``evaluations``); the per-sample
 value is (f(b) + f(b̃)) / 2. Batch and event axes as for `arm`. Shapes: noise["sample"]
 [S, *value]; per-sample surrogate [S, *b].
 
@@ -22,7 +23,7 @@ value is (f(b) + f(b̃)) / 2. Batch and event axes as for `arm`. Shapes: noise["
 from __future__ import annotations
 
 from gradest.estimator import GradientEstimator, linear_surrogate, no_state
-from gradest.estimators.arm import antithetic_pair, expand_to
+from gradest.estimators.arm import antithetic_pair, expand_to, pair_evaluations
 from gradest.registry import register_estimator
 
 
@@ -43,4 +44,4 @@ def disarm() -> GradientEstimator:
                                 batch_ndim=len(dist.batch_shape)), state
 
     return GradientEstimator(init=no_state, surrogate=surrogate, supports=frozenset({"bernoulli"}),
-                             unbiased=True, name="disarm", options={})
+                             unbiased=True, name="disarm", options={}, evaluations=pair_evaluations)

@@ -12,7 +12,7 @@ The conditional expectation is estimated with ``num_mc`` draws of G | argmax = D
 ``"conditional"`` [S, num_mc, *logits.shape]; D itself comes from the shared ``"sample"``
 noise (common random numbers with every other estimator). Since f is evaluated at D only, the
 surrogate is f(D + ȳ - stop_gradient(ȳ)) with ȳ the mean of the ``num_mc`` conditional
-relaxations.
+relaxations: S evaluations of f per estimate whatever ``num_mc`` (the default ``evaluations``).
 
 Properties (what the tests check): E[Gumbel-Rao] = E[ST-GS] for every ``num_mc`` (the same
 bias: biased for every τ > 0), and Var[Gumbel-Rao] = Var(E[ST-GS | D]) + E[Var(ST-GS | D)]/num_mc

@@ -15,7 +15,9 @@ the softmax Jacobian applied to the vector of K substituted costs. Given the sam
 estimate is deterministic, so E[ĝ] can be checked exactly by enumerating the samples.
 Variables are all non-class axes of the logits: the event axes (the L latents of one data
 point) and the batch axes; a variable is substituted in every batch element at once (batch
-elements are independent items), so f is evaluated at S · K · prod(event variables) points.
+elements are independent items), so f is evaluated at S · K · prod(event variables) points,
+plus the S samples themselves: S (1 + K D) evaluations per estimate (``evaluations``, D the
+event variables; K = 2 for Bernoulli variables).
 Bernoulli variables are the K = 2 case: ĝ = p(1 - p)(f(x_{d←1}) - f(x_{d←0})).
 
 The surrogate's value is f at the samples; its gradient adds ∇_θ f(x) (for tasks whose f
@@ -30,9 +32,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradest.estimator import GradientEstimator, linear_surrogate, no_state
+from gradest.estimator import GradientEstimator, linear_surrogate, needs_distribution, no_state
 from gradest.estimators._conditional_gumbel import substitute_each
 from gradest.registry import register_estimator
+
+
+def indecater_evaluations(num_samples: int, dist=None) -> int:
+    """S (1 + K D): f at each sample, and at each sample with each of its D event variables
+    set to each of its K values (batch elements are substituted at once)."""
+    dist = needs_distribution("indecater", dist)
+    if dist.kind == "categorical":
+        classes, variables = dist.num_classes, int(np.prod(dist.event_shape[:-1]))
+    else:
+        classes, variables = 2, int(np.prod(dist.event_shape))
+    return num_samples * (1 + classes * variables)
 
 
 @register_estimator("indecater")
@@ -64,4 +77,4 @@ def indecater() -> GradientEstimator:
 
     return GradientEstimator(
         init=no_state, surrogate=surrogate, supports=frozenset({"categorical", "bernoulli"}),
-        unbiased=True, name="indecater", options={})
+        unbiased=True, name="indecater", options={}, evaluations=indecater_evaluations)

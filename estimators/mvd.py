@@ -15,7 +15,8 @@ signal is f(p⁺) - f(p⁻) with no constant.
 For a multivariate diagonal normal the weak derivative of coordinate i replaces coordinate i
 only; the other coordinates keep their common sample z ~ N(μ, σ²) (the shared ``"sample"``
 noise). Batch elements are independent items, so coordinate i is replaced in every batch
-element at once: f is evaluated at 4 · prod(event_shape) points per sample.
+element at once: f is evaluated at 4 · prod(event_shape) points per sample, plus the sample
+itself: S (1 + 4 D) evaluations per estimate (``evaluations``, D = prod(event_shape)).
 
 Coupling ([1] §7, variance reduction by coupling and common random numbers; option ``coupled``, default
 True): the mean's two parts share one W, and the std's negative part is ε = M·U with
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import math
 
-from gradest.estimator import GradientEstimator, NoiseSpec, linear_surrogate, no_state
+from gradest.estimator import GradientEstimator, NoiseSpec, linear_surrogate, needs_distribution, no_state
 from gradest.estimators._conditional_gumbel import substitute_each
 from gradest.registry import register_estimator
 
@@ -56,6 +57,14 @@ def double_sided_maxwell(B, normals):
     """[S, 3, *shape] standard normals -> [S, *shape] double-sided Maxwell (density x² φ(x))."""
     radius = B.sqrt(B.sum(normals * normals, axis=1))  # [S, *shape], χ with 3 degrees of freedom
     return B.sign(normals[:, 0]) * radius
+
+
+def mvd_evaluations(num_samples: int, dist=None) -> int:
+    """S (1 + 4 D): f at each sample and at its four weak-derivative parts for each of its D
+    event coordinates."""
+    dist = needs_distribution("mvd", dist)
+    coordinates = math.prod(dist.event_shape) if len(dist.event_shape) else 1
+    return num_samples * (1 + 4 * int(coordinates))
 
 
 @register_estimator("mvd")
@@ -103,4 +112,4 @@ def mvd(coupled: bool = True) -> GradientEstimator:
 
     return GradientEstimator(
         init=no_state, surrogate=surrogate, noise_spec=noise_spec, supports=frozenset({"normal"}),
-        unbiased=True, name="mvd", options={"coupled": coupled})
+        unbiased=True, name="mvd", options={"coupled": coupled}, evaluations=mvd_evaluations)

@@ -25,7 +25,8 @@ with the score term comes through c(0) = η f(σ(0)) alone. On ``binary_toy``, f
 1.4x REINFORCE's at θ = 0, t = 0.45); RELAX's learned offset does.
 
 Supports Bernoulli and categorical distributions. Requires f to accept relaxed samples (points
-of [0, 1] / of the simplex). Each sample evaluates f three times (at b, σ_λ(z), σ_λ(z̃)).
+of [0, 1] / of the simplex). Each sample evaluates f three times (at b, σ_λ(z), σ_λ(z̃)):
+3S evaluations per estimate (``evaluations``).
 Shapes: noise["sample"] and noise["conditional"] [S, *value]; per-sample surrogate [S, *b].
 
 [1] Tucker, Mnih, Maddison, Lawson & Sohl-Dickstein, REBAR: Low-variance, unbiased gradient
@@ -81,6 +82,6 @@ def rebar(temperature: float = 0.5, eta: float = 1.0, tune: bool = False) -> Gra
 
     return GradientEstimator(
         init=init, surrogate=surrogate, noise_spec=C.conditional_noise_spec,
-        supports=C.CONDITIONAL_KINDS, unbiased=True, name="rebar",
+        supports=C.CONDITIONAL_KINDS, unbiased=True, name="rebar", evaluations=C.relaxed_evaluations,
         options={"temperature": temperature, "eta": eta, "tune": tune},
         phi_loss=C.variance_phi_loss(signal_at) if tune else None)

@@ -17,7 +17,8 @@ with ``backend.grad``): its φ-gradient, a second-order gradient, is an unbiased
 step.
 
 Supports Bernoulli and categorical distributions; f must accept relaxed samples. Each sample
-evaluates f three times. Shapes: noise [S, *value]; per-sample surrogate [S, *b].
+evaluates f three times (at b, σ_λ(z), σ_λ(z̃); the network r_ρ is not f): 3S evaluations per
+estimate (``evaluations``). Shapes: noise [S, *value]; per-sample surrogate [S, *b].
 
 [1] Grathwohl, Choi, Wu, Roeder & Duvenaud, Backpropagation through the Void: Optimizing
     control variates for black-box gradient estimation, ICLR 2018.
@@ -72,6 +73,6 @@ def relax(temperature: float = 0.5, eta: float = 1.0, hidden: int = 16,
 
     return GradientEstimator(
         init=init, surrogate=surrogate, noise_spec=C.conditional_noise_spec,
-        supports=C.CONDITIONAL_KINDS, unbiased=True, name="relax",
+        supports=C.CONDITIONAL_KINDS, unbiased=True, name="relax", evaluations=C.relaxed_evaluations,
         options={"temperature": temperature, "eta": eta, "hidden": hidden, "init_seed": init_seed},
         phi_loss=C.variance_phi_loss(signal_at))

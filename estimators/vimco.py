@@ -24,6 +24,8 @@ and its logged loss is the bound), and the gradient of its mean over s is the es
 quantity the harness's exact gradient and the conformance checks use) for S >= 2. The tests
 check unbiasedness for ∇L_S against enumeration of S-tuples.
 
+f-evaluations: S per estimate (the default ``evaluations``): the baselines reuse the S costs.
+
 Shapes: z [S, *value]; f(z), log q(z), b [S, *b]; L̂ [*b].
 
 [1] Mnih & Rezende, Variational Inference for Monte Carlo Objectives, ICML 2016.

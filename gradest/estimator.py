@@ -31,10 +31,21 @@ estimate, a second-order gradient): ``dist.with_params(new_params)`` rebuilds th
 at other parameters for that.
 
 Metadata says what an estimator supports (``supports``: distribution kinds), whether it is
-``unbiased`` (checked by a z-test against the exact gradient), and ``min_samples``.
+``unbiased`` (checked by a z-test against the exact gradient), ``min_samples``, and what one
+estimate costs in evaluations of f (``evaluations``, read through `f_evaluations`).
+
+**f-evaluations.** One evaluation is f at one point z (one row of the leading axis of what f
+is called on: ``f(z [S', ...])`` is S' evaluations; a batch axis is not counted, since one
+evaluation covers every batch element). ``evaluations(S, dist) -> int`` declares how many
+evaluations one estimate at S samples spends, ``dist`` the distribution it is taken of (for
+counts that depend on its shape, e.g. one substituted value per class and variable), or None
+where the caller knows no distribution. None (the default) means S: one evaluation per sample,
+as for the score-function and pathwise estimators. `gradest.testing.check_estimator` counts
+the evaluations of one eager estimate with a wrapped f and compares them with the declaration.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable, Mapping, NamedTuple
 
 from gradest.distributions import Distribution
@@ -76,6 +87,8 @@ class GradientEstimator(NamedTuple):
       handles_point_mass: its estimate stays right when the distribution is a point mass
         (zero spread, z = θ): it differentiates through the sample (``pathwise``) or uses
         the closed form (``exact``), so a deterministic task may accept it.
+      evaluations: ``(S, dist) -> int``, the evaluations of f one estimate at S samples spends
+        (see the module docstring; ``dist`` may be None); None: S. Read it with `f_evaluations`.
     """
 
     init: Callable[[Distribution], Any]
@@ -91,6 +104,7 @@ class GradientEstimator(NamedTuple):
     phi_loss: Callable | None = None
     requires: frozenset = frozenset()
     handles_point_mass: bool = False
+    evaluations: Callable[[int, Distribution | None], int] | None = None
 
     @property
     def label(self) -> str:
@@ -98,6 +112,29 @@ class GradientEstimator(NamedTuple):
         from gradest.labels import make_label
 
         return make_label(self.name, dict(self.options))
+
+
+def f_evaluations(estimator: GradientEstimator, num_samples: int, dist: Distribution | None = None) -> int:
+    """The evaluations of f one estimate of ``estimator`` at S = ``num_samples`` spends: its
+    declared ``evaluations(S, dist)``, or S where it declares none. ``dist`` is the distribution
+    the estimate is taken of; an estimator whose count depends on it raises ValueError without
+    it (naming what it needs)."""
+    S = int(num_samples)
+    if estimator.evaluations is None:
+        return S
+    count = estimator.evaluations(S, dist)
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral):
+        raise TypeError(f"estimator {estimator.name!r} declares evaluations({S}) = {count!r}; "
+                        f"an evaluation count is an integer")
+    return int(count)
+
+
+def needs_distribution(name: str, dist: Distribution | None) -> Distribution:
+    """``dist``, or a ValueError saying that ``name``'s evaluation count depends on it."""
+    if dist is None:
+        raise ValueError(f"the f-evaluations of {name} depend on the distribution's shape (its variables and "
+                         f"classes); pass the distribution: f_evaluations(estimator, S, dist)")
+    return dist
 
 
 def magic_box(backend, f_value, log_prob, weight):

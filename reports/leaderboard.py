@@ -163,7 +163,7 @@ def leaderboard(stats: pd.DataFrame) -> pd.DataFrame:
     at = at_reference_samples(stats)
     if at.empty:
         return pd.DataFrame()
-    at = at.assign(estimator=display_labels(at, samples="S"))
+    at = at.assign(estimator=display_labels(at, samples="S", within=("task",)))
     ranking_backend = {task: ranking_backend_of(part) for task, part in at.groupby("task")}
     rows = []
     for (task, est), part in at.groupby(["task", "estimator"]):

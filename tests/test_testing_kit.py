@@ -60,7 +60,7 @@ def test_estimator_checks_are_named_in_the_order_check_estimator_runs_them():
     names = [n for n, _ in estimator_checks("reinforce", options={"baseline": "loo"}, tasks=["bandit"],
                                             toy_tasks=False)]
     per_backend = ["noise_spec", "surrogate", "gradient_samples", "determinism", "unbiased"]
-    assert names == (["metadata"] + [f"{c}[bandit-torch]" for c in per_backend]
+    assert names == (["metadata"] + [f"{c}[bandit-torch]" for c in per_backend] + ["evaluations[bandit-torch]"]
                      + [f"{c}[bandit-jax]" for c in per_backend if c != "surrogate"]
                      + ["surrogate[bandit-jax]", "parity[bandit-jax vs torch]"])
     # biased: no z-test; one backend: its surrogate in its own block, no parity
@@ -187,7 +187,7 @@ def test_pytest_k_runs_one_check(pytester):
             check()
     """))
     result = pytester.runpytest_inprocess("-q", "-rA", "-p", "no:cacheprovider", "-k", "unbiased and torch")
-    result.assert_outcomes(passed=1, deselected=11)  # metadata, 5 per backend, parity
+    result.assert_outcomes(passed=1, deselected=12)  # metadata, 5 per backend, evaluations, parity
     result.stdout.fnmatch_lines(["PASSED test_plugin.py::test_conforms[[]reinforce[[]baseline=none[]]-"
                                  "unbiased[[]binary_toy-torch[]]]"])
 

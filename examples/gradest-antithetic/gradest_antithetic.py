@@ -20,6 +20,8 @@ variance: for f monotone in z the two terms are negatively correlated and the va
 this pair, so E[c ∇log p(z)] = E[c] E[∇log p(z)] = 0. The partner's cost f(z') would not be a
 valid baseline for z: it depends on z (ARM [3] corrects exactly that).
 
+f-evaluations: 2S per estimate (each sample and its mirror; ``evaluations``).
+
 [1] Williams, Simple Statistical Gradient-Following Algorithms for Connectionist Reinforcement
     Learning, Machine Learning 1992.
 [2] Hammersley & Morton, A New Monte Carlo Technique: Antithetic Variates, Proc. Cambridge
@@ -39,6 +41,11 @@ def mirror(B, kind, noise):
     x = B.exp(-noise)  # u = exp(-x); 1 - u = -expm1(-x), by its series where x is small
     v = B.where(x < 1e-4, x * (1.0 - 0.5 * x), 1.0 - B.exp(-x))
     return -B.log(-B.log(B.clip(v, 1e-30, 1.0 - 1e-7)))
+
+
+def antithetic_evaluations(num_samples: int, dist=None) -> int:
+    """2S: f at each of the S samples and at its mirror image."""
+    return 2 * num_samples
 
 
 @register_estimator("antithetic")
@@ -63,4 +70,4 @@ def antithetic(baseline: str = "none") -> GradientEstimator:
     return GradientEstimator(
         init=no_state, surrogate=surrogate, supports=frozenset({"bernoulli", "categorical", "normal"}),
         unbiased=True, name="antithetic", options={"baseline": baseline},
-        min_samples=2 if baseline == "loo" else 1)
+        min_samples=2 if baseline == "loo" else 1, evaluations=antithetic_evaluations)

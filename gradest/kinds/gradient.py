@@ -1,12 +1,18 @@
 """The ``gradient`` cell kind: `gradest.gradient_stats` of an estimator variant on a task at θ₀.
 
 Cells: every selected task x backend x variant (`PlanContext.variants_on`) x S of the task's
-declared ``sample_sizes`` x measured seed, each over the task's ``num_replicates``. A row
-carries the statistics of `gradest.measure.gradient_stats` (variance, bias, MSE, cosine, SNR,
-seconds per estimate with their intervals, threads, φ warm-up steps).
+declared ``sample_sizes`` (or the budget's) x measured seed, each over the task's
+``num_replicates``. With the budget's ``equal_evaluations`` K, each variant instead has one S:
+the largest whose f-evaluations per estimate (`gradest.estimator.f_evaluations`, on the task's
+distribution at θ₀) are at most K (`gradest.sweep.cells.samples_within`); its cells carry the
+setting ``evaluation_budget`` = K, and a variant that cannot stay within K (its smallest S
+spends more) is planned at its smallest S and recorded as skipped, saying so. A row carries
+the statistics of `gradest.measure.gradient_stats` (variance, bias, MSE, cosine, SNR, seconds
+per estimate with their intervals, threads, φ warm-up steps) and ``evaluations``, the
+f-evaluations of one estimate (below K where the variant cannot spend exactly K).
 
 Frames: `gradient_stats(cells)` averages the rows over seeds (one row per task x estimator x
-backend x S, the zero rule applied); it is the kind's ``estimator_statistics``, which the
+backend x S (x evaluation budget), with ``evaluations``, the zero rule applied); it is the kind's ``estimator_statistics``, which the
 report's leaderboard ranks and its summary table and statistics figures show. Figure:
 `variance_vs_samples`, the variance against S.
 """
@@ -26,7 +32,9 @@ STAT_COLUMNS = ("variance", "variance_low", "variance_high", "bias_norm", "bias_
                 "bias_sq", "mse", "mse_low", "mse_high", "cosine_to_exact", "seconds_per_estimate", "seconds_low",
                 "seconds_high", "snr", "work_normalized_variance", "work_normalized_variance_low",
                 "work_normalized_variance_high", "num_replicates", "exact_norm", "mean_norm", "phi_warmup_steps",
-                "threads")
+                "threads", "evaluations")
+#: the cell setting (and row column) of cells planned at equal f-evaluations: K
+EVALUATION_BUDGET = "evaluation_budget"
 
 
 def stats_row(stats: dict) -> dict:
@@ -36,13 +44,67 @@ def stats_row(stats: dict) -> dict:
     return {k: scalar(v) for k, v in stats.items() if k not in _IDENTITY}
 
 
-def gradient_stats_row(cell, task, estimator) -> dict:
-    """The row of ``cell``: `gradest.measure.gradient_stats` at its backend, R, S and seed."""
-    from gradest.measure import gradient_stats
+def distribution_at_start(task, backend: str = "torch", device: str = "cpu"):
+    """The task's distribution at θ₀ (what an estimator's f-evaluations may depend on)."""
+    from gradest.backends import get_backend
 
-    return stats_row(gradient_stats(task, estimator, backend=cell.backend, device=cell.device,
-                                    num_replicates=int(cell.settings["num_replicates"]),
-                                    num_samples=cell.num_samples, seed=cell.seed, timing_repeats=TIMING_REPEATS))
+    B = get_backend(backend, device=device)
+    return task.problem(B, B.asarray(task.init_params())).dist
+
+
+def evaluations_on(task, estimator, num_samples: int, backend: str = "torch", device: str = "cpu") -> int:
+    """`gradest.estimator.f_evaluations` of ``estimator`` at S on ``task``: without building the
+    distribution unless the estimator's count depends on it."""
+    from gradest.estimator import f_evaluations
+
+    try:
+        return f_evaluations(estimator, num_samples)
+    except ValueError:  # the count depends on the distribution's shape
+        return f_evaluations(estimator, num_samples, distribution_at_start(task, backend, device))
+
+
+def gradient_stats_row(cell, task, estimator) -> dict:
+    """The row of ``cell``: `gradest.measure.gradient_stats` at its backend, R, S and seed, and
+    the f-evaluations of one estimate (``evaluations``). A cell planned at equal f-evaluations
+    whose estimator spends more than its budget is refused (skipped, saying so)."""
+    from gradest.measure import UnsupportedCombinationError, gradient_stats
+
+    evaluations = evaluations_on(task, estimator, cell.num_samples, cell.backend, cell.device)
+    budget = cell.settings.get(EVALUATION_BUDGET)
+    if budget is not None and evaluations > int(budget):
+        raise UnsupportedCombinationError(
+            f"{estimator.label} spends {evaluations} evaluations of f per estimate at its smallest S="
+            f"{cell.num_samples}, more than the budget of {int(budget)}: it cannot be measured at equal "
+            f"f-evaluations K={int(budget)}; choose K >= {evaluations}")
+    row = stats_row(gradient_stats(task, estimator, backend=cell.backend, device=cell.device,
+                                   num_replicates=int(cell.settings["num_replicates"]),
+                                   num_samples=cell.num_samples, seed=cell.seed, timing_repeats=TIMING_REPEATS))
+    return {**row, "evaluations": evaluations}
+
+
+def equal_evaluation_samples(ctx, task: str, name: str, options: dict, backend: str) -> int:
+    """The S of variant (``name``, ``options``) on ``task`` at the budget's f-evaluations K:
+    the largest S within K, or the variant's smallest S where none is (its cells then refuse)."""
+    from gradest.estimator import f_evaluations
+    from gradest.sweep import build
+    from gradest.sweep.cells import samples_within
+
+    K = int(ctx.budget.equal_evaluations)
+    try:
+        est = build.estimator(name, options)
+    except (TypeError, ValueError):  # a bad option: the sweep's validation names it before any cell runs
+        return 1
+    dist = []  # built once, where the count depends on it
+
+    def count(S: int) -> int:
+        try:
+            return f_evaluations(est, S, dist[0] if dist else None)
+        except ValueError:
+            dist.append(distribution_at_start(build.task(task, ctx.task_options(task)), backend, ctx.device))
+            return f_evaluations(est, S, dist[0])
+
+    S = samples_within(count, K, est.min_samples)
+    return est.min_samples if S is None else S
 
 
 # ---- frames -----------------------------------------------------------------------------
@@ -60,6 +122,9 @@ def gradient_stats(cells: pd.DataFrame, kind: str = "gradient") -> pd.DataFrame:
     if "estimator_name" not in frame.columns:
         frame["estimator_name"] = frame["estimator"].map(estimator_name)
     keys = ["task", "estimator", "estimator_name", "backend", "num_samples"]
+    if EVALUATION_BUDGET in frame.columns:  # equal-evaluation rows are not averaged with the others
+        frame[EVALUATION_BUDGET] = pd.to_numeric(frame[EVALUATION_BUDGET], errors="coerce")
+        keys.append(EVALUATION_BUDGET)
     for c in frame.columns:
         if c in STAT_COLUMNS:
             frame[c] = pd.to_numeric(frame[c], errors="coerce")
@@ -173,18 +238,25 @@ class GradientKind(CellKind):
         "bias_sq": "‖E g − ∇L‖²", "mse": "E‖g − ∇L‖²", "cosine_to_exact": "mean cosine to ∇L",
         "snr": "‖E g‖ / √variance", "seconds_per_estimate": "median seconds per estimate",
         "work_normalized_variance": "variance × seconds per estimate",
+        "evaluations": "evaluations of f per estimate",
     }
 
     def plan(self, ctx) -> list:
         cells = []
+        K = getattr(ctx.budget, "equal_evaluations", None)
         for task in ctx.tasks:
             sizes = ctx.sizes(task)
+            settings = {"num_replicates": int(sizes.num_replicates)}
+            if K is not None:
+                settings[EVALUATION_BUDGET] = int(K)
             for backend in ctx.backends:
                 for name, options in ctx.variants_on(backend):
-                    for S in sizes.sample_sizes:
+                    samples = sizes.sample_sizes if K is None else \
+                        [equal_evaluation_samples(ctx, task, name, options, backend)]
+                    for S in samples:
                         for seed in ctx.seeds(measured=True):
                             cells.append(ctx.cell(self.name, task, name, options, backend, seed=seed, num_samples=S,
-                                                  settings={"num_replicates": int(sizes.num_replicates)}))
+                                                  settings=settings))
         return cells
 
     def run(self, cell, task, estimator):

@@ -27,7 +27,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from gradest.plotting.frames import curve_bands, done, ordered_backends
+from gradest.plotting.frames import curve_bands, done, ordered_backends, with_display_labels
 from gradest.sweep.cell_kind import CellKind, register_cell_kind
 
 #: about this many logged steps per training history
@@ -150,7 +150,7 @@ def own_variance_curves(history: pd.DataFrame, kind: str = "train") -> pd.DataFr
 def training_finals(cells: pd.DataFrame, kind: str = "train") -> pd.DataFrame:
     """Final training loss per task x estimator x backend (mean and spread over seeds): L(θ)
     where the task has truth, else the last step's loss (e.g. a VAE's -ELBO estimate)."""
-    frame = done(cells, kind)
+    frame = with_display_labels(done(cells, kind), within=("task",))  # two S of one variant: two rows
     if frame.empty:
         return pd.DataFrame()
     if "final_exact_loss" not in frame.columns and "final_loss" not in frame.columns:
@@ -175,7 +175,7 @@ def training_curves_figure(history: pd.DataFrame, palette, out):
     curves, column = training_curves(history, "train")
     if curves.empty or "step" not in curves.columns:
         return None
-    bands = curve_bands(curves)
+    bands = curve_bands(with_display_labels(curves, within=("task",)))
     if bands.empty:
         return None
     tasks = sorted(bands["task"].unique())
@@ -224,7 +224,7 @@ def variance_along_training(history: pd.DataFrame, palette, out):
     curves = own_variance_curves(history, "train")
     if curves.empty or "step" not in curves.columns:
         return None
-    bands = curve_bands(curves.drop(columns=["seconds"], errors="ignore"))
+    bands = curve_bands(with_display_labels(curves.drop(columns=["seconds"], errors="ignore"), within=("task",)))
     if bands.empty:
         return None
     tasks = sorted(bands["task"].unique())

@@ -11,6 +11,15 @@ error, so a report can be built from any subset of results.
   ``gumbel_rao[num_mc=10,temperature=1.0]`` are one estimator, ``nvil[decay=0.9,hidden=16,
   init_seed=0,normalize=True]`` is shown as ``nvil``. A name the registry does not know keeps
   its options. Only the defaults are read from the registry; nothing is computed.
+* **Display labels** (`display_labels`): where the rows shown together hold one estimator
+  label at more than one S, each row is shown as ``<label> S=<n>`` (``reinforce[baseline=loo]
+  S=2``), so two S never share a line, a row or a rank; elsewhere the label alone.
+  `base_label` strips the suffix again. Every table, legend and ordering of the report that
+  names estimators uses them.
+* **Reference comparison** (`at_reference_samples`): estimators are compared at one S per
+  task (the one most of them have), or, where the rows were planned at equal f-evaluations
+  (an ``evaluation_budget`` column, `gradest.sweep.plan(equal_evaluations=K)`), at one budget K
+  per task, each estimator at its own S.
 * **Zero** (`apply_zero_rule`): a variance, bias², MSE or work-normalized variance at most
   `ZERO_RTOL` x ‖∇L‖² of its task (``exact_norm``² of the rows; without one, the largest MSE
   or variance of the task) is floating-point noise and is set to exactly 0 — listed as 0 in
@@ -85,7 +94,49 @@ def canonical_label(label, kind: str = "estimator") -> str:
 
 
 def estimator_name(label) -> str:
-    return str(label).split("[", 1)[0]
+    return str(base_label(label)).split("[", 1)[0]
+
+
+#: what `display_labels` appends to a label shown with its S
+SAMPLES_SUFFIX = " S="
+
+
+def base_label(label):
+    """The estimator label of a display label (``reinforce[baseline=loo] S=2`` ->
+    ``reinforce[baseline=loo]``); any other value unchanged."""
+    if isinstance(label, str) and SAMPLES_SUFFIX in label:
+        head, _, tail = label.rpartition(SAMPLES_SUFFIX)
+        if tail.isdigit():
+            return head
+    return label
+
+
+def display_labels(frame: pd.DataFrame, column: str = "estimator", samples: str = "num_samples",
+                   within: tuple = ()) -> pd.Series:
+    """The label each row of ``frame`` is shown under (see the module docstring): ``column``,
+    with `` S=<n>`` appended where the frame holds that label at more than one ``samples``
+    value (``within``: columns whose groups are shown apart, e.g. ``("task",)`` for a table
+    per task; the whole frame by default). A frame without ``samples`` keeps its labels."""
+    if frame is None or column not in frame.columns:
+        return pd.Series(dtype=object)
+    labels = frame[column]
+    if frame.empty or samples not in frame.columns:
+        return labels.copy()
+    S = pd.to_numeric(frame[samples], errors="coerce")
+    groups = [frame[c] for c in within if c in frame.columns] + [labels]
+    several = S.groupby(groups, dropna=False).transform("nunique") > 1
+    shown = labels.astype(object).copy()
+    suffix = S.map(lambda n: f"{SAMPLES_SUFFIX}{int(n)}" if pd.notna(n) else "")
+    shown[several] = labels[several].astype(str) + suffix[several]
+    return shown
+
+
+def with_display_labels(frame: pd.DataFrame, column: str = "estimator", samples: str = "num_samples",
+                        within: tuple = ()) -> pd.DataFrame:
+    """A copy of ``frame`` with ``column`` replaced by its `display_labels`."""
+    if frame is None or frame.empty or column not in frame.columns:
+        return frame
+    return frame.assign(**{column: display_labels(frame, column, samples, within)})
 
 
 def canonical_frame(frame: pd.DataFrame, columns=("estimator",), kind: str = "estimator") -> pd.DataFrame:
@@ -190,13 +241,35 @@ def reference_samples(stats: pd.DataFrame, task=None) -> int | None:
     return int(best)
 
 
+def reference_budget(stats: pd.DataFrame):
+    """The evaluation budget K at which the rows planned at equal f-evaluations are compared
+    (the one most estimators have; ties: the smaller K), or None where no row was."""
+    if stats is None or stats.empty or "evaluation_budget" not in stats.columns:
+        return None
+    budgets = pd.to_numeric(stats["evaluation_budget"], errors="coerce")
+    part = stats[budgets.notna()]
+    if part.empty:
+        return None
+    counts = part.groupby(budgets[budgets.notna()])["estimator"].nunique()
+    return int(counts[counts == counts.max()].index.min())
+
+
 def at_reference_samples(stats: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``stats`` at each task's reference S (all rows of a task without a known S),
-    with a column ``S``."""
+    with a column ``S``; a task whose rows were planned at equal f-evaluations keeps those at
+    its reference budget K (`reference_budget`), each estimator at its own S (``S`` is the
+    row's)."""
     if stats is None or stats.empty:
         return pd.DataFrame()
     parts = []
     for task, part in stats.groupby("task"):
+        K = reference_budget(part)
+        if K is not None:
+            part = part[pd.to_numeric(part["evaluation_budget"], errors="coerce") == K]
+            parts.append(part.assign(S=pd.to_numeric(part["num_samples"], errors="coerce")))
+            continue
+        if "evaluation_budget" in part.columns:
+            part = part[pd.to_numeric(part["evaluation_budget"], errors="coerce").isna()]
         S = reference_samples(part)
         if S is not None:
             part = part[pd.to_numeric(part["num_samples"], errors="coerce") == S]

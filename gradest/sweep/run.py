@@ -49,12 +49,14 @@ __all__ = ["plan", "run_sweep", "run_cell", "CellRunner", "SweepResult", "Serial
 def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = None,
          backends: Sequence[str] | None = None, *, device: str = "cpu", seeds: int | None = None,
          quick: bool = False, num_replicates: int | None = None, train_steps: int | None = None,
-         budget: Budget | None = None, kinds: Sequence[str] | None = None) -> list[Cell]:
+         budget: Budget | None = None, kinds: Sequence[str] | None = None,
+         sample_sizes: Sequence[int] | None = None, equal_evaluations: int | None = None) -> list[Cell]:
     """The cells of a sweep, in the order they run: kind by kind (`kind_names` order).
 
     ``tasks`` / ``estimators`` default to everything registered (estimators with their
-    declared variants), ``backends`` to the reference backend; ``seeds``, ``num_replicates``
-    and ``train_steps`` override the budget's (`resolve_budget`; a resolved ``budget`` alone
+    declared variants), ``backends`` to the reference backend; ``seeds``, ``num_replicates``,
+    ``train_steps``, ``sample_sizes`` (the gradient cells' S values) and ``equal_evaluations``
+    (K: each variant at the S of K f-evaluations) override the budget's (`resolve_budget`; a resolved ``budget`` alone
     is taken as it is); unknown names raise ValueError naming the known ones, before anything
     is built and without importing a framework."""
     if backends is None:
@@ -62,7 +64,7 @@ def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = 
 
         backends = [reference_backend()]
     budget = resolve_budget(budget, quick=quick, num_replicates=num_replicates, train_steps=train_steps,
-                            seeds=seeds)
+                            seeds=seeds, sample_sizes=sample_sizes, equal_evaluations=equal_evaluations)
     known_kinds = kind_names()
     chosen_kinds = list(kinds) if kinds else known_kinds
     check_names("kind", chosen_kinds, known_kinds)

@@ -15,7 +15,7 @@ them, e.g. ``unbiased[bandit-torch]``):
    gradient, and a state with the keys and shapes ``init`` made; ``phi_loss`` (where given)
    is a finite scalar with a finite gradient of φ's shape. The reference backend, and a backend
    not compared with it, is checked in float32; a backend compared with the reference in
-   float64, on the parity step's evaluations (6), after the other checks of the task.
+   float64, on the parity step's evaluations (7), after the other checks of the task.
 3. ``gradient_samples[<task>-<backend>]``: `GradientSampler` (the engine of
    `gradest.gradient_samples`) at S gives a finite float64 ``[R, P]`` array.
 4. ``determinism[<task>-<backend>]``: running the sampler again gives the same numbers, bit
@@ -26,7 +26,12 @@ them, e.g. ``unbiased[bandit-torch]``):
    each) against the exact gradient, per coordinate, Bonferroni over the P coordinates at
    family level ``alpha`` = 1e-4 (threshold about 4.3 standard errors for P = 5), with a
    fixed seed; see `gradest.testing.z_test`.
-6. ``parity[<task>-<backend> vs <reference>]`` (for each backend other than the reference,
+6. ``evaluations[<task>-<backend>]`` (on the first checked backend only): the declared
+   f-evaluations per estimate (`gradest.estimator.f_evaluations`) is a positive integer for
+   S in `EVALUATION_SIZES`, and equals the number of points f is evaluated at by one eager
+   call of the surrogate (f wrapped to count the rows it is called on, `count_evaluations`) at
+   each of those S that the estimator accepts.
+7. ``parity[<task>-<backend> vs <reference>]`` (for each backend other than the reference,
    when the reference is checked too): two NumPy noise draws fed to the backend's and the
    reference's surrogate in float64 give the same per-sample values, loss, gradient dθ, new
    state, ``phi_loss`` and its gradient to ``|a - b| <= 1e-9 + 1e-6 |b|`` (b the reference's).
@@ -47,18 +52,19 @@ import numpy as np
 
 from gradest.backends import NOISE_LAWS, get_backend
 from gradest.distributions import DISTRIBUTION_KINDS
-from gradest.estimator import GradientEstimator
+from gradest.estimator import GradientEstimator, f_evaluations
 from gradest.measure import GradientSampler, check_compatible
 from gradest.registry import ESTIMATORS, estimator_variants, get_estimator, get_task, list_tasks
-from gradest.task import Task
+from gradest.task import Objective, Task
 from gradest.testing._core import (ESTIMATOR_RULE, PARITY_ATOL, PARITY_RTOL, Check, CheckResult, Shared, _close,
                                    _Context, _finite, _flat_state, _shape, _split_backends, backend_rule,
                                    checked_backends, compared_backends, run_series)
-from gradest.testing.noise import numpy_noise, surrogate_evaluator
+from gradest.testing.noise import _tree_asarray, numpy_noise, surrogate_evaluator
 from gradest.testing.stats import ALPHA, z_scores, z_test
 from gradest.testing.tasks import _exact_value_and_grad
 
-__all__ = ["CONFORMANCE_TASKS", "NUM_REPLICATES", "conformance_tasks", "estimator_checks", "check_estimator"]
+__all__ = ["CONFORMANCE_TASKS", "NUM_REPLICATES", "EVALUATION_SIZES", "conformance_tasks", "estimator_checks",
+           "check_estimator", "count_evaluations"]
 
 #: the toy instances check_estimator uses (non-uniform parameters: bugs that cancel at θ = 0 show)
 CONFORMANCE_TASKS: dict[str, dict[str, Any]] = {
@@ -69,6 +75,32 @@ CONFORMANCE_TASKS: dict[str, dict[str, Any]] = {
 
 #: R of the z-test of unbiasedness
 NUM_REPLICATES = 4000
+#: the S at which the ``evaluations`` check compares the declared f-evaluations with a count
+EVALUATION_SIZES = (1, 2, 4)
+
+
+def count_evaluations(task, estimator, backend, num_samples: int, seed: int = 0) -> int:
+    """The points f is evaluated at by one eager call of ``estimator``'s surrogate at S =
+    ``num_samples`` on ``task`` at θ₀ (the rows of every array f is called on, and 1 per call
+    of f's closed-form ``expectation``), with NumPy noise of ``seed``."""
+    task, est = get_task(task), get_estimator(estimator)
+    B = get_backend(backend) if isinstance(backend, str) else backend
+    noise = numpy_noise(task, est, num_samples, seed)
+    task_noise = None if est.requires_exact or not noise["task"] else _tree_asarray(B, noise["task"])
+    prob = task.problem(B, B.asarray(task.init_params()), noise=task_noise)
+    rows = []
+
+    def counted(z):
+        rows.append(int(z.shape[0]))
+        return prob.f(z)
+
+    def counted_expectation(dist):
+        rows.append(1)
+        return prob.f.expectation(dist)
+
+    f = Objective(counted, counted_expectation if prob.f.expectation is not None else None)
+    est.surrogate(f, prob.dist, _tree_asarray(B, noise["estimator"]), est.init(prob.dist))
+    return sum(rows)
 
 
 def compatible_tasks(estimator, specs: dict) -> list[Task]:
@@ -336,6 +368,25 @@ class _estimator_series:
                          f"{result.threshold:.2f} (alpha={alpha:g} over {P} coordinates)")
             ctx.ok("unbiased", tl, b, f"max |z| {result.max_z:.2f} <= {result.threshold:.2f} (R={R}, S={S})")
 
+        def evaluations(b):
+            B, d = dist(b)
+            declared = {}
+            for n in EVALUATION_SIZES:
+                try:
+                    count = f_evaluations(est, n, d)
+                except (TypeError, ValueError) as err:
+                    ctx.fail("evaluations", tl, b, f"evaluations({n}) could not be computed: {err}")
+                if count < 1:
+                    ctx.fail("evaluations", tl, b, f"evaluations({n}) must be a positive integer, got {count!r}")
+                declared[n] = count
+            for n in (n for n in EVALUATION_SIZES if n >= est.min_samples):
+                counted = count_evaluations(task, est, B, n, seed)
+                if counted != declared[n]:
+                    ctx.fail("evaluations", tl, b, f"the estimator declares {declared[n]} evaluations of f per "
+                                                   f"estimate at S={n}, but its surrogate evaluated f at {counted} "
+                                                   f"points; declare evaluations=(S, dist) -> the true count")
+            ctx.ok("evaluations", tl, b, ", ".join(f"S={n}: {c}" for n, c in declared.items()))
+
         def parity_check(b):
             out = {c: evaluation64(c)[2] for c in (b, reference)}
             versus = f"{b} vs {reference} (float64, same NumPy noise)"
@@ -367,6 +418,8 @@ class _estimator_series:
             yield self._check("determinism", lambda b=b: determinism(b), **on)
             if est.unbiased:
                 yield self._check("unbiased", lambda b=b: unbiased(b), **on)
+            if b == requested[0]:
+                yield self._check("evaluations", lambda b=b: evaluations(b), **on)
         for b in compared:
             if not single[b]:
                 yield self._check("surrogate", lambda b=b: surrogate64(b), task=tl, backends=(b,))
