@@ -68,14 +68,18 @@ def summary_table(stats: pd.DataFrame, extra_columns=()) -> pd.DataFrame:
 
 def ranked_on(board: pd.DataFrame) -> dict:
     """``rank`` and ``ranked by`` of each leaderboard row: the MSE rank where its task has an
-    exact gradient, else the work-normalized variance rank (on the backend it is ranked on)."""
+    exact gradient, else the work-normalized variance rank (variance × s, on the backend it is
+    ranked on); no rank where the task has one estimator ("nothing to rank")."""
     rank, on = board["mse_rank"].copy(), pd.Series("MSE", index=board.index, dtype=object)
     for _, part in board.groupby("task"):
         if part["mse_rank"].isna().all():
             rank.loc[part.index] = part["wnv_rank"]
             backend = part["wnv_backend"].dropna()
-            on.loc[part.index] = "work-norm. variance" + (f" ({backend.iloc[0]})" if len(backend) else "")
-    return {"rank": rank, "ranked by": on.where(rank.notna(), "")}
+            # no-break spaces: a narrow column of a wide table would wrap it into four lines
+            on.loc[part.index] = "variance\u00a0×\u00a0s" + (f"\u00a0({backend.iloc[0]})" if len(backend) else "")
+        if rank.loc[part.index].notna().sum() == 1:  # one estimator: nothing to rank
+            rank.loc[part.index], on.loc[part.index] = np.nan, "nothing\u00a0to\u00a0rank"
+    return {"rank": rank, "ranked by": on.where(rank.notna() | (on == "nothing\u00a0to\u00a0rank"), "")}
 
 
 def status_counts(cells: pd.DataFrame) -> pd.DataFrame:
@@ -138,7 +142,7 @@ def sweep_scope(cells: pd.DataFrame, manifests=()) -> list[str]:
         rule = [f"budget {budget.get('name', '?')}: {seeds} seed{'s' if seeds != 1 else ''}"
                 + (f" ({measured} for the kinds that measure at θ₀)" if measured not in (None, seeds) else "")]
         if budget.get("core_after_first"):
-            rule.append("the backends after the first run only the estimators' core variants")
+            rule.append("on the backends after the first, only the estimators' core variants run")
         if budget.get("core_training"):
             rule.append("only core variants train (the core variants an estimator declares with "
                         "register_estimator(core=...))")

@@ -441,8 +441,8 @@ def test_scope_and_reasons_of_a_constructed_run():
     manifest = {"budget": {"name": "quick", "seeds": 2, "measured_seeds": 1, "core_after_first": True,
                            "core_training": True}}
     lines = T.sweep_scope(cells, [manifest])
-    assert lines[0].startswith("budget quick: 2 seeds (1 for the kinds that measure at θ₀); the backends after the "
-                               "first run only the estimators' core variants; only core variants train")
+    assert lines[0].startswith("budget quick: 2 seeds (1 for the kinds that measure at θ₀); on the backends after "
+                               "the first, only the estimators' core variants run; only core variants train")
     assert "gradient: 7 estimator variants of 7 estimators × 2 tasks on torch; on jax only 1: a." in lines
     assert ("train: 2 estimator variants of 2 estimators × 2 tasks on torch, jax; not run by train: 5 variants "
             "(c, d, e, f, g).") in lines
@@ -463,7 +463,7 @@ def test_a_task_without_an_exact_gradient_is_ranked_by_work_normalized_variance(
     stats, columns, _ = kind_frames(cells)
     table = T.summary_table(stats, columns)
     toy = table[(table["task"] == "binary_toy") & table["rank"].notna()]
-    assert len(toy) == 3 and set(toy["ranked by"]) == {"work-norm. variance (torch)"}
+    assert len(toy) == 3 and set(toy["ranked by"]) == {"variance\u00a0×\u00a0s\u00a0(torch)"}
     assert list(toy["rank"]) == sorted(toy["rank"])
     assert set(table.loc[(table["task"] == "bandit") & table["rank"].notna(), "ranked by"]) == {"MSE"}
 
@@ -479,6 +479,9 @@ def test_a_one_row_leaderboard_is_not_a_ranking():
     page = leaderboard_html([("run", "run", board)])
     assert "one estimator measured: nothing to rank" in page and "<th>#</th>" not in page
     assert "reinforce[baseline=loo]" in page
+    row = T.summary_table(kind_frames(F.canonical_frame(one))[0])
+    row = row[row["estimator"] == "reinforce[baseline=loo]"]
+    assert row["rank"].isna().all() and list(row["ranked by"]) == ["nothing\u00a0to\u00a0rank"]
 
 
 def test_estimator_labels_cover_every_source():

@@ -12,7 +12,9 @@ estimators), the same in every report and every figure whatever else the report 
    on white); a label's *home slot* is ``blake2b(canonical label) mod len(PALETTE)`` (a stable
    hash: the same in every process, unlike Python's salted ``hash``);
 3. the variants the registry declares (`gradest.registry.estimator_variants`) get fixed slots
-   (`declared_slots`): gradest's own estimators first, then those of plugins, each group in
+   (`declared_slots`): the core variants of gradest's own estimators (those in every figure,
+   the training curves too) the first slots in sorted order (the palette's first colours are
+   its most distinct), then gradest's other variants, then those of plugins, each group in
    sorted order, each variant its home slot or, when an earlier one took it, the next free
    one. This depends on what is installed, never on what a report shows, so the declared
    variants never share a colour (up to 24 of them; beyond, slots are reused) and a plugin
@@ -99,14 +101,17 @@ def _probe(labels, slots: dict) -> None:
 @functools.lru_cache(maxsize=8)
 def _declared_slots(registered: tuple) -> dict:
     from gradest.labels import make_label
-    from gradest.registry import ESTIMATORS, estimator_variants
+    from gradest.registry import ESTIMATORS, core_variants, estimator_variants
 
-    own, plugins = set(), set()
+    own, own_core, plugins = set(), set(), set()
     for name in registered:
         module = str(getattr(ESTIMATORS.entry(name).factory, "__module__", ""))
         group = own if module.startswith("gradest.") else plugins
         group.update(canonical_label(make_label(name, options)) for options in estimator_variants(name))
-    slots: dict = {}
+        if group is own:
+            own_core.update(canonical_label(make_label(name, options)) for options in core_variants(name))
+    # the core variants are in every figure (training curves too): the palette's first, most distinct colours
+    slots: dict = {label: i % len(PALETTE) for i, label in enumerate(sorted(own_core))}
     _probe(sorted(own), slots)
     _probe(sorted(plugins - own), slots)
     return slots
