@@ -98,6 +98,23 @@ def test_report_command(tmp_path, capsys):
     (["run", "--workers", "x"], "argument --workers: expected an integer, got 'x'"),
     (["run", "--plugins", "no_such_file.py"], "plugin file no_such_file.py does not exist"),
     (["report", "does/not/exist"], "no such results folder or file: does/not/exist"),
+    (["run", "--estimators", "reinforce:baseline=loo,baseline=none"], "option 'baseline' given twice"),
+    (["run", "--tasks", "bandit:num_arms=3,num_arms=4"], "option 'num_arms' given twice"),
+    (["run", "--tasks", "bandit:arms=3", "--backends", "torch"], "task bandit:arms=3: unknown option 'arms'"),
+    (["run", "--tasks", "bandits:num_arms=3"], "unknown task 'bandits'; known tasks: bandit, "),
+    (["run", "--tasks", "bandit", "--estimators", "pathwise", "--backends", "torch", "--quick"],
+     "every cell is inapplicable: estimator 'pathwise' does not support task 'bandit': the task samples from a "
+     "categorical distribution, and 'pathwise' supports normal"),
+    (["run", "--no-report", "--report", "rep"], "--no-report writes no report: drop --report rep or --no-report"),
+    (["run", "--quick", "--budget", "full"], "--quick is --budget quick: drop one of --quick and --budget full"),
+    (["run", "--budget", "huge"], "argument --budget: invalid choice: 'huge'"),
+    (["run", "--lr", "0"], "argument --lr: must be a positive number, got 0"),
+    (["run", "--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
+    (["run", "--track-every", "0"], "argument --track-every: must be a positive integer, got 0"),
+    (["run", "--sample-sizes", "0"], "argument --sample-sizes: must be a positive integer, got 0"),
+    (["run", "--sample-sizes", "2", "--equal-evaluations", "4"], "give --sample-sizes or --equal-evaluations"),
+    (["run", "--preset", "dong2020", "--budget", "medium"], "declares a quick and a full budget"),
+    (["run", "--preset", "dong2020", "--sample-sizes", "2"], "fixes each estimator's S: drop --sample-sizes"),
 ])
 def test_bad_input_exits_2_with_a_message(argv, message, capsys, tmp_path):
     assert cli.main([*argv, "--out", str(tmp_path / "o")]) == 2
@@ -232,3 +249,102 @@ def test_run_plans_once_and_builds_each_variant_once(tmp_path, monkeypatch, caps
     assert cli.main([*TINY_RUN, "--out", str(tmp_path), "--no-report"]) == 0, capsys.readouterr().err
     assert len(plans) == 1
     assert len(built) == len(set(built)) and {("estimator", "exact", "{}"), ("task", "bandit", "{}")} <= set(built)
+
+
+@pytest.mark.parametrize("command", ["run", "report"])
+def test_out_naming_an_existing_file_is_refused(command, tmp_path, capsys):
+    existing = tmp_path / "a_file"
+    existing.write_text("kept")
+    argv = ["run", "--tasks", "bandit"] if command == "run" else ["report", str(tmp_path)]
+    assert cli.main([*argv, "--out", str(existing)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {existing} is an existing file: --out names a folder" in err
+    assert len(err.strip().splitlines()) == 1 and existing.read_text() == "kept"
+
+
+def _selection(*argv):
+    from gradest.cli.run import PresetSelection, SweepSelection
+
+    args = cli.build_parser().parse_args(["run", *argv])
+    return PresetSelection(args) if args.preset else SweepSelection(args)
+
+
+def test_task_options_learning_rate_sample_sizes_and_tracking_reach_the_cells():
+    selection = _selection("--tasks", "binary_toy:target=[0.3,0.6]", "binary_toy", "--estimators", "reinforce:"
+                           "baseline=loo", "--quick", "--kinds", "gradient", "train", "--sample-sizes", "2", "3",
+                           "--lr", "0.25", "--track-every", "5", "--train-steps", "20")
+    cells = selection.plan(["torch"], "cpu")
+    grad = [c for c in cells if c.kind == "gradient"]
+    train = [c for c in cells if c.kind == "train"]
+    # one task with two option sets is two tasks: every cell of each
+    assert sorted((str(c.task_options.get("target")), c.num_samples) for c in grad) == \
+        [("None", 2), ("None", 3), ("[0.3, 0.6]", 2), ("[0.3, 0.6]", 3)]
+    assert sorted(str(c.task_options.get("target")) for c in train) == ["None", "None", "[0.3, 0.6]", "[0.3, 0.6]"]
+    assert all(c.settings["learning_rate"] == 0.25 and c.settings["steps"] == 20 and c.settings["every"] == 5
+               and c.settings["track"] == ["self"] for c in train)
+    assert [c.kind for c in cells] == sorted((c.kind for c in cells), key=["gradient", "train"].index)
+    assert selection.manifest(cells, ["torch"], None)["budget"]["learning_rate"] == 0.25
+
+
+def test_budget_levels_and_the_presets_default_tracking():
+    from gradest.sweep.cells import BUDGET_LEVELS, FULL, QUICK
+
+    run = next(a for a in cli.build_parser().commands["run"]._actions if "--budget" in a.option_strings)
+    assert tuple(run.choices) == tuple(BUDGET_LEVELS)
+    argv = ("--tasks", "binary_toy", "--estimators", "reinforce", "--kinds", "gradient", "train")
+    quick, medium, full = (_selection(*argv, "--budget", level) for level in ("quick", "medium", "full"))
+    assert _selection(*argv, "--quick").budget == quick.budget == QUICK and full.budget == FULL
+    assert medium.budget.name == "quick" and medium.budget.seeds > QUICK.seeds  # quick sizes, more seeds
+    sizes = [len(s.plan(["torch", "jax"], "cpu")) for s in (quick, medium)]
+    assert sizes[0] < sizes[1]
+    # a preset's declared interval is shortened to give at least 10 points per run; --track-every is taken as it is
+    assert _selection("--preset", "dong2020", "--quick").overrides["budget"].track_every == 300 // 10
+    assert _selection("--preset", "dong2020", "--quick", "--track-every", "100").overrides["budget"].track_every == 100
+    assert _selection("--preset", "dong2020", "--quick", "--lr", "0.01").overrides["budget"].learning_rate == 0.01
+
+
+def test_list_fits_100_columns_and_shows_each_variants_options(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    variants = out[out.index("swept variants"):out.index("Tasks")]
+    for options in ("baseline=loo", "baseline=moving_average", "hard=True", "hard=False"):
+        assert options in variants
+    assert "reinforce[" not in out and "reinforce, reinforce" not in out
+
+
+def test_progress_lines_in_a_log(tmp_path):
+    """A console that is not a terminal gets plain lines: cells done of the total, skipped,
+    failed, elapsed and the time left."""
+    import io
+
+    from rich.console import Console
+
+    from gradest.sweep import plan, run_sweep
+    from gradest.sweep.progress import LineProgress
+    from gradest.sweep.run import outcome
+
+    cells = plan(["bandit"], ["exact"], ["torch"], quick=True, kinds=["gradient"], seeds=2)
+    log = io.StringIO()
+    statuses = iter(["done", "skipped", "failed", "done"])
+    run_sweep(cells, tmp_path, console=Console(file=log, width=200),
+              runner=lambda cell: outcome(cell, status=next(statuses), reason="r"))
+    lines = log.getvalue().splitlines()
+    assert len(cells) == 4 and lines[0] == "progress: 4 cells, 0 reused, 4 to run (serial)"
+    assert lines[-1].startswith("progress: 4/4 cells (0 reused), 1 skipped, 1 failed; 0:00:0")
+    assert lines[-1].endswith("elapsed, finished") and "━" not in log.getvalue()
+    assert len(lines) == 1 + 4  # one line per finished cell (every tenth of 4 cells), the last once
+
+    # the time left: the cells still to run at the mean time of those finished
+    now = [0.0]
+    shown = LineProgress(Console(file=io.StringIO(), width=200), total=10, reused=2, clock=lambda: now[0])
+    for cell in cells[:2]:
+        shown.started(cell)
+        shown.finished(cell, "done")
+    now[0] = 20.0
+    shown.started(cells[2])
+    shown.line()
+    assert shown.console.file.getvalue().splitlines()[-1] == (
+        "progress: 4/10 cells (2 reused), 0 skipped, 0 failed; 0:00:20 elapsed, about 0:01:00 left; running "
+        + cells[2].describe())

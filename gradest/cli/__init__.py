@@ -1,8 +1,9 @@
 """The ``gradest`` command: ``run`` (a sweep, its results and report), ``report``, ``list``.
 
-    gradest run [--quick] [--tasks T ...] [--estimators E ...] [--backends B ...] [--kinds K ...]
-                [--preset NAME [--data-dir DIR]]
-                [--device cpu|cuda] [--seeds N] [--num-replicates R] [--train-steps N]
+    gradest run [--quick | --budget quick|medium|full] [--tasks T[:k=v,...] ...] [--estimators E[:k=v,...] ...]
+                [--backends B ...] [--kinds K ...] [--preset NAME [--data-dir DIR]]
+                [--device cpu|cuda] [--seeds N] [--num-replicates R] [--train-steps N] [--lr RATE]
+                [--track-every N] [--sample-sizes S ... | --equal-evaluations K]
                 [--workers N | --scheduler ADDRESS | --scheduler-file FILE]
                 [--plugins FILE.py ...] [--out DIR] [--report DIR] [--no-report] [--no-progress]
     gradest report RESULTS... [--out DIR] [--all] [--plugins FILE.py ...]

@@ -7,11 +7,13 @@ exit code 2, no traceback), before any work.
 from __future__ import annotations
 
 import argparse
+import math
 import warnings
 from typing import Sequence
 
-__all__ = ["EXIT_OK", "EXIT_FAILED_CELLS", "EXIT_USAGE", "UsageError", "split", "positive_int", "add_plugins",
-           "load_plugin_files", "load_registries", "print_plugin_problems", "backends_for", "check_backends"]
+__all__ = ["EXIT_OK", "EXIT_FAILED_CELLS", "EXIT_USAGE", "UsageError", "split", "positive_int", "positive_float",
+           "add_plugins", "refuse_file", "load_plugin_files", "load_registries", "print_plugin_problems",
+           "backends_for", "check_backends"]
 
 EXIT_OK, EXIT_FAILED_CELLS, EXIT_USAGE = 0, 1, 2
 
@@ -51,10 +53,30 @@ def positive_int(minimum: int = 1):
     return parse
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def add_plugins(parser) -> None:
     parser.add_argument("--plugins", nargs="+", metavar="FILE.py", default=None,
                         help="local plugin files registering estimators, tasks or cell kinds (also: the "
                              "GRADEST_PLUGINS environment variable, paths separated by ':')")
+
+
+def refuse_file(flag: str, path) -> None:
+    """A folder option (``--out``, ``--report``) naming an existing file is refused now, not when
+    the first file is written into it."""
+    from pathlib import Path
+
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise UsageError(f"{flag} {path} is an existing file: {flag} names a folder (a new or an existing one)")
 
 
 # ---- plugins --------------------------------------------------------------------------------

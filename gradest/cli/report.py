@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gradest.cli.common import EXIT_OK, UsageError, add_plugins, load_registries
+from gradest.cli.common import EXIT_OK, UsageError, add_plugins, load_registries, refuse_file
 
 __all__ = ["add_parser", "cmd_report"]
 
@@ -24,6 +24,7 @@ def add_parser(sub):
 def cmd_report(args) -> int:
     from gradest.reports import build_report
 
+    refuse_file("--out", args.out)
     load_registries()
     missing = [p for p in args.results if not Path(p).exists()]
     if missing:

@@ -2,9 +2,11 @@
 
 Cells: every selected task x backend x variant that trains (`PlanContext.variants_on` with
 ``training=True``) x seed, for the task's declared ``train_steps`` at its
-``train_num_samples`` and ``learning_rate``. A row carries the last logged value of each
-history column (``final_loss``, ``final_exact_loss``, the task's metrics) and the wall time;
-the history (about `HISTORY_POINTS` logged steps) is kept.
+``train_num_samples`` and ``learning_rate`` (the budget's ``learning_rate`` overrides it; its
+``track_every`` adds the variance along training, below, over the task's ``num_replicates``). A
+row carries the last logged value of each history column (``final_loss``, ``final_exact_loss``,
+the task's metrics) and the wall time; the history (about `HISTORY_POINTS` logged steps) is
+kept.
 
 Cells planned elsewhere (`gradest.presets`, through `TrainKind.plan_runs` and
 `train_settings`) may also ask for the gradient basket of `gradest.train` in their settings:
@@ -32,6 +34,8 @@ from gradest.sweep.cell_kind import CellKind, register_cell_kind
 
 #: about this many logged steps per training history
 HISTORY_POINTS = 40
+#: at least this many measurements of the variance along training when the run does not say how often
+TRACK_POINTS = 10
 #: the ``track`` entry naming the cell's own estimator variant
 SELF = "self"
 #: the history column with that estimator's variance along training (a copy of its basket column)
@@ -273,7 +277,8 @@ class TrainKind(CellKind):
         cells = []
         for task in ctx.tasks:
             sizes = ctx.sizes(task)
-            settings = train_settings(sizes.train_steps, sizes.learning_rate)
+            settings = train_settings(sizes.train_steps, sizes.learning_rate, track_every=ctx.budget.track_every,
+                                      track_replicates=sizes.num_replicates)
             for backend in ctx.backends:
                 for name, options in ctx.variants_on(backend, training=True):
                     for seed in ctx.seeds():

@@ -9,9 +9,12 @@ the same noise and the same code.
 
 A `Budget` says which declared sizes a sweep uses (``"quick"`` or ``"full"``: every task
 declares its `gradest.task.SweepSizes` for both, every kind its grids), how many seeds, and
-two overrides (replicates, training steps). What a sweep covers is declared on the plugins:
-an estimator's ``variants`` and ``core`` variants at registration, a task's ``sweep_sizes``,
-a kind's grid. `PlanContext` hands a kind's ``plan`` the resolved selection.
+the overrides (replicates, training steps, S values, learning rate, the variance tracked along
+training). `BUDGET_LEVELS` names the three a user picks (``gradest run --budget``): `QUICK`,
+`MEDIUM` (the quick sizes, every variant on every backend and trained, 3 seeds) and `FULL`.
+What a sweep covers is declared on the plugins: an estimator's ``variants`` and ``core``
+variants at registration, a task's ``sweep_sizes``, a kind's grid. `PlanContext` hands a
+kind's ``plan`` the resolved selection.
 """
 from __future__ import annotations
 
@@ -30,8 +33,8 @@ from gradest.provenance import code_fingerprint
 from gradest.registry import ESTIMATORS, TASKS, core_variants, estimator_variants
 from gradest.task import BUDGETS, SweepSizes, sweep_sizes
 
-__all__ = ["Cell", "Budget", "QUICK", "FULL", "PlanContext", "canonical", "variants", "CELL_FORMAT",
-           "UNREGISTERED", "STATUSES", "resolve_budget", "check_names", "samples_within"]
+__all__ = ["Cell", "Budget", "QUICK", "MEDIUM", "FULL", "BUDGET_LEVELS", "PlanContext", "canonical", "variants",
+           "CELL_FORMAT", "UNREGISTERED", "STATUSES", "resolve_budget", "check_names", "samples_within"]
 
 #: a cell's settings change meaning when this changes: old cell files are then not reused
 #: (3: cell kinds are plugins and the cell code covers the kind's module)
@@ -122,9 +125,11 @@ class Budget:
     ``train_steps`` override every task's; with ``core_after_first`` the backends after the
     first run only the estimators' declared core variants, and with ``core_training`` only
     those train; ``sample_sizes`` overrides every task's S values (JAX compiles a function
-    per cell: the quick sweep keeps the rest to one backend); ``equal_evaluations`` K measures
-    each estimator variant's gradient cells at the largest S whose f-evaluations per estimate
-    are at most K (`samples_within`) instead of at the S values."""
+    per cell: the quick sweep keeps the rest to one backend); ``learning_rate`` replaces the
+    training cells' learning rate and ``track_every`` has them measure the trained estimator's
+    own gradient variance every that many steps; ``equal_evaluations`` K measures each estimator variant's gradient
+    cells at the largest S whose f-evaluations per estimate are at most K (`samples_within`)
+    instead of at the S values."""
 
     name: str = "full"
     seeds: int = 3
@@ -137,6 +142,10 @@ class Budget:
     core_training: bool = False
     #: f-evaluations per estimate K at which every variant's gradient cells are measured (None: at the S values)
     equal_evaluations: int | None = None
+    #: the learning rate of every training cell (None: each task's declared one)
+    learning_rate: float | None = None
+    #: training cells measure their estimator's variance every this many steps (None: not)
+    track_every: int | None = None
 
     def __post_init__(self):
         if self.name not in BUDGETS:
@@ -145,6 +154,11 @@ class Budget:
 
 QUICK = Budget("quick", seeds=2, measured_seeds=1, core_after_first=True, core_training=True)
 FULL = Budget("full", seeds=3)
+#: between the two: the quick sizes (tasks, R, S, steps) for every variant on every backend, trained, over
+#: 3 seeds (2 for the measuring kinds): with two backends about 3 times the quick sweep's cells, at its sizes
+MEDIUM = Budget("quick", seeds=3, measured_seeds=2)
+#: the budgets by the name ``gradest run --budget`` takes
+BUDGET_LEVELS = {"quick": QUICK, "medium": MEDIUM, "full": FULL}
 
 
 def _positive(name: str, value, minimum: int = 1) -> int:
@@ -154,16 +168,31 @@ def _positive(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
-def resolve_budget(budget: Budget | None = None, *, quick: bool = False, num_replicates: int | None = None,
-                   train_steps: int | None = None, seeds: int | None = None,
-                   sample_sizes: Sequence[int] | None = None, equal_evaluations: int | None = None) -> Budget:
-    """The budget a sweep runs: ``budget`` (default `QUICK` with ``quick``, else `FULL`) with
-    the overrides applied: ``num_replicates`` replaces every replicate count, ``train_steps``
-    the steps of every training cell, ``seeds`` the seed count of every kind, ``sample_sizes``
-    the S values of every task's gradient cells, ``equal_evaluations`` K measures them at equal
-    f-evaluations instead (the two exclude each other). Bad values raise ValueError. `gradest run` records the result in ``manifest.json``."""
+def resolve_budget(budget: Budget | str | None = None, *, quick: bool = False, num_replicates: int | None = None,
+                   train_steps: int | None = None, seeds: int | None = None, learning_rate: float | None = None,
+                   track_every: int | None = None, sample_sizes: Sequence[int] | None = None,
+                   equal_evaluations: int | None = None) -> Budget:
+    """The budget a sweep runs: ``budget`` (a `Budget`, or a name of `BUDGET_LEVELS`; default
+    `QUICK` with ``quick``, else `FULL`) with the overrides applied: ``num_replicates`` replaces
+    every replicate count, ``train_steps`` the steps of every training cell, ``seeds`` the seed
+    count of every kind, ``learning_rate`` the training cells' learning rate, ``track_every``
+    turns on their variance along training, ``sample_sizes`` replaces the S values of every
+    task's gradient cells, ``equal_evaluations`` K measures them at equal f-evaluations instead
+    (the two exclude each other). Bad values raise ValueError. `gradest run` records
+    the result in ``manifest.json``."""
+    if isinstance(budget, str):
+        if budget not in BUDGET_LEVELS:
+            raise ValueError(f"unknown budget {budget!r}; known budgets: {', '.join(BUDGET_LEVELS)}")
+        budget = BUDGET_LEVELS[budget]
     budget = budget or (QUICK if quick else FULL)
     budget = _samples_override(budget, sample_sizes, equal_evaluations)
+    if learning_rate is not None:
+        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.number)) \
+                or not np.isfinite(learning_rate) or learning_rate <= 0:
+            raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+        budget = dataclasses.replace(budget, learning_rate=float(learning_rate))
+    if track_every is not None:
+        budget = dataclasses.replace(budget, track_every=_positive("track_every", track_every))
     if num_replicates is not None:
         budget = dataclasses.replace(budget, num_replicates=_positive("num_replicates", num_replicates, 2))
     if train_steps is not None:
@@ -249,6 +278,8 @@ class PlanContext:
             sizes = sizes._replace(num_replicates=self.budget.num_replicates)
         if self.budget.train_steps is not None:
             sizes = sizes._replace(train_steps=self.budget.train_steps)
+        if self.budget.learning_rate is not None:
+            sizes = sizes._replace(learning_rate=self.budget.learning_rate)
         if self.budget.sample_sizes is not None:
             sizes = sizes._replace(sample_sizes=tuple(self.budget.sample_sizes))
         return sizes

@@ -6,7 +6,8 @@ before anything is built or imported.
 
 `run_sweep(cells, out, executor=...)` is the one run loop: it submits the cells not yet in
 the store (``out``) to an executor and writes each record as its outcome arrives, so an
-interrupted sweep loses at most the cells that were running and resumes where it stopped. An
+interrupted sweep loses at most the cells that were running and resumes where it stopped; it
+shows its progress as `gradest.sweep.progress` says (a bar on a terminal, lines in a log). An
 executor has ``submit(cell)``, ``as_completed(started=None)`` (an iterator of (cell, outcome)
 in the order they finish; ``started(cell)`` where it knows when a cell starts), ``describe()``
 and ``close()``: `SerialExecutor` runs the cells in this process, one after the other;
@@ -41,6 +42,7 @@ from gradest.registry import TASKS
 from gradest.sweep import build
 from gradest.sweep.cells import CELL_FORMAT, STATUSES, Budget, Cell, PlanContext, check_names, resolve_budget, variants
 from gradest.sweep.kinds import get_cell_kind, kind_names
+from gradest.sweep.progress import sweep_progress
 from gradest.sweep.store import ResultStore
 
 __all__ = ["plan", "run_sweep", "run_cell", "CellRunner", "SweepResult", "SerialExecutor", "outcome", "failed"]
@@ -217,18 +219,14 @@ def run_sweep(cells: Sequence[Cell], out, *, progress: bool = True, manifest: di
         else:
             todo.append(cell)
     try:
-        with _progress(progress, console) as bar:
-            task_id = bar.add_task("cells", total=len(cells), completed=reused)
-            bar.update(task_id, description=f"{len(todo)} cells on {executor.describe()}")
+        with sweep_progress(progress, console, total=len(cells), reused=reused, where=executor.describe()) as shown:
             for cell in todo:
                 executor.submit(cell)
-            running = executor.as_completed(started=lambda c: bar.update(task_id, description=c.describe()))
+            running = executor.as_completed(started=shown.started)
             with contextlib.closing(running):  # an interrupt cancels what has not finished
                 for cell, result in running:
                     store.save_cell(cell, result, run_id)
-                    bar.update(task_id, description=cell.describe())
-                    bar.advance(task_id)
-            bar.update(task_id, description="sweep finished")
+                    shown.finished(cell, result.get("status", "done"))
     finally:
         results, history = store.consolidate(keys)
         current = results[results["current_run"]] if len(results) else results
@@ -252,33 +250,3 @@ def _versions() -> dict:
         if module is not None:
             out[name] = getattr(module, "__version__", "?")
     return out
-
-
-class _NoProgress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def add_task(self, *a, **k):
-        return 0
-
-    def update(self, *a, **k):
-        pass
-
-    def advance(self, *a, **k):
-        pass
-
-
-def _progress(enabled: bool, console=None):
-    if not enabled:
-        return _NoProgress()
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
-    console = console or Console(stderr=True)
-    return Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}", style="cyan"),
-                    BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console)
