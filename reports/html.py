@@ -402,15 +402,18 @@ def leaderboard_markdown(boards: list) -> str:
             md += [f"#### {task}", ""]
             lines = ["| MSE # | estimator | MSE [95%] | work-norm. # | variance × s [95%] |",
                      "| --: | :-- | --: | --: | --: |"]
+            one = len(part) == 1  # its numbers, no ranking of one
+            if one:
+                md += ["One estimator measured: nothing to rank.", ""]
             for r in _records(part):
                 label = str(r.estimator) + (" ✓" if _true(r.unbiased) else "")
                 if _true(r.learned) and r.phi_warmup_steps is not None and not pd.isna(r.phi_warmup_steps):
                     label += f" (φ {int(r.phi_warmup_steps)})"
                 mse = _num(r.mse) + (f" [{_num(r.mse_low)}, {_num(r.mse_high)}]" if not pd.isna(r.mse_low) else "")
                 wnv = _num(r.wnv) + (f" [{_num(r.wnv_low)}, {_num(r.wnv_high)}]" if not pd.isna(r.wnv_low) else "")
-                mse = f"**{mse}**" if r.mse_best and mse else mse
-                wnv = f"**{wnv}**" if r.wnv_best and wnv else wnv
-                lines.append(f"| {_rank(r.mse_rank)} | {label.replace('|', '/')} | {mse} | {_rank(r.wnv_rank)} "
-                             f"| {wnv} |")
+                mse = f"**{mse}**" if r.mse_best and mse and not one else mse
+                wnv = f"**{wnv}**" if r.wnv_best and wnv and not one else wnv
+                lines.append(f"| {'' if one else _rank(r.mse_rank)} | {label.replace('|', '/')} | {mse} "
+                             f"| {'' if one else _rank(r.wnv_rank)} | {wnv} |")
             md += lines + [""] + [f"> {n}\n" for n in task_notes(board, task, source)]
     return "\n".join(md)

@@ -478,6 +478,11 @@ def test_a_one_row_leaderboard_is_not_a_ranking():
     assert len(board) == 1
     page = leaderboard_html([("run", "run", board)])
     assert "one estimator measured: nothing to rank" in page and "<th>#</th>" not in page
+    from gradest.reports.html import leaderboard_markdown
+
+    md = leaderboard_markdown([("run", "run", board)])
+    row = next(line for line in md.splitlines() if "reinforce[baseline=loo]" in line)
+    assert "One estimator measured: nothing to rank." in md and row.startswith("|  | ") and "**" not in row
     assert "reinforce[baseline=loo]" in page
     row = T.summary_table(kind_frames(F.canonical_frame(one))[0])
     row = row[row["estimator"] == "reinforce[baseline=loo]"]
