@@ -348,3 +348,20 @@ def test_progress_lines_in_a_log(tmp_path):
     assert shown.console.file.getvalue().splitlines()[-1] == (
         "progress: 4/10 cells (2 reused), 0 skipped, 0 failed; 0:00:20 elapsed, about 0:01:00 left; running "
         + cells[2].describe())
+
+
+def test_progress_lines_keep_coming_while_a_long_cell_runs():
+    """A timed line every interval, also when no cell finishes (a log is never silent for long)."""
+    import io
+    import time
+
+    from rich.console import Console
+
+    from gradest.sweep.progress import LineProgress
+
+    log = io.StringIO()
+    with LineProgress(Console(file=log, width=200), total=3, interval_s=0.05):
+        time.sleep(0.5)  # one cell running all along
+    lines = log.getvalue().splitlines()
+    timed = [line for line in lines[1:-1] if line.startswith("progress: 0/3 cells") and "time left not known" in line]
+    assert len(timed) >= 2 and lines[-1].endswith("stopped with 3 cells not run")
