@@ -419,9 +419,11 @@ def test_the_page_says_what_ran_with_the_command_as_run(report):
 def test_captions_count_what_ran(report):
     page = report.read_text()
     variance = page[page.index("<h2 id='variance_vs_samples'>"):]
-    assert "mean over seeds (2 seeds, R = 200 replicates each)" in variance[:variance.index("</figcaption>")]
+    assert "log-log axes (R = 200 replicates each, mean over 2 seeds)" in variance[:variance.index("</figcaption>")]
     temperature = page[page.index("<h2 id='temperature_sweep'>"):]
-    assert "(S = 1, 2 seeds)" in temperature[:temperature.index("</figcaption>")]
+    assert "(S = 1, mean over 2 seeds)" in temperature[:temperature.index("</figcaption>")]
+    lasso = page[page.index("<h2 id='lasso_delta_sweep'>"):]
+    assert "(1 seed per δ and backend)" in lasso[:lasso.index("</figcaption>")]
     training = page[page.index("<h2 id='training_curves'>"):]
     assert "up to 3 seeds" in training[:training.index("</figcaption>")]
     assert "two seeds" not in page

@@ -151,8 +151,9 @@ def gradient_stats(cells: pd.DataFrame, kind: str = "gradient") -> pd.DataFrame:
 
 
 def measured_counts(rows: pd.DataFrame, samples: bool = True) -> str:
-    """What the finished cells ``rows`` averaged, read from them: "S = 1, 2 seeds, R = 2000
-    replicates each" (ranges where they differ; a part is left out where its column is)."""
+    """What the finished cells ``rows`` averaged, read from them: "S = 1, R = 2000 replicates
+    each, mean over 2 seeds" or "…, 1 seed" (ranges where they differ; a part is left out where
+    its column is)."""
     def span(col: str) -> str:
         values = sorted(pd.to_numeric(rows[col], errors="coerce").dropna().astype(int).unique())
         return "" if not values else (f"{values[0]}" if len(values) == 1 else f"{values[0]}–{values[-1]}")
@@ -160,11 +161,11 @@ def measured_counts(rows: pd.DataFrame, samples: bool = True) -> str:
     parts = []
     if samples and "num_samples" in rows.columns and span("num_samples"):
         parts.append(f"S = {span('num_samples')}")
-    if "seed" in rows.columns and rows["seed"].notna().any():
-        seeds = rows["seed"].nunique()
-        parts.append(f"{seeds} seed{'s' if seeds != 1 else ''}")
     if "num_replicates" in rows.columns and span("num_replicates"):
         parts.append(f"R = {span('num_replicates')} replicates each")
+    if "seed" in rows.columns and rows["seed"].notna().any():
+        seeds = rows["seed"].nunique()
+        parts.append(f"mean over {seeds} seeds" if seeds > 1 else "1 seed")
     return ", ".join(parts)
 
 
@@ -218,7 +219,7 @@ def variance_vs_samples(cells: pd.DataFrame, palette, out):
         zero_note(ax, zero_names(stats, "variance", task))
     counts = measured_counts(done(cells, "gradient"), samples=False)
     caption = (f"Trace of the covariance of the gradient estimate at θ₀ against the number of samples S it "
-               f"averages (log-log), mean over seeds{f' ({counts})' if counts else ''}; bars: 95% "
+               f"averages, on log-log axes{f' ({counts})' if counts else ', mean over seeds'}; bars: 95% "
                f"intervals. Independent samples give slope −1 (dotted). A variance that is zero up to rounding "
                f"(at most {ZERO_RTOL:g} × ‖∇L‖²: the estimator is exact on the task) is not drawn on the log "
                f"scale; the panel names those estimators. The exact gradient is the reference and is not drawn.")

@@ -102,7 +102,7 @@ def temperature_sweep(cells: pd.DataFrame, palette, out):
            handles=handles, legend_title="gumbel_softmax")
     counts = measured_counts(done(cells, "temperature"))
     caption = (f"Gumbel-softmax gradient estimates at θ₀ on {', '.join(tasks)} against the temperature τ "
-               f"({counts}), mean over seeds, 95% intervals. Lower τ brings the relaxed sample closer to the discrete one (less "
+               f"({counts}), 95% intervals. Lower τ brings the relaxed sample closer to the discrete one (less "
                "bias) at the price of more variance; the straight-through variant is hard in the forward pass. "
                "Dotted: variance/R, the bias² that R replicates of an unbiased estimator would show (bias below "
                "it is not resolved). Colours are those of the τ = 1 variants in the other figures. Where f is linear "
