@@ -180,7 +180,8 @@ def test_backend_specific_bug_fails_parity():
         B = dist.backend
         z = dist.sample(noise["sample"])
         scale = 1.001 if B.name == "jax" else 1.0
-        return magic_box(B, f(z), dist.log_prob(z), scale * B.stop_gradient(f(z))), state
+        fz = f(z)
+        return magic_box(B, fz, dist.log_prob(z), scale * B.stop_gradient(fz)), state
 
     est = _reinforce_like(surrogate, min_samples=1)
     with pytest.raises(AssertionError) as err:
