@@ -1,5 +1,6 @@
-"""The report's pages: ``index.html`` (the leaderboard, the summary table, figures with
-captions, what was skipped or failed) and ``summary.md`` (the same in Markdown).
+"""The report's pages: ``index.html`` (the command line as run, what ran — `tables.sweep_scope`
+—, the leaderboard, the summary table, figures with captions, the skipped cells by reason and
+every skipped or failed cell) and ``summary.md`` (the same in Markdown).
 
 The page is laid out for a window of 1,400 px: one column of at most 1,200 px, in which every
 figure (at most `gradest.plotting.style.MAX_WIDTH_IN` wide) is shown at its own size."""
