@@ -11,7 +11,14 @@ A task is an object (registered by `gradest.registry.register_task`) with:
   that exact enumeration gives the exact loss. ``batch`` selects data for data-driven tasks.
 * ``exact_loss(backend, params)``: the exact L(θ) as a backend scalar, or ``None`` where no
   ground truth exists. The default enumerates a small discrete support or uses f's closed form.
-* ``metrics(backend, params) -> dict[str, float]``: task-specific numbers for training logs.
+* ``metrics(backend, params) -> dict[str, float]``: task-specific numbers for training logs;
+  ``metric_descriptions`` ({name: what it measures, on which data}), ``metric_directions``
+  ({name: "lower" | "higher"}, "lower" where absent: lower is better) and ``headline_metric``
+  (the one number a report shows per run: ``"exact_loss"`` by default, the exact L(θ) that
+  training logs where the task has ground truth) declare them for reports and tables.
+* ``init_params(seed=None)``: θ₀; tasks that derive an initialization per run seed accept an
+  int ``seed`` and say which initialization seed it gives (``init_seed_for(seed)``; None: one
+  declared θ₀ whatever the seed).
 * ``train_batch(backend, seed, step)``: the data of one training step (passed to ``problem`` as
   ``batch``), or ``None`` for tasks without data. ``batch=None`` in ``problem`` means the task's
   fixed default batch (what `gradient_samples` measures on).
@@ -126,6 +133,12 @@ class Task:
     options: dict = {}
     #: what the task offers beyond the contract, matched against ``GradientEstimator.requires``
     capabilities: frozenset = frozenset()
+    #: {metric name: what it measures and on which data}, for the report's labels
+    metric_descriptions: dict = {}
+    #: {metric name: "lower" or "higher"}: which way is better ("lower" where absent)
+    metric_directions: dict = {}
+    #: the history column a report shows per training run (the exact loss, where the task has truth)
+    headline_metric: str = "exact_loss"
 
     @property
     def num_params(self) -> int:
@@ -141,6 +154,11 @@ class Task:
 
     def init_params(self) -> np.ndarray:
         raise NotImplementedError
+
+    def init_seed_for(self, seed: int) -> int | None:
+        """The initialization seed of a training run under ``seed`` (``init_params(seed=seed)``
+        draws θ₀ from it); None: the task has one declared θ₀ whatever the seed."""
+        return None
 
     def problem(self, backend: Backend, params, noise=None, batch=None) -> Problem:
         raise NotImplementedError

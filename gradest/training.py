@@ -23,12 +23,22 @@ shapes: a second `train` with the same key, at another learning rate, seed or θ
 nothing. `Trainer` is the same loop one step at a time, for benchmarks and custom loops.
 
 The history has one row per logged step t (every step, or every ``eval_every`` steps, plus
-the steps where the gradient basket is measured, plus the last step). A row describes θ_t,
-the parameters the step's gradient was taken at: ``loss`` is the mean surrogate value of the
-step (an unbiased estimate of L(θ_t) for estimators whose surrogate value is f(z)),
-``exact_loss`` is L(θ_t) where the task has ground truth (NaN else), then the task's
-``metrics(backend, θ_t)``. ``seconds`` is the wall time of the training steps 0..t, without
-the time spent on evaluation (exact loss, metrics) and on the gradient basket.
+the steps where the metrics are evaluated or the gradient basket is measured, plus the last
+step). A row describes θ_t, the parameters the step's gradient was taken at:
+``minibatch_surrogate`` is the mean surrogate value of the step on its minibatch (an unbiased
+estimate of the minibatch loss at θ_t for estimators whose surrogate value is f(z); not a metric
+to report), ``loss`` the same number under its former name, ``exact_loss`` is L(θ_t) where the
+task has ground truth (NaN else), then the task's ``metrics(backend, θ_t)`` (the numbers papers
+report, e.g. a VAE's test -ELBO) at the evaluation steps: ``eval_steps`` (an int n: about n
+steps spread evenly over the run, always the first and the last; a list: those steps; None, the
+default: every logged step), NaN on the other rows. ``seconds`` is the wall time of the training
+steps 0..t, without the time spent on evaluation (exact loss, metrics) and on the gradient basket.
+`HISTORY_DESCRIPTIONS` says what the columns of the loop itself measure.
+
+Initialization: θ₀ is ``params`` when given, else the task's declared ``init_params()``
+(``init="declared"``, the default) or, with ``init="seed"``, the initialization the task derives
+from the run's seed (``init_params(seed=seed)``, seed ``task.init_seed_for(seed)``: recorded as
+``TrainResult.init_seed``; tasks with one declared θ₀ keep it, and ``init_seed`` is None).
 
 The gradient basket (``track=[...]``, ``every=N``): at every N-th step t, each tracked
 estimator is measured at θ_t (and the task's default batch) with a `GradientSampler` built
@@ -70,6 +80,16 @@ TRACK_STATS = ("variance", "bias_norm", "cosine_to_exact")
 _COMPILE_ABOVE = 32
 #: seed offset of the gradient basket's noise (independent of the training noise)
 _TRACK_SEED_OFFSET = 104_729
+#: what θ₀ a run starts from: the task's declared one, or one derived from the run's seed
+INITS = ("declared", "seed")
+#: what the history columns of the loop itself measure (a task describes its own metrics:
+#: ``Task.metric_descriptions``)
+HISTORY_DESCRIPTIONS = {
+    "minibatch_surrogate": "minibatch surrogate: the mean surrogate value of one training step on its minibatch "
+                           "(the estimator's own loss estimate, not a metric)",
+    "loss": "minibatch surrogate (the former name of minibatch_surrogate)",
+    "exact_loss": "exact loss L(θ)",
+}
 
 
 class TrainingDivergedError(ValueError):
@@ -86,6 +106,7 @@ class TrainResult:
         ``param_layout`` order.
       state: the estimator's final state as NumPy arrays (``state["phi"]`` for trained φ).
       task, estimator, backend: the task's name, the estimator's label, the backend's name.
+      init_seed: the initialization seed of θ₀ (``init="seed"``), None for the declared θ₀.
     """
 
     history: Any
@@ -101,6 +122,8 @@ class TrainResult:
     seed: int = 0
     num_samples: int = 1
     tracked: list = field(default_factory=list)
+    #: the initialization seed θ₀ was drawn from (``init="seed"`` on a task that derives one), else None
+    init_seed: int | None = None
 
     def final(self, column: str = "exact_loss") -> float:
         """The last logged value of ``column``."""
@@ -253,7 +276,8 @@ class Trainer:
 # ---------------------------------------------------------------------------------------------
 def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_samples=None,
           optimizer="adam", learning_rate=None, dtype="float32", track=(), every=None,
-          track_replicates=200, eval_every=None, progress=None, params=None) -> TrainResult:
+          track_replicates=200, eval_every=None, progress=None, params=None, eval_steps=None,
+          init="declared") -> TrainResult:
     """Minimize ``task``'s loss for ``steps`` steps with ``estimator``'s gradients.
 
     Args:
@@ -265,9 +289,15 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
         ``task.default_learning_rate`` (1e-2 where the task has none).
       track, every, track_replicates: the gradient basket: estimators measured at θ_t every
         ``every`` steps (default steps // 10) over ``track_replicates`` replicates.
-      eval_every: log every ``eval_every`` steps (default 1: every step).
+      eval_every: log every ``eval_every`` steps (default 1: every step): the minibatch
+        surrogate and the exact loss.
+      eval_steps: where the task's metrics are evaluated: an int n (about n steps spread evenly,
+        always the first and the last), a list of steps, or None (default: every logged step).
+        Those steps are logged too.
       progress: show a rich progress bar (default: when stderr is a terminal and not under CI).
-      params: the initial θ (flat NumPy vector; default ``task.init_params()``).
+      params: the initial θ (flat NumPy vector; default: see ``init``).
+      init: ``"declared"`` (default: ``task.init_params()``) or ``"seed"`` (θ₀ derived from
+        ``seed`` where the task derives one: ``task.init_params(seed=seed)``).
 
     Returns a `TrainResult`. Raises `TrainingDivergedError` when the loss becomes NaN or
     infinite, and a ValueError (before any work) for bad options or an estimator that cannot
@@ -278,6 +308,9 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
     every = optional_integer("every", every, max(1, steps // 10))
     track_replicates = integer("track_replicates", track_replicates, minimum=2)
     tracked = _resolve_track(track)
+    evaluate_at = _eval_steps(eval_steps, steps)
+    task = get_task(task)
+    params, init_seed = _initial_params(task, init, seed, params)
     trainer = Trainer(task, estimator, backend=backend, device=device, seed=seed, num_samples=num_samples,
                       optimizer=optimizer, learning_rate=learning_rate, dtype=dtype, params=params)
     task, est, B = trainer.task, trainer.estimator, trainer.backend
@@ -306,7 +339,9 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
     try:
         for t in range(steps):
             measure_basket = bool(samplers) and t % every == 0
-            log = t % eval_every == 0 or t == steps - 1 or measure_basket
+            metrics = evaluate_at is not None and t in evaluate_at
+            log = t % eval_every == 0 or t == steps - 1 or measure_basket or metrics
+            metrics = metrics or (evaluate_at is None and log)
             start = time.perf_counter()
             theta_t = trainer.params_array() if log else None
             state_t = trainer.state_arrays() if own and measure_basket else None
@@ -321,7 +356,7 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
             if log:
                 rows.append(_evaluate(task, B, t, elapsed, value, theta_t, truth,
                                       samplers if measure_basket else (), track_replicates,
-                                      own_state=(own, state_t)))
+                                      own_state=(own, state_t), metrics=metrics))
             if bar is not None:
                 bar.update(t, value)
     finally:
@@ -332,16 +367,49 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
     return TrainResult(
         history=history, params=trainer.params(), state=trainer.state(), task=task.name, estimator=est.label,
         backend=B.name, device=B.device, optimizer=optimizer, learning_rate=lr, steps=steps, seed=seed,
-        num_samples=num_samples, tracked=[label for label, _ in tracked])
+        num_samples=num_samples, tracked=[label for label, _ in tracked], init_seed=init_seed)
 
 
-def _evaluate(task, B, step, seconds, value, theta, truth, samplers, replicates, own_state=((), None)):
+def _eval_steps(eval_steps, steps: int) -> frozenset | None:
+    """The steps where the metrics are evaluated (None: every logged step)."""
+    if eval_steps is None:
+        return None
+    if isinstance(eval_steps, (int, np.integer)) and not isinstance(eval_steps, bool):
+        n = integer("eval_steps", eval_steps)
+        # about n points evenly spread, the first and the last always among them
+        return frozenset(int(round(x)) for x in np.linspace(0, steps - 1, min(n, steps))) | {0, steps - 1}
+    try:
+        chosen = [int(t) for t in eval_steps]
+    except (TypeError, ValueError):
+        chosen = None
+    if chosen is None or not all(0 <= t < steps for t in chosen):
+        raise ValueError(f"eval_steps must be a number of evaluation points (e.g. 20) or a list of steps in "
+                         f"0..{steps - 1}, got {eval_steps!r}")
+    return frozenset(chosen)
+
+
+def _initial_params(task, init, seed, params):
+    """(θ₀ or None for the declared one, the initialization seed or None) of a run."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(map(repr, INITS))}, got {init!r}")
+    if init == "declared":
+        return params, None
+    if params is not None:
+        raise ValueError("init='seed' derives θ₀ from the seed; pass params= or init='seed', not both")
+    init_seed = task.init_seed_for(check_seed(seed))
+    return (None, None) if init_seed is None else (task.init_params(seed=seed), init_seed)
+
+
+def _evaluate(task, B, step, seconds, value, theta, truth, samplers, replicates, own_state=((), None),
+              metrics=True):
     """One history row at θ_t ``theta`` (a backend array); ``own_state``: (labels of the
-    samplers of the trained estimator, its state at θ_t)."""
-    row = {"step": step, "seconds": seconds, "loss": value,
+    samplers of the trained estimator, its state at θ_t); ``metrics``: whether the task's
+    metrics are evaluated at this step."""
+    row = {"step": step, "seconds": seconds, "minibatch_surrogate": value, "loss": value,
            "exact_loss": truth.loss(theta)}
-    for name, v in task.metrics(B, theta).items():
-        row[name] = float(v)
+    if metrics:
+        for name, v in task.metrics(B, theta).items():
+            row[name] = float(v)
     if samplers:
         exact = truth.grad(theta)
         theta_np = B.to_numpy(theta).astype(np.float64)
@@ -357,9 +425,9 @@ def _evaluate(task, B, step, seconds, value, theta, truth, samplers, replicates,
 def _history(rows, tracked):
     import pandas as pd
 
-    head = ["step", "seconds", "loss", "exact_loss"]
+    head = ["step", "seconds", "minibatch_surrogate", "loss", "exact_loss"]
     basket = [f"{label}/{stat}" for label, _ in tracked for stat in TRACK_STATS]
-    metric_names = [k for k in rows[0] if k not in head and k not in basket]
+    metric_names = list(dict.fromkeys(k for row in rows for k in row if k not in head and k not in basket))
     frame = pd.DataFrame(rows)
     frame = frame.reindex(columns=head + metric_names + basket)
     frame["step"] = frame["step"].astype(int)

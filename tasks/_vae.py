@@ -46,15 +46,31 @@ zero biases except the decoder's output bias: the log-odds of the mean binarized
 (clipped to [1e-3, 1 - 1e-3]; Bernoulli decoders) so that training starts at the marginal pixel
 model.
 
-Metrics (``metrics(B, θ)``, one compiled function per task options and backend; the first
-``eval_points`` train and test images, binarized once, and fixed noise drawn with
-`gradest.noise` from ``METRIC_SEED`` on the stream ``"<task name>/metrics"``, so curves are
-smooth across steps): ``train_neg_elbo`` and ``test_neg_elbo`` (-ELBO per image: reconstruction
-averaged over ``eval_samples`` samples, or its closed form where the task has one, plus the
-analytic KL), ``train_kl``, ``test_neg_iw_bound`` (the ``iw_samples``-sample bound
--log (1/k) Σ_k w_k [4], an upper bound of -log p(x) in expectation; omitted when
-iw_samples = 0) and, when the latent space is enumerable, ``test_nll``: the exact
--log p(x) = -log Σ_z p(x|z) p(z).
+Metrics (``metrics(B, θ)``, the numbers papers report; every one lower-is-better and declared in
+``metric_descriptions``, ``headline_metric`` = ``test_neg_elbo``): on the evaluation sets, the
+first ``eval_points`` images of the training set and of the test set (None, the default: the
+whole sets), binarized once (dynamic binarization: one fixed draw from ``METRIC_SEED``), in
+batches of ``eval_batch`` images (one compiled function per task options and backend, the last
+batch padded) so that memory stays bounded:
+
+* ``train_neg_elbo`` and ``test_neg_elbo``: -ELBO per image (reconstruction averaged over
+  ``eval_samples`` samples, or its closed form where the task has one, plus the analytic KL),
+  averaged over the set; ``train_kl`` the KL part on the training set;
+* ``test_neg_iw_bound``: the ``iw_samples``-sample (k, default 100) bound
+  -log (1/k) Σ_k w_k [4] averaged over the test set, an upper bound of -log p(x) in expectation
+  that decreases toward it as k grows; omitted when iw_samples = 0;
+* ``test_nll``, where the latent space is enumerable: the exact -log p(x) = -log Σ_z p(x|z) p(z).
+
+The metrics' noise is per image: image i of a set uses replicate i of the `gradest.noise` stream
+``"<task name>/metrics/<train|test>"`` under ``METRIC_SEED``, so the numbers do not depend on
+``eval_batch`` and curves are smooth across steps. ``image_metrics(B, θ, part)`` gives the
+per-image values (float64 [n]) the means are taken over.
+
+Initialization per run: ``init_params(seed=s)`` draws θ₀ as above from the initialization seed
+``init_seed_for(s)``, a 31-bit integer derived from (``init_seed``, s), so training runs under
+different seeds start from different θ₀; the same task with ``init_seed=init_seed_for(s)``
+has that θ₀ as its declared one. ``init_params()`` (no seed) is the declared θ₀ of
+``init_seed``, where gradients are measured.
 
 [1] Salakhutdinov & Murray, On the quantitative analysis of deep belief networks, ICML 2008.
 [2] He, Zhang, Ren & Sun, Delving Deep into Rectifiers, ICCV 2015.
@@ -75,14 +91,20 @@ from gradest.validation import integer
 
 #: seed of the fixed noise and binarizations that metrics use
 METRIC_SEED = 20170
+#: images per batch of the metrics' evaluation (memory: one batch's activations at once)
+EVAL_BATCH = 500
+#: k of the importance-weighted bound by default (Burda et al. report k = 5000; 100 keeps it cheap)
+IW_SAMPLES = 100
 KL_MODES = ("analytic", "sampled")
+#: initialization seeds are 0 .. MAX_INIT_SEED (those `VAETask.init_seed_for` derives included)
+MAX_INIT_SEED = 2**31 - 1
 BINARIZATIONS = ("static", "dynamic")
 ACTIVATIONS = ("relu", "tanh", "leaky_relu")
 #: negative slope of ``leaky_relu`` (as in Dong et al. 2020's public code for DisARM)
 LEAKY_SLOPE = 0.3
 
-#: compiled metric functions, keyed by (task repr, backend name, device, dtype); a named cache of
-#: `gradest.cache`, so that ``gradest.clear_compile_cache()`` empties it
+#: compiled metric functions ({"train": fn, "test": fn}), keyed by (task repr, backend name, device,
+#: dtype); a named cache of `gradest.cache`, so that ``gradest.clear_compile_cache()`` empties it
 _METRIC_FNS = cache.lru("vae_metrics", 64)
 
 # keys of numpy.random.default_rng streams (data, not estimator noise)
@@ -207,25 +229,29 @@ class VAETask(Task):
         return opts
 
     def _setup_mlp_vae(self, opts: dict, data_dir, activation, kl, init_seed, iw_samples, eval_points,
-                       eval_samples, **extra_options) -> None:
+                       eval_samples, eval_batch=EVAL_BATCH, **extra_options) -> None:
         """The rest an MLP VAE shares after `_resolve_layers`: activation, the common options,
         the data, the learning rate and ``options`` (with ``extra_options``)."""
         self.activation = choice(self.name, "activation", activation, ACTIVATIONS)
         self._common_options(kl, init_seed, iw_samples, eval_samples)
-        self._setup_data(opts["dataset"], data_dir, opts["batch_size"], opts["binarize"], eval_points)
+        self._setup_data(opts["dataset"], data_dir, opts["batch_size"], opts["binarize"], eval_points, eval_batch)
         self.default_learning_rate = float(opts["learning_rate"])
         self.options = {"dataset": opts["dataset"], "data_dir": data_dir, "num_latents": self.num_latents,
                         "hidden": self.hidden, "decoder_hidden": self.decoder_hidden, **extra_options,
                         "activation": self.activation, "batch_size": self.batch_size, "binarize": self.binarize,
-                        "init_seed": self.init_seed, "kl": self.kl, "iw_samples": self.iw_samples,
-                        "eval_points": eval_points, "eval_samples": self.eval_samples}
+                        "init_seed": self.init_seed, "kl": self.kl, **self._eval_options()}
 
-    def _setup_data(self, dataset: str, data_dir, batch_size, binarize, eval_points) -> None:
+    def _eval_options(self) -> dict:
+        return {"iw_samples": self.iw_samples, "eval_points": self.eval_points, "eval_samples": self.eval_samples,
+                "eval_batch": self.eval_batch}
+
+    def _setup_data(self, dataset: str, data_dir, batch_size, binarize, eval_points, eval_batch=EVAL_BATCH) -> None:
         if dataset not in _data.DATA_DIR_DATASETS and data_dir is not None:
             raise ValueError(f"option 'data_dir' of {self.name} is only read for dataset='mnist' "
                              f"(dataset={dataset!r} is built in); drop data_dir or set dataset='mnist'")
         self.binarize = choice(self.name, "binarize", binarize, BINARIZATIONS)
-        eval_points = positive_int(self.name, "eval_points", eval_points)
+        self.eval_points = None if eval_points is None else positive_int(self.name, "eval_points", eval_points)
+        self.eval_batch = positive_int(self.name, "eval_batch", eval_batch)
         self.data = _data.load_dataset(dataset, data_dir)
         n_train = self.data.train.shape[0]
         self.batch_size = positive_int(self.name, "batch_size", batch_size)
@@ -236,13 +262,10 @@ class VAETask(Task):
         if self.binarize == "static":
             self._train_bin = _data.binarize_static(self.data.train)
             self._default = self._train_bin[: self.batch_size]
-            self._eval_train = self._train_bin[:eval_points]
-            self._eval_test = _data.binarize_static(self.data.test[:eval_points])
         else:
             self._train_bin = None
             self._default = _data.binarize_dynamic(self.data.train[: self.batch_size], [_DEFAULT_BATCH_KEY])
-            self._eval_train = _data.binarize_dynamic(self.data.train[:eval_points], [METRIC_SEED, 0])
-            self._eval_test = _data.binarize_dynamic(self.data.test[:eval_points], [METRIC_SEED, 1])
+        self._eval_sets: dict = {}  # set name -> binarized images uint8 [n, D], made when first evaluated
         self._theta0 = None
 
     def _setup_networks(self, enc_sizes, dec_sizes, extra_layout=()) -> None:
@@ -253,6 +276,8 @@ class VAETask(Task):
     def _common_options(self, kl, init_seed, iw_samples, eval_samples) -> None:
         self.kl = choice(self.name, "kl", kl, KL_MODES)
         self.init_seed = positive_int(self.name, "init_seed", init_seed, minimum=0)
+        if self.init_seed > MAX_INIT_SEED:
+            raise ValueError(f"option 'init_seed' of {self.name} must be at most {MAX_INIT_SEED}, got {self.init_seed}")
         self.iw_samples = positive_int(self.name, "iw_samples", iw_samples, minimum=0)
         self.eval_samples = positive_int(self.name, "eval_samples", eval_samples)
         self.capabilities = frozenset({"log_weight"}) if self.kl == "sampled" else frozenset()
@@ -292,15 +317,27 @@ class VAETask(Task):
         return self.data.train.shape[0] // self.batch_size
 
     # ---- parameters ------------------------------------------------------------------------
-    def init_params(self) -> np.ndarray:
+    def init_params(self, seed: int | None = None) -> np.ndarray:
+        """θ₀ (NumPy): None the declared one (of ``init_seed``); an int ``seed`` that of the
+        initialization seed ``init_seed_for(seed)``."""
+        if seed is not None:
+            return self._draw_params(self.init_seed_for(seed))
         if self._theta0 is None:
-            rng = np.random.default_rng(self.init_seed)
-            blocks = {}
-            for prefix, sizes in (("enc", self.enc_sizes), ("dec", self.dec_sizes)):
-                blocks.update(mlp_init(rng, prefix, sizes, self.activation))
-            blocks.update(self._init_extra(blocks))
-            self._theta0 = flatten_numpy(blocks, self.param_layout)
+            self._theta0 = self._draw_params(self.init_seed)
         return self._theta0.copy()
+
+    def init_seed_for(self, seed: int) -> int:
+        """The initialization seed of runs under ``seed``: derived from (``init_seed``, seed)."""
+        state = np.random.SeedSequence([self.init_seed, int(seed) % (1 << 63)]).generate_state(1)[0]
+        return int(state) & MAX_INIT_SEED
+
+    def _draw_params(self, init_seed: int) -> np.ndarray:
+        rng = np.random.default_rng(init_seed)
+        blocks = {}
+        for prefix, sizes in (("enc", self.enc_sizes), ("dec", self.dec_sizes)):
+            blocks.update(mlp_init(rng, prefix, sizes, self.activation))
+        blocks.update(self._init_extra(blocks))
+        return flatten_numpy(blocks, self.param_layout)
 
     def _init_extra(self, blocks: dict) -> dict:
         """Blocks beyond the MLPs' default initialization (NumPy): by default the decoder's
@@ -428,52 +465,117 @@ class VAETask(Task):
         return -self.reconstruction_cost(B, blocks, x, z) + self.log_prior(B, blocks, z) - dist.log_prob(z)
 
     # ---- metrics ---------------------------------------------------------------------------
+    headline_metric = "test_neg_elbo"
+
+    @property
+    def metric_directions(self) -> dict:
+        return {name: "lower" for name in self.metric_descriptions}
+
+    @property
+    def metric_descriptions(self) -> dict[str, str]:
+        """What each metric measures and on which data (the report's labels)."""
+        train, test = self._set_text("train"), self._set_text("test")
+        recon = ("closed-form reconstruction" if self.closed_form
+                 else f"reconstruction averaged over {self.eval_samples} sample{'s' if self.eval_samples > 1 else ''}")
+        out = {"train_neg_elbo": f"train -ELBO (nats per image; {recon} + analytic KL) on {train}",
+               "train_kl": f"KL(q(z|x) || p(z)) (nats per image) on {train}",
+               "test_neg_elbo": f"test -ELBO (nats per image; {recon} + analytic KL) on {test}"}
+        if self.iw_samples:
+            out["test_neg_iw_bound"] = (f"test -log p(x) bound: the importance-weighted bound with k = "
+                                        f"{self.iw_samples} samples (nats per image) on {test}")
+        if self.has_exact() and self.num_configurations is not None:
+            out["test_nll"] = (f"test -log p(x), exact: the {self.num_configurations} latent configurations "
+                               f"enumerated (nats per image) on {test}")
+        return out
+
+    def _set_text(self, part: str) -> str:
+        total = (self.data.train if part == "train" else self.data.test).shape[0]
+        name = "training" if part == "train" else "test"
+        if self.eval_points is None or self.eval_points >= total:
+            return f"the whole {name} set ({total:,} {self.data.name} images)"
+        return f"the first {self.eval_points:,} of the {total:,} {self.data.name} {name} images"
+
+    def eval_images(self, part: str) -> np.ndarray:
+        """The binarized images [n, D] (uint8) of evaluation set ``part`` ("train" or "test")."""
+        if part not in self._eval_sets:
+            images = self.data.train if part == "train" else self.data.test
+            images = images[: self.eval_points]
+            if self.binarize == "static":
+                self._eval_sets[part] = (np.asarray(images) > 0.5).astype(np.uint8)
+            else:  # one fixed draw, in chunks (the same numbers as one draw of the whole set)
+                rng = np.random.default_rng([METRIC_SEED, 0 if part == "train" else 1])
+                out = np.empty(images.shape, dtype=np.uint8)
+                for i in range(0, images.shape[0], 4096):
+                    chunk = np.asarray(images[i:i + 4096])
+                    out[i:i + 4096] = rng.random(chunk.shape) < chunk
+                self._eval_sets[part] = out
+        return self._eval_sets[part]
+
     def metrics(self, backend, params) -> dict[str, float]:
+        train = self.image_metrics(backend, params, "train")
+        test = self.image_metrics(backend, params, "test")
+        out = {"train_neg_elbo": train["neg_elbo"].mean(), "train_kl": train["kl"].mean(),
+               "test_neg_elbo": test["neg_elbo"].mean()}
+        if "neg_iw_bound" in test:
+            out["test_neg_iw_bound"] = test["neg_iw_bound"].mean()
+        if "nll" in test:
+            out["test_nll"] = test["nll"].mean()
+        return {name: float(v) for name, v in out.items()}
+
+    def image_metrics(self, backend, params, part: str) -> dict[str, np.ndarray]:
+        """Per-image metrics (float64 [n]) of evaluation set ``part``, batch by batch: ``neg_elbo``
+        and ``kl``; for "test" also ``neg_iw_bound`` (when iw_samples > 0) and ``nll`` (enumerable
+        latents)."""
         B = backend
-        # one compiled function per (options, backend), shared by equal task instances: the data
-        # and the metric noise are functions of the options alone
+        if part not in ("train", "test"):
+            raise ValueError(f"part must be 'train' or 'test', got {part!r}")
+        images = self.eval_images(part)
+        n = images.shape[0]
+        rows = min(self.eval_batch, n)
+        # one pair of compiled functions (train, test) per (options, backend), shared by equal task instances
         key = (repr(self), B.name, B.device, B.dtype)
-        values = _METRIC_FNS.get(key, lambda: self._build_metrics(B))(B.stop_gradient(B.asarray(params)))
-        return {name: float(B.to_numpy(v)) for name, v in values.items()}
+        fns = _METRIC_FNS.get(key, lambda: {name: self._build_image_metrics(B, name) for name in ("train", "test")})
+        fn = fns[part]
+        theta = B.stop_gradient(B.asarray(params))
+        parts: dict = {}
+        for first in range(0, n, rows):
+            x = images[first:first + rows].astype(np.float64)
+            if x.shape[0] < rows:  # pad the last batch: one shape, one compilation
+                x = np.concatenate([x, np.zeros((rows - x.shape[0], x.shape[1]))])
+            for name, v in fn(theta, B.asarray(x), first).items():
+                parts.setdefault(name, []).append(np.asarray(B.to_numpy(v), dtype=np.float64))
+        return {name: np.concatenate(v)[:n] for name, v in parts.items()}
 
-    def _build_metrics(self, B):
-        """A jitted θ -> {name: scalar}. The data, the enumerated support and the noise are
-        constants of the function: the noise is drawn inside it from ``METRIC_SEED`` (one
-        `gradest.noise.draw` call for all metrics, so jax compiles one function instead of running
-        its random number generator eagerly, and every call sees the same numbers)."""
-        n_train = self._eval_train.shape[0]
-        x_np = np.concatenate([self._eval_train, self._eval_test])  # [n_train + n_test, D]
-        S, k = self.eval_samples, self.iw_samples
-        enumerable = self.has_exact() and self.num_configurations is not None
-        stream = f"{self.name}/metrics"
+    def _build_image_metrics(self, B, part: str):
+        """A jitted (θ, x [b, D], first) -> {name: [b]} for images first .. first+b-1 of ``part``;
+        the noise of image i is replicate i of the set's stream (drawn inside the function)."""
+        S = self.eval_samples
+        k = self.iw_samples if part == "test" else 0
+        enumerable = part == "test" and self.has_exact() and self.num_configurations is not None
+        stream = f"{self.name}/metrics/{part}"
 
-        def fn(params):
+        def fn(params, x, first):
             blocks = self._blocks(B, params)
-            x = B.asarray(x_np)  # [n, D]: the train subset, then the test subset
-            dist = self.posterior(B, blocks, x)  # batch [n]
-            eps = noise.draw(B, METRIC_SEED, stream, dist.noise_kind, dist.noise_shape, 0, max(S, k))
-            kl = self.kl_divergence(B, blocks, dist)  # [n]
+            dist = self.posterior(B, blocks, x)  # batch [b]
+            per_image = (max(S, k), *tuple(dist.noise_shape)[1:])
+            eps = B.moveaxis(noise.draw(B, METRIC_SEED, stream, dist.noise_kind, per_image, first, x.shape[0]), 0, 1)
+            kl = self.kl_divergence(B, blocks, dist)  # [b]
             recon = self.expected_reconstruction(B, blocks, x, dist)
             if recon is None:
-                z = dist.sample(eps[:S])  # [S, n, *latent_shape]
+                z = dist.sample(eps[:S])  # [S, b, *latent_shape]
                 recon = B.mean(self.reconstruction_cost(B, blocks, x, z), axis=0)
-            neg_elbo = recon + kl  # [n]
-            out = {"train_neg_elbo": B.mean(neg_elbo[:n_train]), "train_kl": B.mean(kl[:n_train]),
-                   "test_neg_elbo": B.mean(neg_elbo[n_train:])}
-            x_test = x[n_train:]  # [m, D]
+            out = {"neg_elbo": recon + kl, "kl": kl}
             if k:
-                test = dist.with_params({name: p[n_train:] for name, p in dist.params.items()})
-                zk = test.sample(eps[:k, n_train:])  # [k, m, *latent_shape]
-                log_w = (-self.reconstruction_cost(B, blocks, x_test, zk) + self.log_prior(B, blocks, zk)
-                         - test.log_prob(zk))  # [k, m]
-                bound = B.logsumexp(log_w, axis=0) - math.log(k)  # [m]
-                out["test_neg_iw_bound"] = -B.mean(bound)
+                zk = dist.sample(eps[:k])  # [k, b, *latent_shape]
+                log_w = (-self.reconstruction_cost(B, blocks, x, zk) + self.log_prior(B, blocks, zk)
+                         - dist.log_prob(zk))  # [k, b]
+                out["neg_iw_bound"] = math.log(k) - B.logsumexp(log_w, axis=0)
             if enumerable:
                 support, log_pz = self.enumerate_latents(B, blocks)  # [N, *latent_shape], [N]
                 dec = self.decoder_logits(B, blocks, support)  # [N, D]
-                # log p(x|z) for every configuration z and test image x: [N, m]
-                log_px = B.matmul(dec, B.moveaxis(x_test, 0, 1)) - B.sum(B.softplus(dec), axis=-1, keepdims=True)
-                out["test_nll"] = -B.mean(B.logsumexp(log_px + B.expand_dims(log_pz, -1), axis=0))
+                # log p(x|z) for every configuration z and image x: [N, b]
+                log_px = B.matmul(dec, B.moveaxis(x, 0, 1)) - B.sum(B.softplus(dec), axis=-1, keepdims=True)
+                out["nll"] = -B.logsumexp(log_px + B.expand_dims(log_pz, -1), axis=0)
             return out
 
         return B.jit(fn)

@@ -140,15 +140,16 @@ class CategoricalVAE(_vae.VAETask):
     #: the sweep's sizes: a small VAE measured at S = 1, 4 for the quick budget
     sweep_sizes = {
         "quick": QUICK_SIZES._replace(
-            options={"num_latents": 2, "num_categories": 4, "hidden": [32], "batch_size": 20, "eval_points": 100,
-                     "iw_samples": 4},
+            options={"num_latents": 2, "num_categories": 4, "hidden": [32], "batch_size": 20, "eval_points": 500,
+                     "iw_samples": 100},
             num_replicates=100, sample_sizes=(1, 4), train_steps=20),
         "full": FULL_SIZES._replace(train_steps=300),
     }
 
     def __init__(self, dataset=None, data_dir=None, num_latents=None, num_categories=None, hidden=None,
                  batch_size=None, binarize=None, init_seed: int = 0, config=None, kl: str = "analytic",
-                 iw_samples: int = 16, eval_points: int = 200, eval_samples: int = 4, decoder_hidden=None):
+                 iw_samples: int = _vae.IW_SAMPLES, eval_points: int | None = None, eval_samples: int = 4,
+                 decoder_hidden=None, eval_batch: int = _vae.EVAL_BATCH):
         self.name = _NAME
         preset = {}
         if config is not None:
@@ -164,14 +165,13 @@ class CategoricalVAE(_vae.VAETask):
         self.decoder_hidden = (tuple(reversed(self.hidden)) if opts["decoder_hidden"] is None
                                else _vae.layer_sizes(_NAME, "decoder_hidden", opts["decoder_hidden"]))
         self._common_options(kl, init_seed, iw_samples, eval_samples)
-        self._setup_data(dataset, data_dir, opts["batch_size"], opts["binarize"], eval_points)
+        self._setup_data(dataset, data_dir, opts["batch_size"], opts["binarize"], eval_points, eval_batch)
         self.default_learning_rate = float(opts["learning_rate"])
         self.options = {"dataset": dataset, "data_dir": data_dir, "num_latents": self.num_latents,
                         "num_categories": self.num_categories, "hidden": self.hidden,
                         "decoder_hidden": self.decoder_hidden,
                         "batch_size": self.batch_size, "binarize": self.binarize, "init_seed": self.init_seed,
-                        "config": config, "kl": self.kl, "iw_samples": self.iw_samples,
-                        "eval_points": eval_points, "eval_samples": self.eval_samples}
+                        "config": config, "kl": self.kl, **self._eval_options()}
 
         D, LK = self.data.num_pixels, self.num_latents * self.num_categories
         self._setup_networks((D, *self.hidden, LK), (LK, *self.decoder_hidden, D))

@@ -93,15 +93,15 @@ class GaussianVAE(_vae.VAETask):
     #: the sweep's sizes: a small VAE measured at S = 1, 4 for the quick budget
     sweep_sizes = {
         "quick": QUICK_SIZES._replace(
-            options={"num_latents": 2, "hidden": [16], "batch_size": 20, "eval_points": 100, "iw_samples": 4},
+            options={"num_latents": 2, "hidden": [16], "batch_size": 20, "eval_points": 500, "iw_samples": 100},
             num_replicates=100, sample_sizes=(1, 4), train_steps=20),
         "full": FULL_SIZES._replace(train_steps=300),
     }
 
     def __init__(self, dataset=None, data_dir=None, num_latents=None, hidden=None, decoder_hidden=None,
                  decoder: str = "bernoulli", activation: str = "tanh", batch_size=None, binarize=None,
-                 init_seed: int = 0, kl: str = "analytic", iw_samples: int = 16, eval_points: int = 200,
-                 eval_samples: int = 4):
+                 init_seed: int = 0, kl: str = "analytic", iw_samples: int = _vae.IW_SAMPLES,
+                 eval_points: int | None = None, eval_samples: int = 4, eval_batch: int = _vae.EVAL_BATCH):
         self.name = _NAME
         self.decoder = _vae.choice(_NAME, "decoder", decoder, DECODERS)
         opts = self._resolve_layers(dataset, num_latents, hidden, decoder_hidden, batch_size, binarize)
@@ -112,7 +112,7 @@ class GaussianVAE(_vae.VAETask):
             self.decoder_hidden = ()
         self.closed_form = self.decoder == "linear_gaussian"
         self._setup_mlp_vae(opts, data_dir, activation, kl, init_seed, iw_samples, eval_points, eval_samples,
-                            decoder=self.decoder)
+                            eval_batch, decoder=self.decoder)
         D, L = self.data.num_pixels, self.num_latents
         extra = [("dec_log_std", ())] if self.closed_form else []
         self._setup_networks((D, *self.hidden, 2 * L), (L, *self.decoder_hidden, D), extra)

@@ -208,7 +208,9 @@ def test_history_columns_and_determinism(backend_name):
     a = gradest.train("bandit", ("reinforce"), seed=3, **kwargs)
     b = gradest.train("bandit", ("reinforce"), seed=3, **kwargs)
     h = a.history
-    assert list(h.columns) == ["step", "seconds", "loss", "exact_loss", "expected_reward", "regret", "prob_best_arm"]
+    assert list(h.columns) == ["step", "seconds", "minibatch_surrogate", "loss", "exact_loss", "expected_reward",
+                               "regret", "prob_best_arm"]
+    assert (h["minibatch_surrogate"] == h["loss"]).all()  # the former name, the same number
     assert list(h["step"]) == [0, 5, 10, 11]
     assert np.all(np.diff(h["seconds"]) >= 0) and np.all(h["seconds"] > 0)
     np.testing.assert_array_equal(a.params, b.params)

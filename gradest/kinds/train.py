@@ -16,10 +16,23 @@ Cells planned elsewhere (`gradest.presets`, through `TrainKind.plan_runs` and
 ``self_log10_variance`` (the mean over the measured steps of log10 of the variance of the
 estimator being trained, at θ_t: its variance along training) and ``self_final_variance``.
 
-Frames: `training_curves` (the loss to draw per history row), `own_variance_curves` (log10 of
-``own_variance``), `training_finals` (the final loss per task x estimator x backend: the
-summary table's "final training loss"). Figures: `training_curves_figure` (loss against step
-and wall-clock time) and `variance_along_training`.
+Metrics and initialization: each seed starts from its own initialization
+(``gradest.train(init="seed")``: θ₀ derived from the cell's seed where the task derives one, a
+VAE's; tasks with a declared θ₀, the toys, keep it), recorded as ``init_seed`` (NaN for a
+declared θ₀). The history logs the minibatch surrogate at about `HISTORY_POINTS` steps and the
+task's metrics at about `EVAL_POINTS` (``eval_steps``; always the first and the last); a row's
+``final_<column>`` is the last value of each column (``final_minibatch_surrogate``, its former
+name ``final_loss``, ``final_exact_loss``, ``final_<metric>``). The row also names the task's
+headline metric: ``headline_metric`` (the history column: the task's ``headline_metric`` where
+it was evaluated, else ``minibatch_surrogate``) and ``headline_description`` (what it measures,
+on which data).
+
+Frames: `training_curves` (the headline metric to draw per history row), `own_variance_curves`
+(log10 of ``own_variance``), `training_finals` (the final headline metric per task x estimator x
+backend: the summary table's "final metric", labelled by its "metric" column). Results stored
+before headlines were recorded draw and tabulate the exact loss where the task has one, else
+the minibatch surrogate (the summary's "final training loss"). Figures: `training_curves_figure`
+(the headline metric against step and wall-clock time) and `variance_along_training`.
 """
 from __future__ import annotations
 
@@ -32,8 +45,12 @@ import pandas as pd
 from gradest.plotting.frames import curve_bands, done, ordered_backends, with_display_labels
 from gradest.sweep.cell_kind import CellKind, register_cell_kind
 
-#: about this many logged steps per training history
+#: about this many logged steps per training history (the minibatch surrogate, the exact loss)
 HISTORY_POINTS = 40
+#: about this many steps per run where the task's metrics are evaluated (the first and last among them)
+EVAL_POINTS = 20
+#: the history column drawn when a task's headline metric was not evaluated
+SURROGATE = "minibatch_surrogate"
 #: at least this many measurements of the variance along training when the run does not say how often
 TRACK_POINTS = 10
 #: the ``track`` entry naming the cell's own estimator variant
@@ -53,6 +70,8 @@ def train_cell(cell, task, estimator, **options):
         options.setdefault("every", cell.settings.get("every"))
         options.setdefault("track_replicates", int(cell.settings.get("track_replicates", 200)))
     steps = int(cell.settings["steps"])
+    options.setdefault("eval_steps", EVAL_POINTS)
+    options.setdefault("init", "seed")
     start = time.perf_counter()
     result = train(task, estimator, backend=cell.backend, device=cell.device, steps=steps, seed=cell.seed,
                    num_samples=cell.num_samples, eval_every=max(1, steps // HISTORY_POINTS), progress=False,
@@ -86,14 +105,14 @@ def own_variance_summary(history) -> dict:
 
 
 def final_values(history) -> dict:
-    """``final_<column>`` of the last logged row, for the numeric columns."""
+    """``final_<column>``: the last value of each numeric column (metrics: of their last evaluation)."""
     from gradest.sweep.store import scalar
 
     row = {}
     if len(history):
-        last = history.iloc[-1]
         for col in history.columns:
-            value = scalar(last[col])
+            present = history[col].dropna()
+            value = scalar((present if len(present) else history[col]).iloc[-1])
             # the basket's "<label>/<stat>" columns are summarized by `own_variance_summary`, not here
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
             if col not in ("step", OWN_VARIANCE) and "/" not in col and numeric:
@@ -114,27 +133,71 @@ def train_settings(steps: int, learning_rate: float | None = None, *, track_ever
     return settings
 
 
+def headline(task, history) -> dict:
+    """``headline_metric`` (the history column a report shows for ``task``'s run: the task's
+    ``headline_metric`` where the history has values of it, else the minibatch surrogate) and
+    ``headline_description`` (what it measures)."""
+    from gradest.training import HISTORY_DESCRIPTIONS
+
+    name = getattr(task, "headline_metric", "exact_loss")
+    if name not in history.columns or not pd.to_numeric(history[name], errors="coerce").notna().any():
+        name = SURROGATE
+    descriptions = {**HISTORY_DESCRIPTIONS, **dict(getattr(task, "metric_descriptions", {}) or {})}
+    return {"headline_metric": name, "headline_description": descriptions.get(name, name)}
+
+
+def _headlines(cells, kind: str) -> dict:
+    """{task: (headline column, description)} from the done cells of ``kind`` that record one."""
+    frame = done(cells, kind) if cells is not None else pd.DataFrame()
+    if frame.empty or "headline_metric" not in frame.columns:
+        return {}
+    out = {}
+    for task, part in frame.groupby("task"):
+        part = part[part["headline_metric"].notna()]
+        if len(part):
+            described = part.get("headline_description", part["headline_metric"]).fillna(part["headline_metric"])
+            out[task] = (str(part["headline_metric"].iloc[0]), str(described.iloc[0]))
+    return out
+
+
+def short_label(description: str) -> str:
+    """The axis label of a metric: its description up to the first parenthesis or colon."""
+    for mark in (" (", ":"):
+        description = description.split(mark)[0]
+    return description.strip()
+
+
 # ---- frames -----------------------------------------------------------------------------
 
 
-def training_curves(history: pd.DataFrame, kind: str = "train") -> tuple[pd.DataFrame, str]:
-    """(history rows of ``kind`` with a ``value`` column, the column it was taken from): the
-    exact loss where the task has one on every row, else the surrogate loss."""
+def training_curves(history: pd.DataFrame, kind: str = "train", cells=None) -> tuple[pd.DataFrame, str]:
+    """(history rows of ``kind`` with a ``value`` column, the column it was taken from, or
+    "mixed"): per task its headline metric as the cells of ``cells`` record it (rows where it was
+    evaluated), with ``value_column`` and ``value_description``; without that record the exact
+    loss where the task has one on every row, else the minibatch surrogate (``loss``)."""
+    from gradest.training import HISTORY_DESCRIPTIONS
+
     if history is None or history.empty or "kind" not in history.columns:
         return pd.DataFrame(), ""
     frame = history[history["kind"] == kind].copy()
     if frame.empty:
         return frame, ""
+    headlines = _headlines(cells, kind)
     parts, used = [], set()
     for task, part in frame.groupby("task"):
-        column = "loss"
-        if "exact_loss" in part.columns and pd.to_numeric(part["exact_loss"], errors="coerce").notna().all():
-            column = "exact_loss"
-        part = part.assign(value=pd.to_numeric(part[column], errors="coerce"), value_column=column)
+        column, description = headlines.get(task, (None, None))
+        if column is None or column not in part.columns:
+            column = "loss"
+            if "exact_loss" in part.columns and pd.to_numeric(part["exact_loss"], errors="coerce").notna().all():
+                column = "exact_loss"
+            description = HISTORY_DESCRIPTIONS[column]
+        values = pd.to_numeric(part[column], errors="coerce")
+        part = part[values.notna()].assign(value=values[values.notna()], value_column=column,
+                                           value_description=description)
         parts.append(part)
         used.add(column)
     out = pd.concat(parts, ignore_index=True)
-    return out, "exact_loss" if used == {"exact_loss"} else ("loss" if used == {"loss"} else "mixed")
+    return out, used.pop() if len(used) == 1 else "mixed"
 
 
 def own_variance_curves(history: pd.DataFrame, kind: str = "train") -> pd.DataFrame:
@@ -152,31 +215,47 @@ def own_variance_curves(history: pd.DataFrame, kind: str = "train") -> pd.DataFr
 
 
 def training_finals(cells: pd.DataFrame, kind: str = "train") -> pd.DataFrame:
-    """Final training loss per task x estimator x backend (mean and spread over seeds): L(θ)
-    where the task has truth, else the last step's loss (e.g. a VAE's -ELBO estimate)."""
+    """Final headline metric per task x estimator x backend (mean and spread over seeds, as
+    ``final_loss``, ``final_loss_sd``), with ``metric`` (its description): each cell's
+    ``final_<headline_metric>``; for cells without a recorded headline, L(θ) where the task has
+    truth, else the last step's minibatch surrogate (``metric`` then NaN)."""
     frame = with_display_labels(done(cells, kind), within=("task",))  # two S of one variant: two rows
     if frame.empty:
         return pd.DataFrame()
-    if "final_exact_loss" not in frame.columns and "final_loss" not in frame.columns:
+    if "final_exact_loss" not in frame.columns and "final_loss" not in frame.columns \
+            and "headline_metric" not in frame.columns:
         return pd.DataFrame()
-    exact = pd.to_numeric(frame.get("final_exact_loss", pd.Series(np.nan, index=frame.index)), errors="coerce")
-    loss = pd.to_numeric(frame.get("final_loss", pd.Series(np.nan, index=frame.index)), errors="coerce")
-    frame["final"] = exact.where(exact.notna(), loss)
-    out = frame.groupby(["task", "estimator", "backend"])["final"].agg(["mean", "std", "count"]).reset_index()
-    return out.rename(columns={"mean": "final_loss", "std": "final_loss_sd", "count": "train_seeds"})
+    nan = pd.Series(np.nan, index=frame.index)
+    exact = pd.to_numeric(frame.get("final_exact_loss", nan), errors="coerce")
+    final = exact.where(exact.notna(), pd.to_numeric(frame.get("final_loss", nan), errors="coerce"))
+    metric = pd.Series("", index=frame.index, dtype=object)
+    if "headline_metric" in frame.columns:  # the recorded headline metric, where there is one
+        for index, name in frame["headline_metric"].dropna().items():
+            column = f"final_{name}"
+            final.loc[index] = pd.to_numeric(frame.at[index, column], errors="coerce") \
+                if column in frame.columns else np.nan
+            described = frame.at[index, "headline_description"] if "headline_description" in frame.columns else name
+            metric.loc[index] = described if isinstance(described, str) else name
+    frame = frame.assign(final=final, metric=metric)
+    out = frame.groupby(["task", "estimator", "backend", "metric"])["final"].agg(["mean", "std", "count"])
+    out = out.reset_index().rename(columns={"mean": "final_loss", "std": "final_loss_sd", "count": "train_seeds"})
+    out["metric"] = out["metric"].replace("", np.nan)
+    return out
 
 
 # ---- figures ----------------------------------------------------------------------------
 
 
-def training_curves_figure(history: pd.DataFrame, palette, out):
-    """Loss against step and against wall-clock seconds, mean and band over seeds; a `Figure` or None."""
+def training_curves_figure(history: pd.DataFrame, palette, out, cells=None):
+    """Each task's headline metric (as ``cells`` record it; see `training_curves`) against step and
+    against wall-clock seconds (a log axis where they span more than 10x), mean and band over
+    seeds; a `Figure` or None."""
     from matplotlib.ticker import MaxNLocator
 
     from gradest.plotting.figure import BAND_TEXT, Figure, band_lines, legend_handles, log_if_decades
-    from gradest.plotting.style import finish, save, subplots
+    from gradest.plotting.style import finish, log_axis, save, subplots
 
-    curves, column = training_curves(history, "train")
+    curves, column = training_curves(history, "train", cells)
     if curves.empty or "step" not in curves.columns:
         return None
     bands = curve_bands(with_display_labels(curves, within=("task",)))
@@ -189,17 +268,25 @@ def training_curves_figure(history: pd.DataFrame, palette, out):
     kinds = set()
     for r, task in enumerate(tasks):
         part = bands[bands["task"] == task]
-        col = curves.loc[curves["task"] == task, "value_column"].iloc[0]
+        description = curves.loc[curves["task"] == task, "value_description"].iloc[0]
         for c, (x, xlabel) in enumerate(xs):
             ax = axes[r][c]
-            kinds |= band_lines(ax, part, x, palette)
-            log_if_decades(ax, part[["mean", "low", "high"]].to_numpy().ravel())
+            drawn = part
+            seconds = pd.to_numeric(part["seconds"], errors="coerce") if x == "seconds" else None
+            wide = seconds is not None and (seconds > 0).any() and \
+                seconds[seconds > 0].max() > 10 * seconds[seconds > 0].min()
+            if wide:  # a log time axis: the first logged step (time 0) is left out
+                drawn = part[seconds > 0]
+            kinds |= band_lines(ax, drawn, x, palette)
+            if wide:
+                log_axis(ax, "x")
+            log_if_decades(ax, drawn[["mean", "low", "high"]].to_numpy().ravel())
             ax.set_title(f"{task} — by {'step' if x == 'step' else 'wall-clock time'}")
             if x == "step":
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel(xlabel)
             if c == 0:
-                ax.set_ylabel("exact loss L(θ)" if col == "exact_loss" else "loss (surrogate, per step)")
+                ax.set_ylabel(short_label(description))
     handles = legend_handles(palette, bands["estimator"], bands["backend"], markers=False)
     finish(fig, title="Training curves", left=0.95, wspace=0.35, handles=handles, legend_title="estimator")
     seeds = int(bands["seeds"].max())
@@ -207,13 +294,15 @@ def training_curves_figure(history: pd.DataFrame, palette, out):
     if clock and bands["first_step_seconds"].notna().any():
         slow = bands.groupby("backend")["first_step_seconds"].max()
         first = ", ".join(f"{b} up to {slow[b]:.2g} s" for b in ordered_backends(slow.index))
-    caption = ("Loss to minimize against the optimizer step (Adam)"
+    described = "; ".join(f"{task}: {curves.loc[curves['task'] == task, 'value_description'].iloc[0]}"
+                          for task in tasks)
+    caption = ("Each task's headline metric against the optimizer step (Adam)"
                + (" and against the wall-clock time of the training steps after the first one (mean over seeds; "
                   f"evaluation time left out; the first step, which includes compilation — {first} — is not "
                   "counted)" if clock else "")
                + f", mean over up to {seeds} seed{'s' if seeds > 1 else ''}; band: "
-               f"{', '.join(BAND_TEXT[k] for k in sorted(kinds))}. The exact loss L(θ) is drawn where the task has "
-               f"ground truth, else the step's surrogate loss. Line style: backend.")
+               f"{', '.join(BAND_TEXT[k] for k in sorted(kinds))}; a wall-clock axis spanning more than 10x is "
+               f"logarithmic. Metrics drawn — {described}. Line style: backend.")
     return Figure("training_curves", "Training curves", caption, save(fig, out, "training_curves"))
 
 
@@ -268,7 +357,13 @@ class TrainKind(CellKind):
     order = 30
     table_metrics = {"final_exact_loss": "lower", "final_test_neg_elbo": "lower", "final_test_neg_iw_bound": "lower",
                      "final_train_neg_elbo": "lower", "self_log10_variance": "lower"}
-    columns = {"train_seconds": "wall time of the run", "final_loss": "the last step's surrogate loss",
+    columns = {"train_seconds": "wall time of the run",
+               "final_minibatch_surrogate": "the last step's minibatch surrogate (not a metric)",
+               "final_loss": "the last step's minibatch surrogate (the former name of final_minibatch_surrogate)",
+               "init_seed": "the seed θ₀ was drawn from (derived from the cell's seed; NaN: the task's "
+                            "declared θ₀)",
+               "headline_metric": "the history column the report shows for the run (the task's headline metric)",
+               "headline_description": "what the headline metric measures, on which data",
                "final_exact_loss": "L(θ) at the last logged step (where the task has truth)",
                "self_log10_variance": "mean log10 variance of the trained estimator along training (cells "
                                       "that track it)"}
@@ -296,20 +391,25 @@ class TrainKind(CellKind):
                 for backend in ctx.backends for seed in seeds]
 
     def run(self, cell, task, estimator):
-        _, history, seconds = train_cell(cell, task, estimator)
+        result, history, seconds = train_cell(cell, task, estimator)
         own = f"{estimator.label}/variance"
         if SELF in (cell.settings.get("track") or ()) and own in history.columns:
             history[OWN_VARIANCE] = history[own]  # one name for every cell: the figure reads it
-        return {"steps": int(cell.settings["steps"]), "train_seconds": seconds, **final_values(history),
-                **own_variance_summary(history)}, history
+        init_seed = math.nan if result.init_seed is None else int(result.init_seed)
+        return {"steps": int(cell.settings["steps"]), "train_seconds": seconds, "init_seed": init_seed,
+                **final_values(history), **headline(task, history), **own_variance_summary(history)}, history
 
     def summary_columns(self, cells):
         finals = training_finals(cells, self.name)
         if finals.empty:
             return None
-        agg = finals.groupby(["task", "estimator"])["final_loss"].mean().reset_index()
-        return agg.rename(columns={"final_loss": "final training loss"})
+        if finals["metric"].isna().all():  # results without recorded headlines
+            agg = finals.groupby(["task", "estimator"])["final_loss"].mean().reset_index()
+            return agg.rename(columns={"final_loss": "final training loss"})
+        finals["metric"] = finals["metric"].fillna(SURROGATE)
+        agg = finals.groupby(["task", "estimator"]).agg(metric=("metric", "first"), final=("final_loss", "mean"))
+        return agg.reset_index().rename(columns={"final": "final metric"})
 
     def figures(self, cells, history, palette, out) -> list:
-        return [("training_curves", lambda: training_curves_figure(history, palette, out)),
+        return [("training_curves", lambda: training_curves_figure(history, palette, out, cells)),
                 ("variance_along_training", lambda: variance_along_training(history, palette, out))]
