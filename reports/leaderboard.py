@@ -169,6 +169,7 @@ def leaderboard(stats: pd.DataFrame) -> pd.DataFrame:
     for (task, est), part in at.groupby(["task", "estimator"]):
         unbiased, learned = estimator_facts(base_label(est))
         row = {"task": task, "estimator": est, "S": part["S"].iloc[0], "evaluations": _mean(part, "evaluations"),
+               "evaluation_budget": _mean(part, "evaluation_budget"),
                "backends": ", ".join(ordered_backends(part["backend"])),
                "mse": _mean(part, "mse"), "mse_low": _mean(part, "mse_low"), "mse_high": _mean(part, "mse_high"),
                "bias_sq": _mean(part, "bias_sq"), "bias_sq_floor": _mean(part, "bias_sq_floor"),
@@ -209,6 +210,21 @@ def by(board: pd.DataFrame, task, rank: str) -> pd.DataFrame:
     return part.assign(_r=part[rank].fillna(np.inf)).sort_values(["_r", "estimator"]).drop(columns="_r")
 
 
+def equal_evaluation_notes(part: pd.DataFrame) -> list[str]:
+    """Where the rows of one task were measured at equal f-evaluations K: that, and the
+    estimators that cannot spend exactly K (measured at the nearest below)."""
+    if "evaluation_budget" not in part.columns or part["evaluation_budget"].isna().all():
+        return []
+    K = int(part["evaluation_budget"].dropna().iloc[0])
+    notes = [f"Measured at equal cost: every estimator at the largest S whose evaluations of f per estimate are at "
+             f"most K = {K}: " + ", ".join(f"{r.estimator} S={int(r.S)}" for r in part.itertuples()) + "."]
+    below = part[pd.to_numeric(part.get("evaluations"), errors="coerce") < K]
+    if len(below):
+        notes.append("Cannot spend exactly K, so measured at the nearest below: " + ", ".join(
+            f"{r.estimator} ({int(r.evaluations)} evaluations at S={int(r.S)})" for r in below.itertuples()) + ".")
+    return notes
+
+
 def task_notes(board: pd.DataFrame, task, source: str = "run") -> list[str]:
     """What the numbers of ``task`` do not say by themselves: the notes the task declares
     (`declared_notes`), biased estimators that measure as exact, the φ the learned estimators
@@ -216,6 +232,7 @@ def task_notes(board: pd.DataFrame, task, source: str = "run") -> list[str]:
     numbers carry no intervals."""
     part = board[board["task"] == task]
     notes = list(declared_notes(estimator_name(task)))
+    notes += equal_evaluation_notes(part)
     notes += zero_variance_notes(part, task)
     learned = part[part["learned"] == True]  # noqa: E712
     if len(learned):

@@ -150,3 +150,11 @@ def test_two_preset_entries_of_one_estimator_stay_two():
     record = preset_record(preset, cells, quick=True)
     assert sorted(entry["estimator"] for entry in record["cells"]) == ["disarm S=1", "disarm S=2",
                                                                       "reinforce:baseline=loo"]
+
+
+def test_the_leaderboard_says_who_cannot_spend_exactly_k():
+    from gradest.reports.leaderboard import leaderboard, task_notes
+
+    board = leaderboard(_stats([("toy", LOO, 4, 5e-4, 4, 4), ("toy", "relax", 1, 3e-4, 3, 4)]))
+    notes = " ".join(task_notes(board, "toy"))
+    assert "most K = 4" in notes and "relax (3 evaluations at S=1)" in notes and LOO + " (" not in notes

@@ -192,6 +192,8 @@ def variance_vs_samples(cells: pd.DataFrame, palette, out):
     stats = sampled(gradient_stats(cells))
     if stats.empty:
         return None
+    if EVALUATION_BUDGET in stats.columns and stats[EVALUATION_BUDGET].isna().any():
+        stats = stats[stats[EVALUATION_BUDGET].isna()]  # the S sweep; equal-evaluation rows repeat some of its points
     drawn = positive(stats, "variance")
     if drawn.empty or drawn["num_samples"].nunique() < 2:
         return None
