@@ -61,24 +61,25 @@ classes, or 2 × 3) the base class enumerates all K^L configurations for every d
 the batch, so `exact` and `gradest.exact_gradient` give the true gradient of the real model;
 beyond that ``has_exact()`` is False and the `exact` estimator is refused.
 
-Metrics (``metrics(B, θ)``, one compiled function per task options and backend; the first
-``eval_points`` train and test images, binarized once, and fixed Gumbel noise drawn with
-``backend.noise`` from ``METRIC_SEED``, so curves are smooth across steps): ``train_neg_elbo``
-and ``test_neg_elbo`` (-ELBO per image: reconstruction averaged over ``eval_samples`` samples
-plus the analytic KL), ``train_kl``, ``test_neg_iw_bound`` (the ``iw_samples``-sample bound
--log (1/k) Σ_k w_k [4], an upper bound of -log p(x) in expectation; omitted when
-iw_samples = 0) and, when the latent space is enumerable, ``test_nll``: the exact
--log p(x) = -log Σ_z p(x|z) p(z).
+Metrics (``metrics(B, θ)``, the family's: `gradest.tasks._vae`; headline ``test_neg_elbo``):
+``train_neg_elbo`` on the whole training set (or its first ``eval_points`` images),
+``test_neg_elbo``, ``test_neg_iw_bound`` (the ``iw_samples``-sample bound -log (1/k) Σ_k w_k [4],
+k = 100 by default, an upper bound of -log p(x) in expectation; omitted when iw_samples = 0) and,
+when the latent space is enumerable, ``test_nll``, the exact -log p(x) = -log Σ_z p(x|z) p(z), on
+the whole test set; ``train_kl``. Fixed Gumbel noise per image from ``METRIC_SEED``, so curves
+are smooth across steps and the numbers do not depend on the evaluation batches. The quick
+budget evaluates the first 500 training images and the whole test set (297) with k = 100.
 
 Options (None means the dataset's default): ``dataset``, ``data_dir``, ``num_latents`` L,
 ``num_categories`` K, ``hidden`` (encoder hidden sizes), ``decoder_hidden`` (decoder hidden
-sizes; None: ``hidden`` reversed), ``batch_size``, ``binarize``,
-``init_seed``, ``config``, ``kl``, ``iw_samples`` (16), ``eval_points`` (200),
-``eval_samples`` (4). Digits defaults, small enough for CPU: 4 latents × 4 classes, hidden
-(64,), batch 50, static binarization, ``default_learning_rate`` 3e-3 for Adam. MNIST and
-mnist5k defaults: those of ``config="jang2017"``. VIMCO on the default (analytic-KL) task is refused by
-`gradest.measure.check_compatible` (missing capability "log_weight"): build the task with
-``kl="sampled"``.
+sizes; None: ``hidden`` reversed), ``batch_size``, ``binarize``, ``init_seed``, ``config``,
+``kl``, ``iw_samples`` (k of the test IW bound, 100), ``eval_points`` (None: the metrics measure
+the whole training and test sets; n: the first n images of each), ``eval_samples`` (4),
+``eval_batch`` (500 images per evaluation batch). Digits defaults, small enough for CPU: 4
+latents × 4 classes, hidden (64,), batch 50, static binarization, ``default_learning_rate`` 3e-3
+for Adam. MNIST and mnist5k defaults: those of ``config="jang2017"``. VIMCO on the default
+(analytic-KL) task is refused by `gradest.measure.check_compatible` (missing capability
+"log_weight"): build the task with ``kl="sampled"``.
 
 ``config="jang2017"``: MNIST, 20 latents × 10 classes, encoder 784-512-256-(20×10), decoder
 (20×10)-256-512-784, batch 100, dynamic binarization, ``default_learning_rate`` 3e-4 (Adam):

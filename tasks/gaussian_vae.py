@@ -45,12 +45,14 @@ W = 0.
 Options (None means the dataset's default): ``dataset`` ("digits", "mnist5k", "mnist"),
 ``data_dir`` (mnist), ``num_latents`` L, ``hidden``, ``decoder_hidden``, ``decoder``,
 ``activation`` ("tanh", "relu", "leaky_relu"), ``batch_size``, ``binarize``, ``init_seed``,
-``kl``, ``iw_samples`` (16), ``eval_points`` (200), ``eval_samples`` (4). Digits defaults,
-small enough for CPU: 4 latents, hidden (32,), batch 50, static binarization,
-``default_learning_rate`` 3e-3 (Adam). MNIST and mnist5k defaults: 20 latents, hidden (500,),
-batch 100 (as [1]), dynamic binarization, learning rate 1e-3. Metrics as for the family
-(-ELBO with the closed-form reconstruction where there is one, KL, the IW bound; no
-``test_nll``: the latent space is continuous).
+``kl``, ``iw_samples`` (k of the test IW bound, 100), ``eval_points`` (None: the metrics measure
+the whole training and test sets; n: the first n images of each), ``eval_samples`` (4),
+``eval_batch`` (500 images per evaluation batch). Digits defaults, small enough for CPU: 4
+latents, hidden (32,), batch 50, static binarization, ``default_learning_rate`` 3e-3 (Adam).
+MNIST and mnist5k defaults: 20 latents, hidden (500,), batch 100 (as [1]), dynamic binarization,
+learning rate 1e-3. Metrics as for the family (-ELBO with the closed-form reconstruction where
+there is one, KL, the IW bound; no ``test_nll``: the latent space is continuous); the quick
+budget evaluates the first 500 training images and the whole test set (297) with k = 100.
 
 [1] Kingma & Welling, Auto-Encoding Variational Bayes, ICLR 2014.
 [2] Rezende, Mohamed & Wierstra, Stochastic Backpropagation and Approximate Inference in Deep
