@@ -501,7 +501,7 @@ class VAETask(Task):
             images = self.data.train if part == "train" else self.data.test
             images = images[: self.eval_points]
             if self.binarize == "static":
-                self._eval_sets[part] = (np.asarray(images) > 0.5).astype(np.uint8)
+                self._eval_sets[part] = _data.binarize_static(images).astype(np.uint8)
             else:  # one fixed draw, in chunks (the same numbers as one draw of the whole set)
                 rng = np.random.default_rng([METRIC_SEED, 0 if part == "train" else 1])
                 out = np.empty(images.shape, dtype=np.uint8)
