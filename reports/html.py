@@ -150,7 +150,8 @@ def write_pages(out: Path, *, figures: list, summary: pd.DataFrame, counts: pd.D
                      "on what: MSE, or the work-normalized variance where the task has no exact gradient): gradient "
                      "statistics against the exact gradient at θ₀ at the task's reference number of samples S (mean "
                      "over seeds and backends), then per backend the work-normalized variance (variance × seconds per estimate) "
-                     "and the seconds per estimate, and the final training loss (mean over seeds and backends).</p>")
+                     "and the seconds per estimate, and each training run's final headline metric, as its metric column names it (a VAE's "
+                     "test −ELBO, a toy's exact loss; mean over seeds and backends).</p>")
         parts.append(html_table(summary))
     parts.append(table_sections_html(table))
     for fig in figures:

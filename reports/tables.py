@@ -2,7 +2,7 @@
 
 * `summary_table`: one row per task x estimator in the leaderboard's order, from the gradient
   statistics the leaderboard ranks and the columns the cell kinds add
-  (`gradest.sweep.cell_kind.CellKind.summary_columns`, e.g. the final training loss);
+  (`gradest.sweep.cell_kind.CellKind.summary_columns`, e.g. the final headline metric of training);
 * `status_counts`: the cells per kind and status; `not_done`: the skipped or failed cells
   with their reasons; `reason_summary`: those cells grouped by reason (the reason with its
   names left out), with counts and examples;

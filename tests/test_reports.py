@@ -279,9 +279,9 @@ def test_summary_table_and_status_counts():
     assert not problems
     table = T.summary_table(stats, columns)
     assert {"task", "rank", "estimator", "S", "variance", "bias²", "MSE", "s/estimate (torch)", "s/estimate (jax)",
-            "work-norm. variance (torch)", "work-norm. variance (jax)", "final training loss"} <= set(table.columns)
+            "work-norm. variance (torch)", "work-norm. variance (jax)", "final minibatch surrogate"} <= set(table.columns)
     row = table[(table["task"] == "bandit") & (table["estimator"] == "exact")]
-    assert row["final training loss"].item() == pytest.approx(-0.89)
+    assert row["final minibatch surrogate"].item() == pytest.approx(-0.89)
     counts = T.status_counts(sample_cells()).set_index("kind")
     assert counts.loc["gradient", "skipped"] == 2 * 2 * 2  # tasks x backends x seeds, at S=1
     assert counts.loc["train", "failed"] == 1

@@ -31,7 +31,7 @@ Frames: `training_curves` (the headline metric to draw per history row), `own_va
 (log10 of ``own_variance``), `training_finals` (the final headline metric per task x estimator x
 backend: the summary table's "final metric", labelled by its "metric" column). Results stored
 before headlines were recorded draw and tabulate the exact loss where the task has one, else
-the minibatch surrogate (the summary's "final training loss"). Figures: `training_curves_figure`
+the minibatch surrogate (the summary's "final minibatch surrogate"). Figures: `training_curves_figure`
 (the headline metric against step and wall-clock time) and `variance_along_training`.
 """
 from __future__ import annotations
@@ -405,7 +405,7 @@ class TrainKind(CellKind):
             return None
         if finals["metric"].isna().all():  # results without recorded headlines
             agg = finals.groupby(["task", "estimator"])["final_loss"].mean().reset_index()
-            return agg.rename(columns={"final_loss": "final training loss"})
+            return agg.rename(columns={"final_loss": "final minibatch surrogate"})
         finals["metric"] = finals["metric"].fillna(SURROGATE)
         agg = finals.groupby(["task", "estimator"]).agg(metric=("metric", "first"), final=("final_loss", "mean"))
         return agg.reset_index().rename(columns={"final": "final metric"})

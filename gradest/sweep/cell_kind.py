@@ -27,7 +27,7 @@ plan to the figures:
     leaderboard ranks and the summary table and the statistics figures show; None by default
     (the kind's rows are not ranked);
   - ``summary_columns(cells)``: a frame of columns the summary table adds per task x
-    estimator (e.g. the final training loss); None by default;
+    estimator (e.g. the final headline metric of training); None by default;
   - ``table_metrics``: ``{column: "lower" | "higher"}``, the columns of its rows that
     ``gradest table`` aggregates over seeds and which way is better; none by default.
 
