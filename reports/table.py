@@ -137,12 +137,18 @@ def _entry(row, form: str) -> str:
 
 
 def wide_table(long: pd.DataFrame, form: str = "markdown") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(entries, best): the wide form's text per entry in ``form`` (rows: estimator, S and
+    """(entries, best): the wide form's text per entry in ``form`` (rows: estimator, S, its f-evaluations and
     backend where there are several; columns: (task, metric)), and a frame of the same shape,
     True where the entry is the best."""
-    rows = ["estimator", "num_samples"] + (["backend"] if long["backend"].nunique() > 1 else [])
     frame = long.assign(entry=[_entry(r, form) for _, r in long.iterrows()]).rename(columns={"num_samples": "S"})
-    rows = ["S" if r == "num_samples" else r for r in rows]
+    rows = ["estimator", "S"]
+    evaluations = pd.to_numeric(frame["evaluations"], errors="coerce") if "evaluations" in frame else None
+    if evaluations is not None and evaluations.notna().any():
+        # what one estimate costs beside S: equal S is not equal cost (DisARM evaluates f twice per pair)
+        frame["f-evals"] = [str(int(round(e))) if np.isfinite(e) else "–" for e in evaluations]
+        rows.append("f-evals")
+    if long["backend"].nunique() > 1:
+        rows.append("backend")
     order = list(dict.fromkeys(long["metric"]))
     entries = frame.pivot_table(index=rows, columns=["task", "metric"], values="entry", aggfunc="first")
     best = frame.pivot_table(index=rows, columns=["task", "metric"], values="best", aggfunc="max")

@@ -42,6 +42,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from gradest.kinds.gradient import evaluations_on
 from gradest.plotting.frames import curve_bands, done, ordered_backends, with_display_labels
 from gradest.sweep.cell_kind import CellKind, register_cell_kind
 
@@ -396,8 +397,11 @@ class TrainKind(CellKind):
         if SELF in (cell.settings.get("track") or ()) and own in history.columns:
             history[OWN_VARIANCE] = history[own]  # one name for every cell: the figure reads it
         init_seed = math.nan if result.init_seed is None else int(result.init_seed)
+        # what one training step's estimate costs in evaluations of f (tables show it beside S)
+        evaluations = evaluations_on(task, estimator, cell.num_samples, cell.backend, cell.device)
         return {"steps": int(cell.settings["steps"]), "train_seconds": seconds, "init_seed": init_seed,
-                **final_values(history), **headline(task, history), **own_variance_summary(history)}, history
+                "evaluations": evaluations, **final_values(history), **headline(task, history),
+                **own_variance_summary(history)}, history
 
     def summary_columns(self, cells):
         finals = training_finals(cells, self.name)
