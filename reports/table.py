@@ -103,13 +103,24 @@ def long_table(cells: pd.DataFrame, metrics=None, kinds=None) -> pd.DataFrame:
     return mark_best(pd.DataFrame(rows, columns=[*TABLE_COLUMNS, "kind", "better", "evaluations"]))
 
 
+def _compared(long: pd.DataFrame):
+    """The groups of rows whose best is marked: per task x metric x backend, and within it per S
+    where an estimator appears at several S (an S sweep, where the largest S would always win);
+    where each estimator runs at one S (a paper's table), the rows of every S together."""
+    for _, part in long.groupby(["task", "metric", "backend"], dropna=False):
+        if part["estimator"].duplicated().any():
+            yield from (sub for _, sub in part.groupby("num_samples", dropna=False))
+        else:
+            yield part
+
+
 def mark_best(long: pd.DataFrame) -> pd.DataFrame:
-    """``long`` with ``best`` (the best mean of its task x metric x S x backend; equal means
-    are all best) and ``tied`` (not best, and its interval overlaps the best's)."""
+    """``long`` with ``best`` (the best mean of its group, `_compared`; equal means are all
+    best) and ``tied`` (not best, and its interval overlaps the best's)."""
     long = long.copy()
     long["best"] = False
     long["tied"] = False
-    for _, part in long.groupby(["task", "metric", "num_samples", "backend"], dropna=False):
+    for part in _compared(long):
         lower = part["better"].iloc[0] != "higher"
         top = part["mean"].min() if lower else part["mean"].max()
         best = part["mean"] == top
@@ -164,8 +175,8 @@ def caption(long: pd.DataFrame) -> str:
     n = f"{seeds[0]}" if len(seeds) == 1 else (f"{seeds[0]} to {seeds[-1]}" if seeds else "0")
     higher = sorted({m for m, b in zip(long["metric"], long["better"]) if b == "higher"}) if len(long) else []
     direction = ("lower is better" + (f", except {', '.join(higher)} (higher is better)" if higher else ""))
-    return (f"Mean over {n} seeds ± half-width of its 95% t-interval. Bold: the best of its column among the rows "
-            f"of the same S and backend ({direction}); †: tied with the best (the two 95% intervals overlap).")
+    return (f"Mean over {n} seeds ± half-width of its 95% t-interval. Bold: the best of its column ({direction}; "
+            f"among the rows of one S where an estimator runs at several S, and of one backend); †: tied with the best (the two 95% intervals overlap).")
 
 
 def render(long: pd.DataFrame, form: str = "markdown") -> str:
