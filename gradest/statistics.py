@@ -4,6 +4,9 @@
 bias, MSE, cosine to the exact gradient and SNR of R independent estimates, with 95%
 intervals (``*_low`` / ``*_high``); the truth-dependent entries are NaN where ``exact`` is None.
 `gradest.gradient_stats` adds the timing and the identification of the measurement.
+
+`t_interval(values [n]) -> (mean, low, high)`: the mean of a few values (seeds, pairs of
+seeds) and its 95% Student-t interval, which tables, verdicts and figures share.
 """
 from __future__ import annotations
 
@@ -12,10 +15,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Z95", "summarize"]
+__all__ = ["Z95", "summarize", "t_interval"]
 
 #: the two-sided 95% quantile of the standard normal
 Z95 = 1.959963984540054
+
+
+def t_interval(values) -> tuple[float, float, float]:
+    """(mean, low, high) of ``values`` [n]: the 95% interval mean ± t_{0.975, n-1} · s / √n
+    (scipy.stats.t); low and high are NaN with fewer than two values, and the mean NaN with none."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if v.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, math.nan, math.nan
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return mean, mean - half, mean + half
 
 
 def summarize(grads: np.ndarray, exact: np.ndarray | None) -> dict[str, Any]:

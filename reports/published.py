@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from gradest.reports.verdicts import TESTS
+from gradest.statistics import t_interval
 
 __all__ = ["preset_records", "measured", "published_table", "check_orderings", "section_html",
            "section_markdown"]
@@ -56,19 +57,9 @@ def measured(record: dict, cells: pd.DataFrame, column: str) -> pd.DataFrame:
     rows = []
     for (task, estimator), part in frame.groupby(["task", "estimator"], sort=False):
         values = part[column].to_numpy(dtype=float)
-        mean, low, high = _interval(values)
+        mean, low, high = t_interval(values)
         rows.append({"task": task, "estimator": estimator, "mean": mean, "low": low, "high": high, "n": len(values)})
     return pd.DataFrame(rows, columns=columns)
-
-
-def _interval(values: np.ndarray) -> tuple[float, float, float]:
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
-    return mean, mean - half, mean + half
 
 
 def _lookup(table: pd.DataFrame, task: str, estimator) -> dict | None:

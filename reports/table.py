@@ -26,6 +26,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from gradest.statistics import t_interval
+
 __all__ = ["TABLE_COLUMNS", "FORMATS", "declared_metrics", "default_metrics", "long_table", "mark_best",
            "wide_table", "caption", "render"]
 
@@ -68,16 +70,6 @@ def default_metrics(cells: pd.DataFrame, kinds=None) -> list[str]:
     return out
 
 
-def _interval(values: np.ndarray) -> tuple[float, float]:
-    if len(values) < 2:
-        return math.nan, math.nan
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
-    mean = float(np.mean(values))
-    return mean - half, mean + half
-
-
 def long_table(cells: pd.DataFrame, metrics=None, kinds=None) -> pd.DataFrame:
     """The long form (module docstring); ``metrics``: declared metric names (default:
     `default_metrics`), in that order."""
@@ -93,7 +85,7 @@ def long_table(cells: pd.DataFrame, metrics=None, kinds=None) -> pd.DataFrame:
         frame = frame[np.isfinite(frame["_value"])]
         for (task, estimator, S, backend), part in frame.groupby(_ROW_KEYS, sort=True, dropna=False):
             values = part["_value"].to_numpy(dtype=float)  # [seeds]
-            low, high = _interval(values)
+            _, low, high = t_interval(values)
             rows.append({"task": task, "estimator": estimator, "num_samples": S, "backend": backend,
                          "metric": metric, "mean": float(values.mean()), "low": low, "high": high,
                          "seeds": int(part["seed"].nunique()) if "seed" in part.columns else len(values),

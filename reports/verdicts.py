@@ -31,6 +31,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from gradest.statistics import t_interval
+
 __all__ = ["MIN_WILCOXON_PAIRS", "TESTS", "TOO_FEW", "VERDICT_COLUMNS", "verdict", "pairs", "compare_values",
            "compare", "against_best", "format_p"]
 
@@ -96,8 +98,7 @@ def compare_values(better_values, worse_values, better: str = "lower") -> dict:
     mean = float(d.mean())
     out["difference"] = mean
     if n >= 2:
-        half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n))
-        out["low"], out["high"] = mean - half, mean + half
+        _, out["low"], out["high"] = t_interval(d)
         with warnings.catch_warnings():  # constant differences: the t statistic is undefined (NaN)
             warnings.simplefilter("ignore", RuntimeWarning)
             out["t_p"] = float(stats.ttest_rel(a, b).pvalue)

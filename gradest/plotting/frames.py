@@ -38,6 +38,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from gradest.statistics import t_interval
+
 #: the estimator that gives the exact gradient: the reference, not plotted against itself
 REFERENCE_ESTIMATOR = "exact"
 #: squared-gradient statistics at most this fraction of ‖∇L‖² are zero (float noise)
@@ -300,10 +302,7 @@ def band(values: pd.Series) -> tuple[float, float, float, str]:
         return mean, mean, mean, "none"
     if v.size == 2:
         return mean, float(v.min()), float(v.max()), "range"
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return mean, mean - half, mean + half, "ci95"
+    return (*t_interval(v), "ci95")
 
 
 def curve_bands(curves: pd.DataFrame, keys=("task", "estimator", "backend")) -> pd.DataFrame:
