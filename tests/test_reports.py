@@ -356,6 +356,17 @@ def test_asv_history_over_commits(tmp_path, palette):
     assert svg.index("a1b2c3d4") < svg.index("ba987654")
 
 
+def test_lasso_curves_keep_the_evaluated_steps_of_a_history_logged_between_them():
+    """The training loop logs steps without the task's metrics between its evaluated steps: the
+    curves are drawn through the evaluated ones (NaN gaps would break every line into dots)."""
+    history = sample_history()
+    lasso = history["kind"] == "lasso_delta"
+    logged_only = history[lasso].assign(step=lambda h: h["step"] + 5, objective_gap=math.nan)
+    curves = LD.gap_curves(pd.concat([history, logged_only], ignore_index=True))
+    assert len(curves) == lasso.sum() and curves["objective_gap"].notna().all()
+    assert (curves["step"] % 10 == 0).all()
+
+
 def test_figures_skip_missing_data(tmp_path, palette):
     empty = pd.DataFrame()
     assert GK.variance_vs_samples(empty, palette, tmp_path) is None

@@ -56,22 +56,31 @@ def lasso_stats(cells: pd.DataFrame, kind: str = "lasso_delta") -> pd.DataFrame:
     return frame.sort_values(["backend", "delta"])
 
 
+def gap_curves(history, kind: str = "lasso_delta") -> pd.DataFrame:
+    """The history rows of ``kind`` where the gap was measured (the evaluated steps: the
+    training loop logs other steps without the task's metrics), ``objective_gap`` as numbers;
+    empty without them."""
+    if history is None or history.empty or "kind" not in history.columns:
+        return pd.DataFrame()
+    curves = history[history["kind"] == kind].copy()
+    if "objective_gap" not in curves.columns or "delta" not in curves.columns:
+        return pd.DataFrame()
+    curves["objective_gap"] = pd.to_numeric(curves["objective_gap"], errors="coerce")
+    return curves[curves["objective_gap"].notna()]
+
+
 def lasso_delta_sweep(cells: pd.DataFrame, history: pd.DataFrame, palette, out, kind: str = "lasso_delta"):
     """The final gap to scikit-learn's Lasso against δ, and the training curves per δ; a
     `Figure` or None."""
     from matplotlib.lines import Line2D
 
-    from gradest.plotting.figure import Figure
+    from gradest.plotting.figure import Figure, backend_handles
     from gradest.plotting.style import backend_line, backend_marker, finish, log_axis, plt, save, subplots
 
     stats = lasso_stats(cells, kind)
     if stats.empty:
         return None
-    curves = pd.DataFrame()
-    if history is not None and not history.empty and "kind" in history.columns:
-        curves = history[history["kind"] == kind].copy()
-        if "objective_gap" not in curves.columns or "delta" not in curves.columns:
-            curves = pd.DataFrame()
+    curves = gap_curves(history, kind)
     ncols = 2 if not curves.empty else 1
     fig, axes = subplots(1, ncols, 4.0, [3.1])
     ax = axes[0][0]
@@ -95,16 +104,14 @@ def lasso_delta_sweep(cells: pd.DataFrame, history: pd.DataFrame, palette, out, 
         colors = dict(zip(deltas, plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(deltas)))))
         for (delta, backend), line in curves.groupby(["delta", "backend"]):
             line = line.sort_values("step")
-            gap = pd.to_numeric(line["objective_gap"], errors="coerce").clip(lower=1e-12)
-            ax2.plot(line["step"], gap, color=colors[delta], ls=backend_line(backend))
+            ax2.plot(line["step"], line["objective_gap"].clip(lower=1e-12), color=colors[delta],
+                     ls=backend_line(backend))
         log_axis(ax2, "y")
         ax2.set_xlabel("training step (exact gradient, Adam)")
         ax2.set_ylabel("relative gap (F(w) − F(w*)) / F(w*) (log)")
         ax2.set_title("training curves per δ")
         handles = [Line2D([], [], color=colors[d], lw=2, label=f"δ = {d:g}") for d in deltas]
-        backends = ordered_backends(curves["backend"])
-        if len(backends) > 1:
-            handles += [Line2D([], [], color="0.3", ls=backend_line(b), label=f"backend {b}") for b in backends]
+        handles += backend_handles(curves["backend"], markers=False)
         ax2.legend(handles=handles, frameon=False, fontsize=8, title="Huber width")
     finish(fig, heights=[3.1], left=0.9, wspace=1.0,
            title="Lasso: Huber relaxation width δ vs gap to the exact optimum")
