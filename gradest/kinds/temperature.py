@@ -60,8 +60,7 @@ def temperature_sweep(cells: pd.DataFrame, palette, out):
     """Bias², variance and MSE against τ, one row of panels per task; a `Figure` or None."""
     from matplotlib.lines import Line2D
 
-    from gradest.plotting.figure import Figure, positive, yerr
-    from gradest.plotting.frames import ordered_backends
+    from gradest.plotting.figure import Figure, backend_handles, positive, yerr
     from gradest.plotting.style import backend_line, backend_marker, finish, log_axis, save, subplots
 
     stats = temperature_stats(cells)
@@ -92,10 +91,7 @@ def temperature_sweep(cells: pd.DataFrame, palette, out):
             ax.set_ylabel("grad units²")
             ax.set_title(f"{title} — {task}" if len(tasks) > 1 else title)
     handles = [Line2D([], [], color=palette(lab), lw=2.5, label=text) for lab, text in sorted(labels.items())]
-    backends = ordered_backends(stats["backend"])
-    if len(backends) > 1:
-        handles += [Line2D([], [], color="0.3", ls=backend_line(b), marker=backend_marker(b), label=f"backend {b}")
-                    for b in backends]
+    handles += backend_handles(stats["backend"])
     if "bias_sq_floor" in stats.columns:
         handles.append(Line2D([], [], color="0.3", ls=":", label="bias² noise floor variance/R"))
     finish(fig, heights=[2.9] * len(tasks), wspace=0.75, title="Gumbel-softmax: bias and variance vs temperature",

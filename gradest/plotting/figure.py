@@ -44,16 +44,21 @@ class Figure:
         return next((f for f in self.files if f.endswith(".svg")), "")
 
 
+def backend_handles(backends, markers: bool = True, **style) -> list:
+    """Legend entries of the backends' line styles (with their markers where the lines have
+    them), in backend order; none where one backend ran. ``style``: more Line2D settings."""
+    backends = ordered_backends(backends)
+    if len(backends) < 2:
+        return []
+    return [Line2D([], [], color="0.3", ls=backend_line(b), marker=backend_marker(b) if markers else None,
+                   label=f"backend {b}", **style) for b in backends]
+
+
 def legend_handles(palette: Palette, labels, backends=(), extra: list | None = None, markers: bool = True) -> list:
     """Estimator colours (sorted), then backend line styles when there are several — with the
     backend's marker only where the lines have markers (``markers``) — then ``extra``."""
     handles = [Line2D([], [], color=palette(lab), lw=2.5, label=lab) for lab in sorted(set(labels))]
-    backends = ordered_backends(backends)
-    if len(backends) > 1:
-        handles += [Line2D([], [], color="0.3", lw=1.4, ls=backend_line(b),
-                           marker=backend_marker(b) if markers else None, ms=5, label=f"backend {b}")
-                    for b in backends]
-    return handles + (extra or [])
+    return handles + backend_handles(backends, markers, lw=1.4, ms=5) + (extra or [])
 
 
 def positive(frame: pd.DataFrame, column: str) -> pd.DataFrame:
