@@ -24,3 +24,29 @@ def pathwise() -> GradientEstimator:
 
     return GradientEstimator(init=no_state, surrogate=surrogate, supports=frozenset({"normal"}),
                              unbiased=True, name="pathwise", options={}, handles_point_mass=True)
+
+
+@register_estimator("pathwise_iwae")
+def pathwise_iwae() -> GradientEstimator:
+    """The reparameterized gradient of the S-sample importance-weighted bound [3] (IWAE).
+
+    For tasks whose f(z) = -log w(z) is a negative log importance weight (the capability
+    ``"log_weight"``, e.g. ``gaussian_vae(objective="iwae")``) the loss is the k = S sample bound
+    L̂ = -log (1/S) Σ_s w_s (`gradest.estimators.vimco.multi_sample_bound`, shared with
+    ``vimco`` and ``dreg``), z_s = g_θ(ε_s); the estimate is ∇_θ L̂ = Σ_s w̃_s ∇_θ f(g_θ(ε_s)),
+    w̃ = w / Σ w. Unbiased for ∇E[L̂] (the bound's gradient), which differs from ∇E[f] for S >= 2,
+    so ``unbiased`` is False (as for vimco); S = 1 is ``pathwise``. Surrogate: L̂ for every s,
+    [S, *b]. f-evaluations: S.
+
+    [3] Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders, ICLR 2016.
+    """
+    from gradest.estimators.vimco import multi_sample_bound
+
+    def surrogate(f, dist, noise, state):
+        B = dist.backend
+        fz = f(dist.rsample(noise["sample"]))  # [S, *b] = -log w
+        bound = multi_sample_bound(B, fz)  # [*b]
+        return B.broadcast_to(B.expand_dims(bound, 0), tuple(fz.shape)), state  # [S, *b]
+
+    return GradientEstimator(init=no_state, surrogate=surrogate, supports=frozenset({"normal"}), unbiased=False,
+                             name="pathwise_iwae", options={}, requires=frozenset({"log_weight"}))
