@@ -25,6 +25,19 @@ A task is an object (registered by `gradest.registry.register_task`) with:
 * ``incompatibility(estimator)``: a reason to refuse an estimator (None: accept it).
 * ``activation_elements(S)``: rough count of floats one replicate's surrogate holds (the
   harness's chunk-size hint; 0 for toys).
+* ``capabilities``: what the task offers beyond this contract, matched against an estimator's
+  ``requires``: ``"log_weight"`` (f(z) = -log w(z) is a negative log importance weight, so
+  multi-sample bounds apply) and ``"path_only"`` (every problem's f carries ``path_only``, see
+  `Objective`).
+
+An extension of the contract (optional): ``Objective.path_only(z) -> [S, *b]`` is f with the
+distribution's parameters held fixed wherever f depends on them other than through z. For a
+sampled ELBO f(z) = log q_θ(z|x) - log p_θ(x, z) it is log q_{stop θ}(z|x) - log p_θ(x, z):
+the same value, and with z = g_θ(ε) reparameterized its gradient is the pathwise one with the
+score term ∇_θ log q_θ(z) dropped (zero in expectation). Estimators that drop that term
+(``stl``, Roeder et al. 2017; ``dreg``, Tucker et al. 2019) need it; a task that gives it in
+every problem lists the capability ``"path_only"``, and the binding refuses those estimators
+on other tasks before any work.
 
 All array work goes through the Backend, so a task is written once for torch and jax.
 """
@@ -43,11 +56,15 @@ class Objective:
     """The cost f: ``z [S, *value_shape] -> [S, *batch_shape]``, with an optional closed form.
 
     ``expectation(dist) -> [*batch_shape]``, when given, is E_{z~dist}[f(z)] exactly (the
-    `exact` estimator uses it for continuous distributions)."""
+    `exact` estimator uses it for continuous distributions). ``path_only(z) -> [S, *batch_shape]``,
+    when given, is f with the distribution's parameters held fixed (stop_gradient) wherever f
+    depends on them other than through z (inside log q of a sampled ELBO): equal to f(z) in
+    value; tasks that give it list the capability ``"path_only"`` (see the module docstring)."""
 
-    def __init__(self, fn: Callable, expectation: Callable | None = None):
+    def __init__(self, fn: Callable, expectation: Callable | None = None, path_only: Callable | None = None):
         self.fn = fn
         self.expectation = expectation
+        self.path_only = path_only
 
     def __call__(self, z):
         return self.fn(z)

@@ -11,9 +11,27 @@ ELBO in nats per image, the family's contract (`gradest.tasks._vae`): ``dist = N
 mean [Bsz, L], log_std [Bsz, L], event_ndims=1)``, f(z [S, Bsz, L]) -> [S, Bsz] the
 reconstruction cost -log p(x|z), and with ``kl="analytic"`` (default) ``Problem.extra`` the
 batch mean of the analytic KL(N(μ, σ²) ‖ N(0, I)) = ½ Σ_l (μ_l² + σ_l² - 1) - log σ_l [1,
-App. B]. With ``kl="sampled"``, f(z) = -log p(x|z) + log q(z|x) - log p(z) and extra = 0
-(capability ``"log_weight"``). The estimators of a normal distribution run on it: `pathwise`
-(the estimator of [1, 2]), `reinforce` (every baseline), `mvd`, `nvil`, `vimco` (sampled KL).
+App. B]. With ``kl="sampled"``, f(z) = -log w(z) = -log p(x|z) + log q(z|x) - log p(z) and
+extra = 0 (capability ``"log_weight"``), and f carries ``path_only(z)`` = -log p(x|z) +
+log q_{stop θ}(z|x) - log p(z), f with q's parameters held fixed inside log q (capability
+``"path_only"``, `gradest.task.Objective`). The estimators of a normal distribution run on it:
+`pathwise` (the estimator of [1, 2]), `reinforce` (every baseline), `mvd`, `nvil`, and with the
+sampled KL `stl` [4], `vimco`, `pathwise_iwae` [3] and `dreg` [5].
+
+Objectives (option ``objective``):
+
+* ``"elbo"`` (default): the loss is the -ELBO above, E_q[f] (+ the analytic KL).
+* ``"iwae"``: the importance-weighted bound of [3] with k = S samples,
+
+      L_k(θ) = E_{z_1..z_k ~ q(z|x)} [ -log (1/k) Σ_i w(z_i) ],   w = p(x, z) / q(z | x),
+
+  per image, averaged over the batch: f is -log w (the sampled KL, ``kl="sampled"`` or unset;
+  ``kl="analytic"`` is refused), and the task accepts only the estimators of that bound, those
+  that require the capability ``"log_weight"`` (`vimco`, `pathwise_iwae`, `dreg`); the
+  estimators of E[f] (= L_1: `pathwise`, `stl`, `reinforce`, ...) are refused, with the reason.
+  L_k depends on S, so the task has no ground truth (``has_exact()`` is False, whatever the
+  decoder); the headline metric is the test IW bound (``test_neg_iw_bound``, unless
+  ``iw_samples=0``).
 
 Decoders (option ``decoder``):
 
@@ -45,7 +63,7 @@ W = 0.
 Options (None means the dataset's default): ``dataset`` ("digits", "mnist5k", "mnist"),
 ``data_dir`` (mnist), ``num_latents`` L, ``hidden``, ``decoder_hidden``, ``decoder``,
 ``activation`` ("tanh", "relu", "leaky_relu"), ``batch_size``, ``binarize``, ``init_seed``,
-``kl``, ``iw_samples`` (k of the test IW bound, 100), ``eval_points`` (None: the metrics measure
+``kl`` ("analytic"; "sampled" for objective="iwae"), ``objective`` ("elbo", "iwae"), ``iw_samples`` (k of the test IW bound, 100), ``eval_points`` (None: the metrics measure
 the whole training and test sets; n: the first n images of each), ``eval_samples`` (4),
 ``eval_batch`` (500 images per evaluation batch). Digits defaults, small enough for CPU: 4
 latents, hidden (32,), batch 50, static binarization, ``default_learning_rate`` 3e-3 (Adam).
@@ -57,6 +75,11 @@ budget evaluates the first 500 training images and the whole test set (297) with
 [1] Kingma & Welling, Auto-Encoding Variational Bayes, ICLR 2014.
 [2] Rezende, Mohamed & Wierstra, Stochastic Backpropagation and Approximate Inference in Deep
     Generative Models, ICML 2014.
+[3] Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders, ICLR 2016.
+[4] Roeder, Wu & Duvenaud, Sticking the Landing: Simple, Lower-Variance Gradient Estimators for
+    Variational Inference, NeurIPS 2017.
+[5] Tucker, Lawson, Gu & Maddison, Doubly Reparameterized Gradient Estimators for Monte Carlo
+    Objectives, ICLR 2019.
 """
 from __future__ import annotations
 
@@ -66,10 +89,12 @@ import numpy as np
 
 from gradest.distributions import Normal
 from gradest.registry import register_task
-from gradest.task import FULL_SIZES, QUICK_SIZES, BenchmarkSizes
+from gradest.task import FULL_SIZES, QUICK_SIZES, BenchmarkSizes, Objective
 from gradest.tasks import _vae
 
 DECODERS = ("bernoulli", "linear_gaussian")
+#: the loss: the -ELBO, or the k = S sample importance-weighted bound [3]
+OBJECTIVES = ("elbo", "iwae")
 _MNIST = {"num_latents": 20, "hidden": (500,), "decoder_hidden": None, "batch_size": 100, "binarize": "dynamic",
           "learning_rate": 1e-3}
 #: defaults per dataset for options left as None (small on digits)
@@ -102,10 +127,17 @@ class GaussianVAE(_vae.VAETask):
 
     def __init__(self, dataset=None, data_dir=None, num_latents=None, hidden=None, decoder_hidden=None,
                  decoder: str = "bernoulli", activation: str = "tanh", batch_size=None, binarize=None,
-                 init_seed: int = 0, kl: str = "analytic", iw_samples: int = _vae.IW_SAMPLES,
-                 eval_points: int | None = None, eval_samples: int = 4, eval_batch: int = _vae.EVAL_BATCH):
+                 init_seed: int = 0, kl: str | None = None, iw_samples: int = _vae.IW_SAMPLES,
+                 eval_points: int | None = None, eval_samples: int = 4, eval_batch: int = _vae.EVAL_BATCH,
+                 objective: str = "elbo"):
         self.name = _NAME
         self.decoder = _vae.choice(_NAME, "decoder", decoder, DECODERS)
+        self.objective = _vae.choice(_NAME, "objective", objective, OBJECTIVES)
+        if kl is None:  # the bound needs f = -log w: the sampled KL
+            kl = "sampled" if self.objective == "iwae" else "analytic"
+        elif self.objective == "iwae" and kl == "analytic":
+            raise ValueError("option 'kl' of gaussian_vae must be 'sampled' (or unset) with objective='iwae': the "
+                             "bound -log (1/k) Σ w_i needs f = -log w with log q(z|x) sampled, got kl='analytic'")
         opts = self._resolve_layers(dataset, num_latents, hidden, decoder_hidden, batch_size, binarize)
         if self.decoder == "linear_gaussian":
             if self.decoder_hidden and opts["decoder_hidden"] is not None:
@@ -114,7 +146,11 @@ class GaussianVAE(_vae.VAETask):
             self.decoder_hidden = ()
         self.closed_form = self.decoder == "linear_gaussian"
         self._setup_mlp_vae(opts, data_dir, activation, kl, init_seed, iw_samples, eval_points, eval_samples,
-                            eval_batch, decoder=self.decoder)
+                            eval_batch, decoder=self.decoder, objective=self.objective)
+        if self.kl == "sampled":
+            self.capabilities = self.capabilities | {"path_only"}
+        if self.objective == "iwae" and self.iw_samples:
+            self.headline_metric = "test_neg_iw_bound"
         D, L = self.data.num_pixels, self.num_latents
         extra = [("dec_log_std", ())] if self.closed_form else []
         self._setup_networks((D, *self.hidden, 2 * L), (L, *self.decoder_hidden, D), extra)
@@ -125,7 +161,32 @@ class GaussianVAE(_vae.VAETask):
         return (self.num_latents,)
 
     def has_exact(self) -> bool:
-        return self.closed_form
+        return self.closed_form and self.objective == "elbo"
+
+    def incompatibility(self, estimator) -> str | None:
+        """With objective="iwae": estimators of E[f] (those that do not require "log_weight")."""
+        if self.objective == "iwae" and "log_weight" not in estimator.requires:
+            return (f"estimator {estimator.label!r} estimates the gradient of E[f] (the -ELBO), but gaussian_vae with "
+                    f"objective='iwae' has the k-sample bound -log (1/k) Σ w_i (k = S) as its loss: use an "
+                    f"estimator of that bound (one that requires the capability 'log_weight': vimco, "
+                    f"pathwise_iwae, dreg), or objective='elbo' for {estimator.name!r}")
+        return None
+
+    def problem(self, backend, params, noise=None, batch=None):
+        """The family's problem; with the sampled KL, f also carries ``path_only``: -log p(x|z)
+        + log q_{stop θ}(z|x) - log p(z) (the same value, no score term of log q)."""
+        prob = super().problem(backend, params, noise=noise, batch=batch)
+        if self.kl != "sampled":
+            return prob
+        B = backend
+        blocks, x = self._blocks(B, params), self._batch_array(B, batch)
+        fixed = prob.dist.with_params({k: B.stop_gradient(v) for k, v in prob.dist.params.items()})
+
+        def path_only(z):  # z [S, Bsz, L] -> [S, Bsz]
+            self._check_z(z, x)
+            return self.reconstruction_cost(B, blocks, x, z) + fixed.log_prob(z) - self.log_prior(B, blocks, z)
+
+        return prob._replace(f=Objective(prob.f.fn, prob.f.expectation, path_only=path_only))
 
     def _init_extra(self, blocks):
         if not self.closed_form:

@@ -98,7 +98,12 @@ def count_evaluations(task, estimator, backend, num_samples: int, seed: int = 0)
         rows.append(1)
         return prob.f.expectation(dist)
 
-    f = Objective(counted, counted_expectation if prob.f.expectation is not None else None)
+    def counted_path_only(z):  # f with the distribution's parameters held fixed: one evaluation per row
+        rows.append(int(z.shape[0]))
+        return prob.f.path_only(z)
+
+    f = Objective(counted, counted_expectation if prob.f.expectation is not None else None,
+                  counted_path_only if getattr(prob.f, "path_only", None) is not None else None)
     est.surrogate(f, prob.dist, _tree_asarray(B, noise["estimator"]), est.init(prob.dist))
     return sum(rows)
 
