@@ -27,6 +27,7 @@ from gradest.testing import (CONFORMANCE_TASKS, ZTest, check_estimator, check_ta
 #: small instances of registered tasks, for estimators that no toy task fits
 EXTRA_TASKS = {
     "categorical_vae": {"kl": "sampled", "num_latents": 2, "num_categories": 3, "hidden": [4], "batch_size": 2},
+    "gaussian_vae": {"kl": "sampled", "decoder": "linear_gaussian", "num_latents": 2, "hidden": [], "batch_size": 2},
 }
 #: replicates of the z-test: on the toys (a quarter of a standard error of power lost against
 #: the kit's default 4000, for half the time), and on the extra tasks (θ has hundreds of entries)
