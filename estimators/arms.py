@@ -12,9 +12,11 @@ with v_1 = noise["sample"] (so u_1 = v_1: the shared sample noise) and v_2..v_{n
 noise["copula"]. With n = 2, d = (1 - v, v), u = (v, 1 - v): the antithetic pair of ARM and
 DisARM.
 
-**Samples [1, Alg. 1].** With p = σ(α): b_k = 1[u_k < p] where p < 1/2, and b_k = 1[1 - u_k < p]
-where p ≥ 1/2 (the ones, resp. the zeros, are then the rare and mutually exclusive events,
-which makes the pair correlation as negative as this copula allows). Each b_k is Bernoulli(p).
+**Samples [1, Alg. 1].** With p = σ(α): b_k = 1[u_k < p] where p < 1/2, and b_k =
+1[1 - u_{n+1-k} < p] where p ≥ 1/2 (the ones, resp. the zeros, are then the rare and mutually
+exclusive events, which makes the pair correlation as negative as this copula allows; the
+members' order is reversed there so that, at n = 2, the two vectors are DisARM's b and b̃ in
+every coordinate). Each b_k is Bernoulli(p).
 
 **Estimate [1, eq. 9-11].** The leave-one-out REINFORCE estimate over the n samples,
 
@@ -58,9 +60,10 @@ def _check_n(n) -> int:
     return int(n)
 
 
-def copula_uniforms(B, v1, rest, n: int):
-    """u [n, S, *value]: the Dirichlet copula's n dependent U(0, 1) from v1 [S, *value] and
-    rest [S, n - 2, *value] (None for n = 2), by stick-breaking (module docstring)."""
+def copula_uniforms(B, v1, rest, n: int) -> list:
+    """[u_1, ..., u_n], each [S, *value]: the Dirichlet copula's n dependent U(0, 1) from v1
+    [S, *value] and rest [S, n - 2, *value] (None for n = 2), by stick-breaking (module
+    docstring)."""
     vs = [v1] + [rest[:, k] for k in range(n - 2)]  # n - 1 uniforms, [S, *value] each
     remaining = B.ones(tuple(v1.shape))  # Π_{j<k} (1 - x_j)
     us = []
@@ -70,7 +73,17 @@ def copula_uniforms(B, v1, rest, n: int):
         us.append((1.0 - d) ** (n - 1))
         remaining = remaining * one_minus_x
     us.append((1.0 - remaining) ** (n - 1))  # d_n = the rest of the stick
-    return B.stack(us, axis=0)
+    return us
+
+
+def oriented_uniforms(B, us: list, logits):
+    """[n, S, *value]: u_k where p < 1/2 and 1 - u_{n+1-k} where p >= 1/2, so that b_k =
+    1[· < p] makes the ones (p < 1/2), resp. the zeros (p >= 1/2), the copula's exclusive events.
+    Reversing the members where p >= 1/2 (a fixed permutation of exchangeable members, per
+    coordinate, so the law is unchanged) keeps the vectors aligned across coordinates: for n = 2
+    both orientations give (v, 1 - v), DisARM's pair (b, b̃)."""
+    ascending, reversed_ = B.stack(us, axis=0), B.stack(us[::-1], axis=0)  # [n, S, *value] each
+    return B.where(logits < 0, ascending, 1.0 - reversed_)
 
 
 def debias_factor(B, logits, n: int):
@@ -99,10 +112,9 @@ def arms(n: int = 4) -> GradientEstimator:
         B = dist.backend
         v1 = noise["sample"]  # [S, *value]
         S = int(v1.shape[0])
-        u = copula_uniforms(B, v1, noise.get("copula"), n)  # [n, S, *value]
         logits = B.stop_gradient(dist.logits)
         p = B.sigmoid(logits)  # [*value]
-        u = B.where(logits < 0, u, 1.0 - u)  # p >= 1/2: the zeros are the exclusive events
+        u = oriented_uniforms(B, copula_uniforms(B, v1, noise.get("copula"), n), logits)  # [n, S, *value]
         b = B.astype(u < p, "float")  # [n, S, *value]
         fb = f(B.reshape(b, (n * S, *dist.value_shape)))  # [n S, *b]
         fb = B.reshape(fb, (n, S, *tuple(fb.shape[1:])))  # [n, S, *b]
