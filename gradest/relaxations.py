@@ -6,7 +6,14 @@ last where there is one). The limits are the exact operations, tested in
 
 * ``softmax_argmax(x, T)  = softmax(x / T)``          -> onehot(argmax x)      as T -> 0
 * ``smooth_max(x, alpha)  = logsumexp(alpha x) / alpha`` -> max x              as alpha -> inf
-  (its gradient is softmax(alpha x)); ``smooth_min`` likewise for the min
+  (its gradient is softmax(alpha x)); ``smooth_min`` likewise for the min;
+  max ≤ smooth_max ≤ max + log(n)/alpha
+* ``softmax_weighted_max(x, alpha) = Σ_i softmax(alpha x)_i x_i`` (the Boltzmann operator [4])
+  -> max x; max - log(n)/alpha ≤ . ≤ max, since it equals smooth_max - H(softmax(alpha x))/alpha
+* ``pairwise_max(x, alpha)``: a balanced tree of the two-argument form
+  max(a, b) = (a + b + |a - b|) / 2 with |d| smoothed to sqrt(d² + 1/alpha²) - 1/alpha (each
+  pair under its max by at most 1/(2 alpha), and monotone) -> max x;
+  max - ceil(log2 n)/(2 alpha) ≤ . ≤ max
 * ``smooth_relu(x, beta)  = softplus(beta x) / beta``  -> max(x, 0)            as beta -> inf
 * ``huber(x, delta)``: x²/(2δ) for |x| <= δ, |x| - δ/2 outside  -> |x|    as δ -> 0
   (so Σ huber(w_i, δ) is a smooth L1 norm)
@@ -22,10 +29,11 @@ last where there is one). The limits are the exact operations, tested in
 [2] Maddison, Mnih & Teh, The Concrete Distribution, ICLR 2017.
 [3] Bengio, Léonard & Courville, Estimating or Propagating Gradients Through Stochastic
     Neurons for Conditional Computation, 2013.
+[4] Asadi & Littman, An Alternative Softmax Operator for Reinforcement Learning, ICML 2017.
 """
 from __future__ import annotations
 
-__all__ = ["softmax_argmax", "smooth_max", "smooth_min", "smooth_relu", "huber", "smooth_abs", "gumbel_softmax",
+__all__ = ["softmax_argmax", "smooth_max", "smooth_min", "softmax_weighted_max", "pairwise_max", "smooth_relu", "huber", "smooth_abs", "gumbel_softmax",
            "logistic_from_uniform", "binary_concrete", "straight_through", "hard_argmax"]
 
 
@@ -49,6 +57,24 @@ def smooth_max(B, x, alpha: float = 1.0, axis: int = -1, keepdims: bool = False)
 def smooth_min(B, x, alpha: float = 1.0, axis: int = -1, keepdims: bool = False):
     """-logsumexp(-alpha x) / alpha."""
     return -smooth_max(B, -x, alpha, axis=axis, keepdims=keepdims)
+
+
+def softmax_weighted_max(B, x, alpha: float = 1.0, axis: int = -1):
+    """Σ_i softmax(alpha x)_i x_i: a lower bound of max x within log(n)/alpha [4]."""
+    alpha = _positive("alpha", alpha)
+    return B.sum(B.softmax(alpha * x, axis=axis) * x, axis=axis)
+
+
+def pairwise_max(B, x, alpha: float = 1.0):
+    """max over the last axis by a balanced tree of smoothed two-argument maxima
+    (a + b + smooth_abs(a - b, 1/alpha)) / 2: below max x by at most ceil(log2 n)/(2 alpha)."""
+    eps = 1.0 / _positive("alpha", alpha)
+    while x.shape[-1] > 1:
+        n = x.shape[-1]
+        a, b = x[..., 0:n - 1:2], x[..., 1:n:2]  # [..., n // 2] each
+        pairs = 0.5 * (a + b + smooth_abs(B, a - b, eps))
+        x = B.concatenate([pairs, x[..., n - 1:]], axis=-1) if n % 2 else pairs  # the odd one out waits a level
+    return x[..., 0]
 
 
 def smooth_relu(B, x, beta: float = 1.0):

@@ -127,6 +127,16 @@ def _listing(labels, limit: int = 20) -> str:
     return ", ".join(labels[:limit]) + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
 
 
+def _subjects(kind: str) -> tuple[str, str]:
+    """What ``kind``'s ``estimator`` and ``task`` columns name (`CellKind.subjects`)."""
+    from gradest.sweep.kinds import get_cell_kind
+
+    try:
+        return tuple(get_cell_kind(kind).subjects)
+    except ValueError:  # a kind no longer registered: its rows are still shown
+        return ("estimator", "task")
+
+
 def sweep_scope(cells: pd.DataFrame, manifests=()) -> list[str]:
     """Sentences saying what the run measured and trained: per kind, its estimator variants and
     tasks on each backend (a backend that ran fewer variants says which), the variants a kind
@@ -156,8 +166,9 @@ def sweep_scope(cells: pd.DataFrame, manifests=()) -> list[str]:
         union = set().union(*labels.values())
         tasks = part["task"].astype(str).str.split("[").str[0].nunique() if "task" in part.columns else 0
         names = {str(label).split("[", 1)[0] for label in union}
-        text = (f"{kind}: {len(union)} estimator variant{'s' if len(union) != 1 else ''} of {len(names)} "
-                f"estimator{'s' if len(names) != 1 else ''} × {tasks} task{'s' if tasks != 1 else ''}")
+        subject, over = _subjects(kind)
+        text = (f"{kind}: {len(union)} {subject} variant{'s' if len(union) != 1 else ''} of {len(names)} "
+                f"{subject}{'s' if len(names) != 1 else ''} × {tasks} {over}{'s' if tasks != 1 else ''}")
         full = [b for b in backends if labels[b] == union]
         fewer = [b for b in backends if labels[b] != union]
         text += f" on {', '.join(full)}" if full else ""

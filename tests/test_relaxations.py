@@ -87,3 +87,32 @@ def test_the_first_name_still_imports_the_same_functions():
     from gradest.estimators import relaxations as first_name
 
     assert all(getattr(first_name, name) is getattr(R, name) for name in R.__all__)
+
+
+def test_softmax_weighted_max_within_its_bound_below_max(backend64):
+    # max - log(n)/alpha <= Σ softmax(alpha x)_i x_i <= max, and it equals
+    # logsumexp(alpha x)/alpha - H(softmax(alpha x))/alpha exactly
+    B = backend64
+    x = B.asarray(X)
+    for alpha in (0.5, 3.0, 50.0):
+        value = B.to_numpy(R.softmax_weighted_max(B, x, alpha))
+        assert np.all(value <= X.max(-1) + 1e-12) and np.all(value >= X.max(-1) - np.log(4) / alpha - 1e-12)
+        p = B.to_numpy(B.softmax(alpha * x, axis=-1))
+        entropy = -(p * np.log(p)).sum(-1)
+        np.testing.assert_allclose(value, B.to_numpy(R.smooth_max(B, x, alpha)) - entropy / alpha, rtol=1e-12)
+
+
+def test_pairwise_max_within_its_bound_and_exact_for_two(backend64):
+    B = backend64
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 5, 8, 11):
+        x = rng.normal(size=(50, n))
+        for alpha in (0.5, 5.0, 500.0):
+            value = B.to_numpy(R.pairwise_max(B, B.asarray(x), alpha))
+            levels = int(np.ceil(np.log2(n))) if n > 1 else 0
+            assert np.all(value <= x.max(-1) + 1e-12)
+            assert np.all(value >= x.max(-1) - levels / (2 * alpha) - 1e-12), (n, alpha)
+    a, b, alpha = 0.3, -1.1, 2.0  # two entries: (a + b + sqrt((a-b)² + 1/α²) - 1/α) / 2
+    expected = 0.5 * (a + b + np.sqrt((a - b) ** 2 + 1 / alpha ** 2) - 1 / alpha)
+    np.testing.assert_allclose(B.to_numpy(R.pairwise_max(B, B.asarray(np.array([[a, b]])), alpha)), [expected],
+                               rtol=1e-14)

@@ -55,12 +55,21 @@ def estimator(name: str, options: dict | None = None):
 
 
 def unsupported(cell: Cell) -> str | None:
-    """Why ``cell``'s estimator cannot run on its task with its S, or None when it can."""
+    """Why ``cell``'s estimator cannot run on its task with its S, or None when it can (always
+    None for a standalone kind's cell, which builds neither)."""
+    if _standalone(cell):
+        return None
     key = (_key(TASKS, cell.task, cell.task_options), _key(ESTIMATORS, cell.estimator, cell.estimator_options),
            int(cell.num_samples))
     return _VERDICTS.get(key, lambda: _verdict(task(cell.task, cell.task_options),
                                                estimator(cell.estimator, cell.estimator_options),
                                                int(cell.num_samples)))
+
+
+def _standalone(cell: Cell) -> bool:
+    from gradest.sweep.cell_kind import get_cell_kind
+
+    return bool(get_cell_kind(cell.kind).standalone)
 
 
 def _verdict(built_task, built_estimator, num_samples: int) -> str | None:
@@ -77,6 +86,8 @@ def validate(cells: Iterable[Cell]) -> None:
     """Build every task and estimator variant ``cells`` name (each once): a bad option or value
     raises `BuildError` with the API's message, before the first cell runs."""
     for cell in cells:
+        if _standalone(cell):
+            continue  # builds no registered task or estimator
         for what, name, options, build in (("estimator", cell.estimator, cell.estimator_options, estimator),
                                            ("task", cell.task, cell.task_options, task)):
             try:

@@ -11,6 +11,10 @@ plan to the figures:
 * ``run(cell, task, estimator) -> (row, history)``: one cell's measured numbers (a flat dict
   of scalars: the kind's ``columns``) and, for kinds that train, a history DataFrame;
   `gradest.measure.UnsupportedCombinationError` marks a cell skipped, any other error failed;
+* ``standalone``: True for a kind whose cells measure no registered task or estimator (e.g.
+  the relaxations themselves): the runner builds none and passes ``None`` for both, and its
+  cells' ``task`` / ``estimator`` columns name what it measures, which ``subjects`` calls by
+  name (default ``("estimator", "task")``) where the report describes the run;
 * ``columns``: ``{column: description}`` of the numbers its rows carry (its record schema,
   beside the identification columns every row has: `gradest.sweep.store.ID_COLUMNS`);
 * ``order``: where its cells come in a plan and its figures on the report's page (lower
@@ -66,6 +70,10 @@ class CellKind:
     order: int = DEFAULT_ORDER
     #: columns of its rows that the aggregated table shows, and whether "lower" or "higher" is better
     table_metrics: dict[str, str] = {}
+    #: its cells build no registered task or estimator (see the module docstring)
+    standalone: bool = False
+    #: what its cells' ``estimator`` and ``task`` columns name, for the report's sentences
+    subjects: tuple[str, str] = ("estimator", "task")
 
     def grid_for(self, budget) -> dict:
         return dict(self.grid.get(budget.name, {}))

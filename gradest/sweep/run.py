@@ -106,12 +106,14 @@ class CellRunner:
         fields = {"worker": f"{socket.gethostname()}:{os.getpid()}"}
         try:
             kind = get_cell_kind(cell.kind)
-            task = build.task(cell.task, cell.task_options)
-            est = build.estimator(cell.estimator, cell.estimator_options)
-            fields["label"] = est.label
-            reason = build.unsupported(cell)
-            if reason is not None:
-                raise UnsupportedCombinationError(reason)
+            task = est = None
+            if not kind.standalone:
+                task = build.task(cell.task, cell.task_options)
+                est = build.estimator(cell.estimator, cell.estimator_options)
+                fields["label"] = est.label
+                reason = build.unsupported(cell)
+                if reason is not None:
+                    raise UnsupportedCombinationError(reason)
             fields["row"], fields["history"] = kind.run(cell, task, est)
             out = outcome(cell, **fields)
         except UnsupportedCombinationError as err:
