@@ -17,7 +17,8 @@
 * `phi_objective(task, estimator, B)`: ``(φ, θ, noise, state, batch) -> scalar``, the
   estimator's φ loss with θ held constant (estimators with trainable φ).
 * `default_samples(estimator, S)`: S, or the estimator's ``min_samples`` when None.
-* `auto_chunk(task, B, specs, S)`: replicates per vectorized call from a memory budget.
+* `auto_chunk(task, B, specs, S)`: replicates per vectorized call from a memory budget
+  (`replicate_bytes`: the bytes one replicate is estimated to hold).
 
 Tasks and estimators are built objects here (`gradest.get_task` / `gradest.get_estimator`
 resolve names before).
@@ -32,7 +33,7 @@ from gradest.validation import integer
 
 __all__ = ["UnsupportedCombinationError", "supporting_estimators", "check_compatible", "default_samples",
            "make_loss", "noise_specs", "draw_noise", "phi_objective", "auto_chunk", "CHUNK_BYTES",
-           "MAX_STATIC_CHUNK", "MAX_CHUNK"]
+           "MAX_STATIC_CHUNK", "MAX_CHUNK", "replicate_bytes"]
 
 #: memory budget (bytes) of one vectorized chunk of replicates, before the task's own hint
 CHUNK_BYTES = 256 * 2**20
@@ -137,10 +138,18 @@ def phi_objective(task, estimator, backend):
 def auto_chunk(task, backend, specs, num_samples: int) -> int:
     """Replicates per vectorized call from the memory budget `CHUNK_BYTES` (a power of two, at
     most `MAX_STATIC_CHUNK` where compiled functions are shape-specialized, else `MAX_CHUNK`)."""
-    itemsize = 8 if backend.dtype == "float64" else 4
-    noise_elems = sum(int(np.prod(s.shape)) for g in specs.values() for s in g.values())
-    hint = task.activation_elements(num_samples)
-    per_replicate = (4 * task.num_params + 8 * noise_elems + 4 * hint) * itemsize
+    per_replicate = replicate_bytes(task, backend, specs, num_samples)
     chunk = max(1, CHUNK_BYTES // max(per_replicate, 1))
     chunk = 1 << (int(chunk).bit_length() - 1)
     return int(min(chunk, MAX_STATIC_CHUNK if backend.static_shapes else MAX_CHUNK))
+
+
+def replicate_bytes(task, backend, specs, num_samples: int) -> int:
+    """Bytes one replicate of a compiled call is estimated to hold: its gradient and θ's
+    cotangents (4 P), its noise (8 per element) and the task's activations (4 per element of
+    ``task.activation_elements(S)``), at the backend's item size (`auto_chunk`'s budget;
+    `gradest.memory` checks a chunk against the available memory with it)."""
+    itemsize = 8 if backend.dtype == "float64" else 4
+    noise_elems = sum(int(np.prod(s.shape)) for g in specs.values() for s in g.values())
+    hint = task.activation_elements(num_samples)
+    return int((4 * task.num_params + 8 * noise_elems + 4 * hint) * itemsize)

@@ -4,7 +4,8 @@ exact gradient.
 * `gradient_samples(task, estimator, ...) -> [R, P]` float64: R independent estimates of
   dL/dθ (θ flattened in the task's ``param_layout`` order), from a `GradientSampler`;
 * `gradient_stats(task, estimator, ...) -> dict`: their statistics (`gradest.statistics`)
-  against the exact gradient (`gradest.truth`), with the seconds per estimate;
+  against the exact gradient (`gradest.truth`), with the seconds per estimate, in O(P) memory
+  when [R, P] is large (`gradest.streaming`);
 * `exact_gradient(task, ...) -> [P]` float64 or None (`gradest.truth`).
 
 The work is done by one module per job, each with its contract in its docstring:
@@ -16,6 +17,8 @@ The work is done by one module per job, each with its contract in its docstring:
                        `GradientSampler`
 `gradest.truth`        the one path to the exact loss and gradient
 `gradest.statistics`   variance, bias, MSE, cosine, SNR of estimates [R, P]
+`gradest.streaming`    the same statistics chunk by chunk, in O(P) memory
+`gradest.memory`       the guard that refuses arrays that cannot fit, before any work
 `gradest.cache`        the caches of compiled functions and built objects
 =====================  ==============================================================
 
@@ -27,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from gradest import noise
+from gradest import noise, streaming
 from gradest.binding import (CHUNK_BYTES, MAX_CHUNK, MAX_STATIC_CHUNK, UnsupportedCombinationError, auto_chunk,
                              check_compatible, default_samples, draw_noise, make_loss, noise_specs,
                              phi_objective, supporting_estimators)
@@ -36,6 +39,7 @@ from gradest.sampler import (PAD_GRANULE, PHI_WARMUP_LEARNING_RATE, PHI_WARMUP_S
                              sampling_kernel)
 from gradest.statistics import Z95, summarize
 from gradest.truth import Truth, exact_functions, exact_gradient, exact_loss
+from gradest.validation import integer
 
 __all__ = [
     # the public API
@@ -59,9 +63,12 @@ def gradient_samples(task, estimator, *, backend="torch", device="cpu", num_repl
     Extra options: ``dtype`` ("float32"), ``params`` (θ other than θ₀), ``chunk_size``
     (memory only: the numbers do not depend on it), ``phi_warmup`` (φ training steps at θ for
     estimators with trainable φ; default `PHI_WARMUP_STEPS`, 0: φ as initialized). Repeated
-    calls with the same task, estimator, backend, S and chunk size reuse the compiled function."""
+    calls with the same task, estimator, backend, S and chunk size reuse the compiled function.
+
+    An [R, P] result that cannot fit in the available memory is refused before any work
+    (`gradest.memory.InsufficientMemoryError`, naming its size): `gradient_stats` streams."""
     return recent_sampler(task, estimator, backend=backend, device=device, num_samples=num_samples, seed=seed,
-                          **options).run(num_replicates)
+                          num_replicates=num_replicates, **options).run(num_replicates)
 
 
 def gradient_stats(task, estimator, *, backend="torch", device="cpu", num_replicates=1000,
@@ -75,12 +82,16 @@ def gradient_stats(task, estimator, *, backend="torch", device="cpu", num_replic
     (``seconds_low``/``seconds_high``), run with ``threads`` intra-op threads (default 1: tiny
     operations are stable on one thread; None: the backend's setting). The result records
     ``threads``, ``timing_repeats``, ``phi_warmup_steps`` and ``noise_version``. Options as
-    `gradient_samples`."""
+    `gradient_samples`.
+
+    Memory: O(P) in R (`gradest.streaming`: when R·P·8 exceeds `gradest.streaming.STREAM_BYTES`
+    the estimates are streamed in chunks, the numbers equal to those of the whole array up to
+    float64 rounding; a second pass recomputes the chunks for the variance's interval)."""
+    R = integer("num_replicates", num_replicates)
     sampler = GradientSampler(task, estimator, backend=backend, device=device,
                               num_samples=num_samples, seed=seed, **options)
-    grads = sampler.run(num_replicates)
-    stats = summarize(grads, Truth(sampler.task, sampler.backend).grad(sampler.params))
-    timing = sampler.time_per_estimate(timing_repeats, min(sampler.chunk_size, num_replicates), threads)
+    stats = streaming.summarize_sampler(sampler, R, Truth(sampler.task, sampler.backend).grad(sampler.params))
+    timing = sampler.time_per_estimate(timing_repeats, min(sampler.chunk_size, R), threads)
     stats.update({
         "task": sampler.task.name, "estimator": sampler.estimator.label, "backend": sampler.backend.name,
         "device": sampler.backend.device, "num_samples": sampler.num_samples, "seed": sampler.seed,

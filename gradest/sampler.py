@@ -28,11 +28,17 @@ Estimator state is set up at θ before measuring (`SamplingKernel.prepare`):
   fixed θ, as `gradest.train` trains it, the moving state following φ step by step;
   ``phi_warmup=0`` measures φ as ``init`` made it.
 
+Memory (`gradest.memory`): before any work (compilation, warm-ups, estimates), a sampler refuses
+a chunk whose estimated size (chunk x `gradest.binding.replicate_bytes`) exceeds the available
+host memory (device ``cpu``), and ``run(R)`` (with ``num_replicates=R`` at construction, before
+the warm-ups) an [R, P] float64 result that exceeds it, each naming the size and the fix.
+
 Both warm-ups draw their own noise streams (``"warmup/..."``, ``"phi_warmup/..."``), independent
 of the measured replicates, and reuse the kernel's own loss (nothing is built again for them).
 
 `GradientSampler` is the user-facing object (task, estimator, θ, seed -> ``run(R)`` [R, P]
-float64, ``time_per_estimate``); `recent_sampler` keeps the last few samplers of
+float64, ``chunks(R)`` the same rows chunk by chunk for `gradest.streaming`,
+``time_per_estimate``); `recent_sampler` keeps the last few samplers of
 `gradest.gradient_samples` in the named cache ``"samplers"`` of `gradest.cache` (emptied with
 everything else by ``gradest.clear_compile_cache()``).
 """
@@ -44,10 +50,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gradest import cache, noise
+from gradest import cache, memory, noise
 from gradest.backends import get_backend
 from gradest.binding import (auto_chunk, check_compatible, default_samples, make_loss, noise_specs,
-                             phi_objective)
+                             phi_objective, replicate_bytes)
 from gradest.registry import get_estimator, get_task
 from gradest.validation import flat_params, integer, optional_integer
 from gradest.validation import seed as check_seed
@@ -219,10 +225,13 @@ class GradientSampler:
     """Independent gradient estimates of ``estimator`` on ``task`` at θ (default θ₀).
 
     Cheap to build: the compiled functions come from the cache (`sampling_kernel`). Then
-    ``run(num_replicates)`` as often as needed; ``set_params`` moves θ without compiling."""
+    ``run(num_replicates)`` as often as needed; ``set_params`` moves θ without compiling.
+    ``num_replicates``: the R that ``run`` will be asked for, refused here, before the warm-ups,
+    when its [R, P] result cannot fit in memory (`check_replicates`)."""
 
     def __init__(self, task, estimator, *, backend="torch", device="cpu", num_samples=None, seed=0,
-                 dtype="float32", params=None, chunk_size=None, batch=None, phi_warmup=None):
+                 dtype="float32", params=None, chunk_size=None, batch=None, phi_warmup=None,
+                 num_replicates=None):
         self.task = get_task(task)
         self.estimator = get_estimator(estimator)
         self.num_samples = default_samples(self.estimator, num_samples)
@@ -232,10 +241,33 @@ class GradientSampler:
         self.backend = get_backend(backend, device=device, dtype=dtype)
         self.seed = check_seed(seed)
         self.batch = batch
+        if num_replicates is not None:
+            self.check_replicates(num_replicates)
         self.kernel = sampling_kernel(self.task, self.estimator, self.backend, self.num_samples, chunk_size, batch)
         self.specs = self.kernel.specs
         self.chunk_size = self.kernel.chunk_size
+        self._check_chunk(chunk_size is not None)
         self.set_params(params)
+
+    def check_replicates(self, num_replicates: int) -> int:
+        """``num_replicates`` (validated), or `gradest.memory.InsufficientMemoryError` when
+        ``run``'s [R, P] float64 result cannot fit in the available memory."""
+        R, P = integer("num_replicates", num_replicates), self.task.num_params
+        memory.require(R * P * 8, f"gradient_samples with num_replicates={R} returns a [{R}, {P}] float64 array, which",
+                       f"ask for fewer replicates (at most ~{max(memory.available_bytes() // (8 * P), 0)}), or call "
+                       "gradest.gradient_stats, which streams the estimates in O(P) memory")
+        return R
+
+    def _check_chunk(self, chosen: bool) -> None:
+        """Refuse a chunk whose estimated size exceeds the available host memory (device cpu)."""
+        if self.backend.device != "cpu":  # the chunk lives in the accelerator's memory, not queried here
+            return
+        per = replicate_bytes(self.task, self.backend, self.specs, self.num_samples)
+        fits = max(memory.available_bytes() // max(per, 1), 1)
+        memory.require(self.chunk_size * per,
+                       f"a chunk of {self.chunk_size} replicates ({'chunk_size' if chosen else 'the automatic chunk'}; "
+                       f"~{memory.format_bytes(per)} per replicate of task {self.task.name!r})",
+                       f"pass a smaller chunk_size (at most ~{1 << (int(fits).bit_length() - 1)})")
 
     @property
     def phi_warmup_steps(self) -> int:
@@ -261,9 +293,22 @@ class GradientSampler:
     def _padded_estimates(self, first: int, count: int):
         return self.kernel.estimates(self.params, self.state, self.seed, first, count, self.batch)
 
+    def chunks(self, num_replicates: int, start: int = 0):
+        """Yield (first, [count, P] float64) over replicates ``start`` .. R-1 in the chunks `run`
+        computes them in (``start``: a multiple of the chunk size): `run`'s rows, a chunk at a
+        time, for statistics in O(P) memory (`gradest.streaming`). A chunk computed again gives
+        the same numbers (replicate i's noise depends on (seed, stream, i) alone)."""
+        R, chunk = integer("num_replicates", num_replicates), self.chunk_size
+        assert start % chunk == 0, f"start {start} is not a chunk boundary (chunk {chunk})"
+        B = self.backend
+        for first in range(start, R, chunk):
+            count = min(chunk, R - first)
+            out = B.to_numpy(self._padded_estimates(first, count))
+            yield first, np.array(out[:count] if out.shape[0] != count else out, dtype=np.float64)
+
     def run(self, num_replicates: int) -> np.ndarray:
         """[R, P] float64: the estimates of replicates 0 .. R-1."""
-        R = integer("num_replicates", num_replicates)
+        R = self.check_replicates(num_replicates)
         B, chunk = self.backend, self.chunk_size
         if R <= chunk:
             out = B.to_numpy(self._padded_estimates(0, R))
@@ -295,11 +340,13 @@ class GradientSampler:
 
 
 def recent_sampler(task, estimator, *, backend="torch", device="cpu", num_samples=None, seed=0,
-                   **options) -> GradientSampler:
+                   num_replicates=None, **options) -> GradientSampler:
     """A `GradientSampler` of these arguments, the same object as a recent call's when ``task``
     and ``estimator`` are the same built objects (by identity) and the options are equal.
 
-    Names are not kept (a name builds a new object each time); neither are unhashable options."""
+    Names are not kept (a name builds a new object each time); neither are unhashable options.
+    ``num_replicates`` (not part of the key): the R about to be run, refused before a new
+    sampler's warm-ups when its result cannot fit (`GradientSampler.check_replicates`)."""
     if isinstance(task, str) or isinstance(estimator, str):
         key = None
     else:
@@ -314,9 +361,12 @@ def recent_sampler(task, estimator, *, backend="torch", device="cpu", num_sample
 
     def build():
         return GradientSampler(task, estimator, backend=backend, device=device, num_samples=num_samples, seed=seed,
-                               **options)
+                               num_replicates=num_replicates, **options)
 
     if key is None:
         return build()
     # the entry keeps task and estimator alive, so their ids cannot be reused while it exists
-    return _SAMPLERS.get(key, lambda: (task, estimator, build()))[2]
+    sampler = _SAMPLERS.get(key, lambda: (task, estimator, build()))[2]
+    if num_replicates is not None:
+        sampler.check_replicates(num_replicates)
+    return sampler
