@@ -14,6 +14,20 @@ Bias and MSE are NaN (asv: n/a) on a task without ground truth. The numbers are 
 under the seed except the work-normalized variance, which carries a timing.
 
 One suite per distribution kind (`_grid.suite_classes`): ``EstimatorStatistics_<kind>``.
+
+``StreamingStatistics`` (per backend, on the CPU) holds the cost of `gradest.streaming` on a
+large task, bernoulli_vae on mnist5k with DisARM (P = 314,784 parameters):
+
+* ``peakmem_gradient_stats``: peak resident memory of the process around
+  `gradest.gradient_stats` at R = `STREAM_REPLICATES` (2,000; 4.7 GiB as an [R, P] float64
+  array, which the statistics no longer hold; ~2 minutes a backend on one loaded core);
+* ``track_time_ratio_one_pass``: seconds of gradest's streamed statistics over a hand-written
+  loop that computes each estimate once (`benchmarks._references.streaming.one_pass`), both
+  at R = `RATIO_REPLICATES`, medians of `RATIO_REPEATS` calls interleaved in one process. The
+  streamed path computes the chunks twice (the variance interval needs the final mean), so
+  about 2 - chunk/R is expected; a rise above it is overhead of gradest's own;
+* ``track_time_ratio_two_pass``: the same against the hand-written loop that computes the same
+  statistics (`two_pass`): about 1.
 A grid point's statistics are computed once per run, by the first of its ``track_`` benchmarks
 (`_grid.point_values`, in the suite's ``setup_cache`` folder), and read by the others: a
 ``--bench`` selection pays only for the grid points it runs. A grid point that cannot run is
@@ -24,10 +38,16 @@ skipped; one whose computation failed fails alone, with its traceback.
 from __future__ import annotations
 
 import math
+import statistics as _stats
+import time
 
+from gradest import sampler as _sampler
+from gradest import streaming as _streaming
+from gradest import truth as _truth
 from gradest.measure import gradient_stats
 
 from . import _grid
+from ._references import streaming as _reference
 
 STAT_KEYS = ("variance", "bias_sq", "mse", "work_normalized_variance", "seconds_per_estimate",
              "cosine_to_exact")
@@ -85,3 +105,72 @@ class _EstimatorStatistics:
 
 
 _grid.suite_classes(_EstimatorStatistics, globals())
+
+
+# ---- streaming statistics on a large task ---------------------------------------------------
+STREAM_TASK = "bernoulli_vae[dataset=mnist5k]"
+STREAM_ESTIMATOR = "disarm"
+#: R of ``peakmem_gradient_stats``
+STREAM_REPLICATES = 2000
+#: R and interleaved repeats of the time ratios (the ratio is per estimate: a smaller R suffices)
+RATIO_REPLICATES = 256
+RATIO_REPEATS = 5
+
+
+def interleaved_ratio(contender, reference, repeats: int = RATIO_REPEATS) -> dict:
+    """Seconds of ``contender()`` over ``reference()`` (zero-argument calls), each timed
+    ``repeats`` times alternately (A, B, A, B, ...) after one warm-up call of each: the ratio
+    of the medians, with the medians and ranges."""
+    contender(), reference()
+    times: dict = {"contender": [], "reference": []}
+    for _ in range(repeats):
+        for name, call in (("contender", contender), ("reference", reference)):
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    med = {name: _stats.median(v) for name, v in times.items()}
+    return {"ratio": med["contender"] / med["reference"], "median": med,
+            "range": {name: (min(v), max(v)) for name, v in times.items()}, "repeats": repeats}
+
+
+class StreamingStatistics:
+    """`gradest.gradient_stats` on a task whose [R, P] estimates would not fit comfortably:
+    peak memory, and time against hand-written loops (module docstring)."""
+
+    params = [["torch", "jax"]]
+    param_names = ["backend"]
+    version = "1"
+    timeout = 900
+    number = 1
+    repeat = 1
+    rounds = 1
+
+    def setup(self, backend):
+        self.backend = _grid.backend_or_skip(backend, "cpu")
+        self.task = _grid.build_task(STREAM_TASK)
+        self.estimator = _grid.build_estimator(STREAM_ESTIMATOR)
+
+    def _sampler(self):
+        # module aliases: asv would take GradientSampler.time_per_estimate for a benchmark
+        sampler = _sampler.GradientSampler(self.task, self.estimator, backend=self.backend, seed=_grid.SEED)
+        return sampler, _truth.Truth(sampler.task, sampler.backend).grad(sampler.params)
+
+    def peakmem_gradient_stats(self, backend):
+        gradient_stats(self.task, self.estimator, backend=self.backend, num_replicates=STREAM_REPLICATES,
+                       seed=_grid.SEED)
+
+    def _ratio(self, loop) -> float:
+        sampler, exact = self._sampler()
+        R = RATIO_REPLICATES
+        return interleaved_ratio(lambda: _streaming.summarize_sampler(sampler, R, exact),
+                                 lambda: loop(sampler, R, exact))["ratio"]
+
+    def track_time_ratio_one_pass(self, backend):
+        return self._ratio(_reference.one_pass)
+
+    track_time_ratio_one_pass.unit = "ratio"
+
+    def track_time_ratio_two_pass(self, backend):
+        return self._ratio(_reference.two_pass)
+
+    track_time_ratio_two_pass.unit = "ratio"

@@ -152,3 +152,28 @@ def test_available_memory_is_positive_and_formatted():
     assert memory.available_bytes() > 0
     assert memory.format_bytes(512) == "512 B"
     assert memory.format_bytes(3 * 2**30) == "3.0 GiB"
+
+
+# ---- the asv suite's yardsticks ----------------------------------------------------------------
+def test_hand_written_loops_compute_the_streamed_numbers():
+    """`benchmarks._references.streaming`: the loops the time ratios divide by compute the
+    statistics gradest streams (one_pass's variance from Σg² - (Σg)²/R: 1e-9 relative)."""
+    from benchmarks import statistics as suite
+    from benchmarks._references import streaming as loops
+
+    sampler = GradientSampler(TOY, "reinforce", chunk_size=7, seed=3)
+    exact = Truth(sampler.task, sampler.backend).grad(sampler.params)
+    R = 48
+    want = streaming.stream_summary(sampler, R, exact)
+    one, two = loops.one_pass(sampler, R, exact), loops.two_pass(sampler, R, exact)
+    for key in ("bias_norm", "mse", "cosine_to_exact"):
+        assert one[key] == pytest.approx(want[key], rel=RTOL) and two[key] == pytest.approx(want[key], rel=RTOL)
+    assert one["variance"] == pytest.approx(want["variance"], rel=1e-9)
+    assert two["variance"] == pytest.approx(want["variance"], rel=RTOL)
+    assert want["variance_high"] - want["variance"] == pytest.approx(two["variance_half"], rel=1e-9)
+    assert want["mse_high"] - want["mse"] == pytest.approx(two["mse_half"], rel=1e-9)
+    calls = []
+    out = suite.interleaved_ratio(lambda: calls.append("a"), lambda: calls.append("b"), repeats=3)
+    assert calls == ["a", "b"] * 4 and out["repeats"] == 3 and out["ratio"] > 0
+    assert {"peakmem_gradient_stats", "track_time_ratio_one_pass", "track_time_ratio_two_pass"} <= set(
+        dir(suite.StreamingStatistics))
