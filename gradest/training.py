@@ -68,7 +68,6 @@ from gradest.estimator import GradientEstimator
 from gradest.noise import MAX_SEED
 from gradest.registry import get_estimator, get_task
 from gradest.sampler import GradientSampler
-from gradest.statistics import summarize
 from gradest.truth import Truth
 from gradest.validation import flat_params, integer, optional_integer
 from gradest.validation import seed as check_seed
@@ -124,6 +123,9 @@ class TrainResult:
     tracked: list = field(default_factory=list)
     #: the initialization seed θ₀ was drawn from (``init="seed"`` on a task that derives one), else None
     init_seed: int | None = None
+    #: wall seconds of the run by part: ``steps`` (the training steps), ``evaluation`` (the exact
+    #: loss and the task's metrics), ``basket`` (the gradient basket), ``total`` (the whole loop)
+    timings: dict = field(default_factory=dict)
 
     def final(self, column: str = "exact_loss") -> float:
         """The last logged value of ``column``."""
@@ -200,12 +202,43 @@ def train_step(task, est, B, num_samples: int, optimizer: str, batch):
 
     def build():
         specs = noise_specs(task, est, B, B.asarray(task.init_params()), num_samples, batch)
-        draw = noise.drawer(B, specs, 1)
         phi = phi_objective(task, est, B) if est.phi_loss is not None else None
-        return B.train_step(make_loss(task, est, B), lambda seed, t: noise.first_replicate(draw(seed, t)),
-                            optimizer, phi)
+        return B.train_step(make_loss(task, est, B), step_noise(B, specs), optimizer, phi)
 
     return cache.CACHE.get(key, build)
+
+
+def step_noise(B, specs):
+    """``draw_noise(seed, t)``: the noise of training step t, replicate t of ``specs``' streams
+    without its replicate axis.
+
+    A `static_shapes` backend (JAX) draws it inside the compiled step, replicate by replicate.
+    An eager backend (torch) makes a noise block of `Backend.noise_block_replicates` replicates
+    with every call, so drawing replicate t alone makes (and throws away) the block's others: here
+    the window of replicates t0 .. t0 + k - 1 holding t (k the smallest block of the streams, a
+    power of two, so that the window lies in one block of every stream) is drawn once and its
+    rows serve the k steps — the same numbers (replicate t depends on (seed, stream, t) alone)."""
+    if B.static_shapes:
+        draw_one = noise.drawer(B, specs, 1)
+        return lambda seed, t: noise.first_replicate(draw_one(seed, t))
+    shapes = [tuple(spec.shape) for group in specs.values() for spec in group.values()]
+    k = max(1, min((int(B.noise_block_replicates(shape)) for shape in shapes), default=1))
+    draw_window = noise.drawer(B, specs, k)
+    window = {}  # (seed, t0) -> the noise tree of replicates t0 .. t0 + k - 1
+
+    def draw_noise(seed, t):
+        t = int(t)
+        first = t - t % k
+        key = (int(seed), first)
+        tree = window.get(key)
+        if tree is None:  # one window kept: steps run in order (a step shared by two runs redraws)
+            tree = draw_window(seed, first)
+            window.clear()
+            window[key] = tree
+        row = t - first
+        return {group: {name: v[row] for name, v in d.items()} for group, d in tree.items()}
+
+    return draw_noise
 
 
 class Trainer:
@@ -277,7 +310,7 @@ class Trainer:
 def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_samples=None,
           optimizer="adam", learning_rate=None, dtype="float32", track=(), every=None,
           track_replicates=200, eval_every=None, progress=None, params=None, eval_steps=None,
-          init="declared") -> TrainResult:
+          init="declared", intermediate_metrics=None) -> TrainResult:
     """Minimize ``task``'s loss for ``steps`` steps with ``estimator``'s gradients.
 
     Args:
@@ -294,6 +327,10 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
       eval_steps: where the task's metrics are evaluated: an int n (about n steps spread evenly,
         always the first and the last), a list of steps, or None (default: every logged step).
         Those steps are logged too.
+      intermediate_metrics: which metrics the evaluation steps before the last one evaluate:
+        None (default) all of them; ``"declared"`` the task's ``intermediate_metrics`` (its cheap
+        ones, e.g. a VAE's -ELBOs without the k-sample bound; all where the task declares none);
+        or a list of metric names. The last evaluation step always evaluates all of them.
       progress: show a rich progress bar (default: when stderr is a terminal and not under CI).
       params: the initial θ (flat NumPy vector; default: see ``init``).
       init: ``"declared"`` (default: ``task.init_params()``) or ``"seed"`` (θ₀ derived from
@@ -310,6 +347,8 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
     tracked = _resolve_track(track)
     evaluate_at = _eval_steps(eval_steps, steps)
     task = get_task(task)
+    light = _intermediate_metrics(task, intermediate_metrics)
+    last_eval = (steps - 1) if evaluate_at is None else max(evaluate_at, default=-1)
     params, init_seed = _initial_params(task, init, seed, params)
     trainer = Trainer(task, estimator, backend=backend, device=device, seed=seed, num_samples=num_samples,
                       optimizer=optimizer, learning_rate=learning_rate, dtype=dtype, params=params)
@@ -335,6 +374,8 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
 
     rows: list[dict] = []
     elapsed = 0.0
+    clock = {"steps": 0.0, "evaluation": 0.0, "basket": 0.0}
+    loop_start = time.perf_counter()
     bar = _Progress(steps, f"{task.name} · {est.label}") if _show_progress(progress) else None
     try:
         for t in range(steps):
@@ -342,6 +383,8 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
             metrics = evaluate_at is not None and t in evaluate_at
             log = t % eval_every == 0 or t == steps - 1 or measure_basket or metrics
             metrics = metrics or (evaluate_at is None and log)
+            if metrics and light is not None and t != last_eval:
+                metrics = light  # the cheap set before the last evaluation
             start = time.perf_counter()
             theta_t = trainer.params_array() if log else None
             state_t = trainer.state_arrays() if own and measure_basket else None
@@ -356,18 +399,40 @@ def train(task, estimator, *, backend="torch", device="cpu", steps, seed=0, num_
             if log:
                 rows.append(_evaluate(task, B, t, elapsed, value, theta_t, truth,
                                       samplers if measure_basket else (), track_replicates,
-                                      own_state=(own, state_t), metrics=metrics))
+                                      own_state=(own, state_t), metrics=metrics, clock=clock))
             if bar is not None:
                 bar.update(t, value)
     finally:
         if bar is not None:
             bar.close()
+    clock["steps"] = elapsed
+    clock["total"] = time.perf_counter() - loop_start
 
     history = _history(rows, tracked)
     return TrainResult(
         history=history, params=trainer.params(), state=trainer.state(), task=task.name, estimator=est.label,
         backend=B.name, device=B.device, optimizer=optimizer, learning_rate=lr, steps=steps, seed=seed,
-        num_samples=num_samples, tracked=[label for label, _ in tracked], init_seed=init_seed)
+        num_samples=num_samples, tracked=[label for label, _ in tracked], init_seed=init_seed, timings=clock)
+
+
+def _intermediate_metrics(task, chosen):
+    """The metric names of the evaluation steps before the last (None: all of them)."""
+    if chosen is None:
+        return None
+    if isinstance(chosen, str):
+        if chosen != "declared":
+            raise ValueError(f"intermediate_metrics must be None, 'declared' or a list of metric names, "
+                             f"got {chosen!r}")
+        chosen = getattr(task, "intermediate_metrics", None)
+        if chosen is None:  # the task declares no cheaper set: all of them
+            return None
+    names = tuple(chosen)
+    known = tuple(getattr(task, "metric_descriptions", {}) or {})
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"intermediate_metrics names {', '.join(map(repr, unknown))}, not metrics of "
+                         f"{task.name}; its metrics: {', '.join(known) or 'none'}")
+    return names
 
 
 def _eval_steps(eval_steps, steps: int) -> frozenset | None:
@@ -401,25 +466,90 @@ def _initial_params(task, init, seed, params):
 
 
 def _evaluate(task, B, step, seconds, value, theta, truth, samplers, replicates, own_state=((), None),
-              metrics=True):
+              metrics=True, clock=None):
     """One history row at θ_t ``theta`` (a backend array); ``own_state``: (labels of the
     samplers of the trained estimator, its state at θ_t); ``metrics``: whether the task's
-    metrics are evaluated at this step."""
+    metrics are evaluated at this step (True: all of them; a tuple: those names);
+    ``clock``: {"evaluation": s, "basket": s} that the time spent here is added to."""
+    clock = {"evaluation": 0.0, "basket": 0.0} if clock is None else clock
+    start = time.perf_counter()
     row = {"step": step, "seconds": seconds, "minibatch_surrogate": value, "loss": value,
            "exact_loss": truth.loss(theta)}
     if metrics:
-        for name, v in task.metrics(B, theta).items():
+        values = task.metrics(B, theta) if metrics is True else task.metrics(B, theta, names=metrics)
+        for name, v in values.items():
             row[name] = float(v)
+    clock["evaluation"] += time.perf_counter() - start
     if samplers:
+        start = time.perf_counter()
         exact = truth.grad(theta)
         theta_np = B.to_numpy(theta).astype(np.float64)
         own, state = own_state
         for label, sampler in samplers:
             sampler.set_params(theta_np, state=state if label in own else None)
-            stats = summarize(sampler.run(replicates), exact)
+            stats = basket_stats(sampler, replicates, exact)
             for stat in TRACK_STATS:
                 row[f"{label}/{stat}"] = stats[stat]
+        clock["basket"] += time.perf_counter() - start
     return row
+
+
+def basket_stats(sampler, replicates: int, exact) -> dict:
+    """`summarize`'s ``variance``, ``bias_norm`` and ``cosine_to_exact`` (the basket's
+    `TRACK_STATS`) of the sampler's replicates 0 .. R-1, reduced on the device chunk by chunk.
+
+    The [R, P] estimates never reach the host (at a VAE's P ~ 3e5 and R = 200 their float64
+    copy and `summarize` cost more than computing them). Shifted sums, the shift s the first
+    replicate's estimate (so that the sums of squares are of the order of the variance, not of
+    the mean, and an estimator without variance gives exactly 0): each chunk [n, P] gives on the
+    device, in the backend's dtype, Σ_r (g_r - s) [P], Σ_r ‖g_r - s‖² and the sum of the cosines
+    of its rows to ``exact``; the host adds them in float64: ḡ = s + Σ_r (g_r - s) / R,
+    variance = (Σ_r ‖g_r - s‖² - R ‖ḡ - s‖²) / (R - 1) (the trace of the unbiased covariance),
+    bias_norm = ‖ḡ - exact‖, cosine_to_exact = Σ cos / R (0 for a zero estimate), NaN without
+    ``exact``. Equal to `summarize` up to the float rounding of the dtype."""
+    R = integer("replicates", replicates, minimum=2)
+    B = sampler.backend
+    reduce = _moments_fn(B, exact is not None)
+    exact_b = None if exact is None else B.asarray(np.asarray(exact, dtype=np.float64))
+    shift, total, squares, cos_sum = None, None, 0.0, 0.0
+    for first in range(0, R, sampler.chunk_size):
+        g = sampler.estimates(first, min(sampler.chunk_size, R - first))  # [n, P] on the device
+        if shift is None:
+            shift = g[0]
+        out = reduce(g, shift, exact_b)
+        part = np.asarray(B.to_numpy(out[0]), dtype=np.float64)  # [P]
+        total = part if total is None else total + part
+        squares += float(B.to_numpy(out[1]))
+        cos_sum += float(B.to_numpy(out[2])) if exact is not None else 0.0
+    offset = total / R  # [P]: ḡ - s
+    variance = max(squares - R * float(offset @ offset), 0.0) / (R - 1)
+    out = {"variance": variance, "bias_norm": math.nan, "cosine_to_exact": math.nan}
+    if exact is not None:
+        mean = np.asarray(B.to_numpy(shift), dtype=np.float64) + offset
+        out["bias_norm"] = float(np.linalg.norm(mean - np.asarray(exact, dtype=np.float64)))
+        out["cosine_to_exact"] = cos_sum / R
+    return out
+
+
+#: the compiled chunk reductions of `basket_stats`, by backend and whether there is a truth
+_MOMENTS = cache.lru("basket_moments", 16)
+
+
+def _moments_fn(B, with_exact: bool):
+    """The compiled ``(g [n, P], shift [P], exact [P] | None) -> (Σ (g - shift) [P],
+    Σ ‖g - shift‖² [], Σ cos [] | None)``."""
+
+    def moments(g, shift, exact):
+        d = g - shift  # [n, P]
+        total, squares = B.sum(d, axis=0), B.sum(d * d)
+        if exact is None:
+            return total, squares, None
+        norms = B.sqrt(B.sum(g * g, axis=1)) * B.sqrt(B.sum(exact * exact))  # [n]
+        positive = norms > 0
+        cos = B.where(positive, B.matmul(g, exact) / B.where(positive, norms, 1.0), 0.0)  # [n]
+        return total, squares, B.sum(cos)
+
+    return _MOMENTS.get((cache.backend_key(B), with_exact), lambda: B.jit(moments))
 
 
 def _history(rows, tracked):

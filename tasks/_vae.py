@@ -413,7 +413,16 @@ class VAETask(Task):
     def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
         """The permutation of the training set that epoch ``epoch`` walks (seeded by seed, epoch)."""
         seed = int(seed) % (1 << 63)
-        return np.random.default_rng([_EPOCH_KEY, seed, int(epoch)]).permutation(self.data.train.shape[0])
+        key = (seed, int(epoch))
+        # the last epoch's permutation is kept: every step of an epoch reads it (a permutation of
+        # the training set per step was ~10% of a small VAE's step); read-only, so no caller can
+        # change what the next step reads
+        cached = getattr(self, "_epoch_cache", None)
+        if cached is None or cached[0] != key:
+            order = np.random.default_rng([_EPOCH_KEY, seed, int(epoch)]).permutation(self.data.train.shape[0])
+            order.setflags(write=False)
+            cached = self._epoch_cache = (key, order)
+        return cached[1]
 
     def batch_indices(self, seed: int, step: int) -> np.ndarray:
         """Training-set indices [batch_size] of step ``step``: its place in the epoch's permutation."""
@@ -511,32 +520,55 @@ class VAETask(Task):
                 self._eval_sets[part] = out
         return self._eval_sets[part]
 
-    def metrics(self, backend, params) -> dict[str, float]:
-        train = self.image_metrics(backend, params, "train")
-        test = self.image_metrics(backend, params, "test")
-        out = {"train_neg_elbo": train["neg_elbo"].mean(), "train_kl": train["kl"].mean(),
-               "test_neg_elbo": test["neg_elbo"].mean()}
-        if "neg_iw_bound" in test:
-            out["test_neg_iw_bound"] = test["neg_iw_bound"].mean()
-        if "nll" in test:
-            out["test_nll"] = test["nll"].mean()
-        return {name: float(v) for name, v in out.items()}
+    #: the metrics worth evaluating at a training run's intermediate evaluation points: the
+    #: -ELBOs, without the k-sample IW bound and the enumerated NLL (which cost ~k / eval_samples
+    #: and 2^L / eval_samples times more); `gradest.train` evaluates the whole set at the last point
+    intermediate_metrics = ("train_neg_elbo", "train_kl", "test_neg_elbo")
 
-    def image_metrics(self, backend, params, part: str) -> dict[str, np.ndarray]:
+    def metrics(self, backend, params, names=None) -> dict[str, float]:
+        """The metrics (`metric_descriptions`) at θ ``params``; ``names`` (an iterable of metric
+        names, None: all) evaluates only those: the same numbers as the whole set gives, the
+        functions that would compute the others not run."""
+        known = self.metric_descriptions
+        wanted = set(known) if names is None else set(names)
+        unknown = sorted(wanted - set(known))
+        if unknown:
+            raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))} of {self.name}; its metrics: "
+                             f"{', '.join(known)}")
+        out = {}
+        if wanted & {"train_neg_elbo", "train_kl"}:
+            train = self.image_metrics(backend, params, "train")
+            out.update(train_neg_elbo=train["neg_elbo"].mean(), train_kl=train["kl"].mean())
+        per_image = {"test_neg_elbo": "neg_elbo", "test_neg_iw_bound": "neg_iw_bound", "test_nll": "nll"}
+        outputs = [per_image[name] for name in per_image if name in wanted]
+        if outputs:
+            test = self.image_metrics(backend, params, "test", outputs=outputs)
+            out.update({name: test[v].mean() for name, v in per_image.items() if name in wanted})
+        return {name: float(out[name]) for name in known if name in wanted}  # the declared order
+
+    def image_metrics(self, backend, params, part: str, outputs=None) -> dict[str, np.ndarray]:
         """Per-image metrics (float64 [n]) of evaluation set ``part``, batch by batch: ``neg_elbo``
         and ``kl``; for "test" also ``neg_iw_bound`` (when iw_samples > 0) and ``nll`` (enumerable
-        latents)."""
+        latents). ``outputs`` (names of those, None: all) leaves the IW bound and the NLL out
+        where not asked for: the ELBO's numbers do not change (its noise is the first
+        ``eval_samples`` of the same per-image draw)."""
         B = backend
         if part not in ("train", "test"):
             raise ValueError(f"part must be 'train' or 'test', got {part!r}")
+        iw, nll = self._metric_outputs(part)
+        if outputs is not None:
+            iw, nll = iw and "neg_iw_bound" in outputs, nll and "nll" in outputs
         images = self.eval_images(part)
         n = images.shape[0]
         rows = min(self.eval_batch, n)
-        # one pair of compiled functions (train, test) per (options, backend), shared by equal task instances
+        # the compiled functions of one (options, backend), shared by equal task instances: one per
+        # (part, outputs), made when first asked for
         key = (repr(self), B.name, B.device, B.dtype)
-        fns = _METRIC_FNS.get(key, lambda: {name: self._build_image_metrics(B, name) for name in ("train", "test")})
-        fn = fns[part]
-        theta = B.stop_gradient(B.asarray(params))
+        fns = _METRIC_FNS.get(key, dict)
+        fn = fns.get((part, iw, nll))
+        if fn is None:
+            fn = fns[(part, iw, nll)] = self._build_image_metrics(B, part, iw=iw, nll=nll)
+        theta = B.stop_gradient(B.asarray(params))  # no autograd graph: evaluation only
         parts: dict = {}
         for first in range(0, n, rows):
             x = images[first:first + rows].astype(np.float64)
@@ -546,12 +578,21 @@ class VAETask(Task):
                 parts.setdefault(name, []).append(np.asarray(B.to_numpy(v), dtype=np.float64))
         return {name: np.concatenate(v)[:n] for name, v in parts.items()}
 
-    def _build_image_metrics(self, B, part: str):
+    def _metric_outputs(self, part: str) -> tuple[bool, bool]:
+        """(the IW bound, the exact NLL): which of the two set ``part`` has."""
+        if part != "test":
+            return False, False
+        return bool(self.iw_samples), self.has_exact() and self.num_configurations is not None
+
+    def _build_image_metrics(self, B, part: str, iw: bool = True, nll: bool = True):
         """A jitted (θ, x [b, D], first) -> {name: [b]} for images first .. first+b-1 of ``part``;
-        the noise of image i is replicate i of the set's stream (drawn inside the function)."""
+        the noise of image i is replicate i of the set's stream (drawn inside the function), of
+        one shape whether or not the IW bound (``iw``) is computed, so that the ELBO's numbers are
+        the same either way; ``nll``: the enumerated NLL (where the set has it)."""
         S = self.eval_samples
-        k = self.iw_samples if part == "test" else 0
-        enumerable = part == "test" and self.has_exact() and self.num_configurations is not None
+        k = self.iw_samples if part == "test" else 0  # the noise's shape: always the IW bound's
+        has_iw, has_nll = self._metric_outputs(part)
+        iw, enumerable = iw and has_iw, nll and has_nll
         stream = f"{self.name}/metrics/{part}"
 
         def fn(params, x, first):
@@ -565,7 +606,7 @@ class VAETask(Task):
                 z = dist.sample(eps[:S])  # [S, b, *latent_shape]
                 recon = B.mean(self.reconstruction_cost(B, blocks, x, z), axis=0)
             out = {"neg_elbo": recon + kl, "kl": kl}
-            if k:
+            if iw:
                 zk = dist.sample(eps[:k])  # [k, b, *latent_shape]
                 log_w = (-self.reconstruction_cost(B, blocks, x, zk) + self.log_prior(B, blocks, zk)
                          - dist.log_prob(zk))  # [k, b]

@@ -284,3 +284,78 @@ def test_progress_bar(capsys):
     assert capsys.readouterr().err == ""  # silent under pytest
     result = gradest.train("bandit", "exact", steps=3, progress=True)
     assert len(result.history) == 3
+
+
+# ---- the evaluation and the basket: cheap, and the same numbers ------------------------------------
+
+def test_basket_stats_equal_summarize(backend_name):
+    """The basket's on-device reduction (`basket_stats`) gives `summarize`'s variance, bias norm
+    and cosine of the same replicates, to float32 rounding (relative 1e-4 on the variance and the
+    cosine, 1e-4 of the gradient's scale on the bias norm), with a chunk that does not divide R
+    (R = 50 in chunks of 16); an estimator without variance gives exactly 0."""
+    from gradest.statistics import summarize
+    from gradest.training import basket_stats
+
+    task = gradest.get_task("binary_toy")
+    exact = gradest.exact_gradient(task, backend=backend_name)
+    for name, options in (("reinforce", {"baseline": "loo"}), ("exact", {})):
+        sampler = GradientSampler(task, gradest.get_estimator(name, **options), backend=backend_name,
+                                  num_samples=2, seed=5, chunk_size=16)
+        want = summarize(sampler.run(50), exact)
+        got = basket_stats(sampler, 50, exact)
+        scale = float(np.linalg.norm(exact))
+        if name == "exact":
+            assert got["variance"] == 0.0 and got["bias_norm"] < 1e-5 * scale
+            assert got["cosine_to_exact"] == pytest.approx(1.0, rel=1e-5)
+            continue
+        assert got["variance"] == pytest.approx(want["variance"], rel=1e-4)
+        assert got["bias_norm"] == pytest.approx(want["bias_norm"], abs=1e-4 * scale)
+        assert got["cosine_to_exact"] == pytest.approx(want["cosine_to_exact"], rel=1e-4)
+        no_truth = basket_stats(sampler, 50, None)
+        assert no_truth["variance"] == got["variance"] and math.isnan(no_truth["bias_norm"])
+
+
+def test_intermediate_metrics_and_time_split():
+    """``intermediate_metrics="declared"``: the evaluation steps before the last evaluate the
+    task's cheap metrics (a VAE's -ELBOs: no IW bound, no enumerated NLL), each equal to the whole
+    set's value at that θ; the last step all of them. ``timings`` splits the run's time."""
+    from gradest.training import Trainer
+
+    task = gradest.get_task("bernoulli_vae", num_latents=3, batch_size=4, eval_points=20, iw_samples=8)
+    result = gradest.train(task, "disarm", steps=6, eval_steps=[0, 3, 5], intermediate_metrics="declared",
+                           track=["disarm"], every=4, track_replicates=8)
+    h = result.history.set_index("step")
+    light, heavy = list(task.intermediate_metrics), ["test_neg_iw_bound", "test_nll"]
+    assert h.loc[[0, 3], light].notna().all().all() and h.loc[[0, 3], heavy].isna().all().all()
+    assert h.loc[5, light + heavy].notna().all()
+    B = get_backend("torch")
+    trainer = Trainer(task, "disarm", seed=0)
+    for _ in range(3):
+        trainer.step()
+    whole = task.metrics(B, trainer.params_array())  # the whole set at θ_3
+    for name in light:
+        assert h.loc[3, name] == pytest.approx(whole[name], rel=1e-6)
+    assert set(result.timings) == {"steps", "evaluation", "basket", "total"}
+    assert all(v > 0 for v in result.timings.values())
+    assert result.timings["steps"] + result.timings["evaluation"] + result.timings["basket"] <= \
+        result.timings["total"] * (1 + 1e-9)
+    with pytest.raises(ValueError, match="not metrics of bernoulli_vae.*test_neg_elbo"):
+        gradest.train(task, "disarm", steps=2, intermediate_metrics=["test_elbo"])
+    with pytest.raises(ValueError, match="intermediate_metrics must be"):
+        gradest.train(task, "disarm", steps=2, intermediate_metrics="cheap")
+
+
+def test_step_noise_is_replicate_t_in_any_order():
+    """The torch step draws its noise a window of replicates at a time (`step_noise`): the noise
+    of step t is replicate t of the streams, whatever order the steps ask in (a window is
+    redrawn when left)."""
+    from gradest import noise
+    from gradest.training import step_noise
+
+    B = get_backend("torch")
+    task, est = gradest.get_task("bernoulli_vae", num_latents=3, batch_size=4), gradest.get_estimator("disarm")
+    specs = noise_specs(task, est, B, B.asarray(task.init_params()), 2)
+    draw, one = step_noise(B, specs), noise.drawer(B, specs, 1)
+    for seed, t in ((3, 0), (3, 1), (3, 5), (3, 2), (4, 2), (3, 1000), (3, 999)):
+        got, want = draw(seed, t), noise.first_replicate(one(seed, t))
+        np.testing.assert_array_equal(B.to_numpy(got["estimator"]["sample"]), B.to_numpy(want["estimator"]["sample"]))

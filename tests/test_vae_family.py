@@ -315,9 +315,11 @@ def test_every_estimator_of_the_kind_runs(tiny_bernoulli, tiny_gaussian):
             grads = gradest.gradient_samples(task, est, num_replicates=4, num_samples=2, phi_warmup=3)
             assert grads.shape == (4, task.num_params) and np.isfinite(grads).all(), est.label
             assert np.abs(grads).max() > 0, est.label
-    for name, options in (("bernoulli_vae", TINY_BERNOULLI), ("gaussian_vae", TINY_GAUSSIAN)):
+    # the sampled KL offers the log weights; gaussian_vae's f also its path-only part (STL, DReG)
+    for name, options, capabilities in (("bernoulli_vae", TINY_BERNOULLI, {"log_weight"}),
+                                        ("gaussian_vae", TINY_GAUSSIAN, {"log_weight", "path_only"})):
         sampled = gradest.get_task(name, kl="sampled", **options)
-        assert sampled.capabilities == {"log_weight"}
+        assert sampled.capabilities == capabilities
         grads = gradest.gradient_samples(sampled, "vimco", num_replicates=4, num_samples=3)
         assert np.isfinite(grads).all()
     bernoulli_decoder = gradest.get_task("gaussian_vae", num_latents=2, hidden=(8,), batch_size=3, eval_points=5)
@@ -441,3 +443,20 @@ def test_learning_on_digits(name, estimator):
     result = gradest.train(name, estimator, steps=300, num_samples=2, seed=0, eval_every=300)
     first, last = result.history.iloc[0], result.history.iloc[-1]
     assert last["train_neg_elbo"] < first["train_neg_elbo"] - 2.5, result.history[["step", "train_neg_elbo"]]
+
+
+def test_metric_subsets_are_the_whole_sets_numbers(tiny_bernoulli, backend_name):
+    """``metrics(names=...)``, what training evaluates between its first and last evaluation
+    (`intermediate_metrics`), gives each metric the value the whole set gives (its noise is the
+    same draw), in each backend; unknown names are refused."""
+    B = get_backend(backend_name)
+    theta = B.asarray(_perturbed(tiny_bernoulli))
+    whole = tiny_bernoulli.metrics(B, theta)
+    assert set(tiny_bernoulli.intermediate_metrics) < set(whole)
+    for names in (tiny_bernoulli.intermediate_metrics, ["test_nll"]):
+        part = tiny_bernoulli.metrics(B, theta, names=names)
+        assert list(part) == [name for name in whole if name in names]
+        for name, value in part.items():
+            assert value == pytest.approx(whole[name], rel=1e-6), name
+    with pytest.raises(ValueError, match="unknown metric.*'test_elbo'.*test_neg_elbo"):
+        tiny_bernoulli.metrics(B, theta, names=["test_elbo"])

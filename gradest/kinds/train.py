@@ -22,7 +22,16 @@ VAE's; tasks with a declared θ₀, the toys, keep it), recorded as ``init_seed`
 declared θ₀). The history logs the minibatch surrogate at about `HISTORY_POINTS` steps and the
 task's metrics at about `EVAL_POINTS` (``eval_steps``; always the first and the last); a row's
 ``final_<column>`` is the last value of each column (``final_minibatch_surrogate``, its former
-name ``final_loss``, ``final_exact_loss``, ``final_<metric>``). The row also names the task's
+name ``final_loss``, ``final_exact_loss``, ``final_<metric>``).
+
+Evaluation cadence (`INTERMEDIATE_METRICS`): the evaluation points before the last evaluate
+the task's declared ``intermediate_metrics`` only (a VAE's train and test -ELBO and KL: no
+k-sample IW bound, no enumerated NLL, which cost up to k / eval_samples times more), the last
+one every metric, so that a full-budget cell spends its time training: the final values
+(``final_test_neg_iw_bound`` ...) are those of the last step as before, the curves of the cheap
+metrics keep their `EVAL_POINTS` points. The row records where the time went:
+``step_seconds`` (the training steps), ``eval_seconds`` (metrics and exact loss) and
+``basket_seconds`` (the gradient basket), from `gradest.train`'s ``timings``. The row also names the task's
 headline metric: ``headline_metric`` (the history column: the task's ``headline_metric`` where
 it was evaluated, else ``minibatch_surrogate``) and ``headline_description`` (what it measures,
 on which data).
@@ -50,6 +59,9 @@ from gradest.sweep.cell_kind import CellKind, register_cell_kind
 HISTORY_POINTS = 40
 #: about this many steps per run where the task's metrics are evaluated (the first and last among them)
 EVAL_POINTS = 20
+#: what the evaluation points before the last evaluate: the task's declared cheap metrics
+#: (`gradest.train`'s ``intermediate_metrics``); the last point evaluates all of them
+INTERMEDIATE_METRICS = "declared"
 #: the history column drawn when a task's headline metric was not evaluated
 SURROGATE = "minibatch_surrogate"
 #: at least this many measurements of the variance along training when the run does not say how often
@@ -72,12 +84,21 @@ def train_cell(cell, task, estimator, **options):
         options.setdefault("track_replicates", int(cell.settings.get("track_replicates", 200)))
     steps = int(cell.settings["steps"])
     options.setdefault("eval_steps", EVAL_POINTS)
+    options.setdefault("intermediate_metrics", INTERMEDIATE_METRICS)
     options.setdefault("init", "seed")
     start = time.perf_counter()
     result = train(task, estimator, backend=cell.backend, device=cell.device, steps=steps, seed=cell.seed,
                    num_samples=cell.num_samples, eval_every=max(1, steps // HISTORY_POINTS), progress=False,
                    **options)
     return result, pd.DataFrame(result.history), time.perf_counter() - start
+
+
+def time_split(result) -> dict:
+    """``step_seconds``, ``eval_seconds``, ``basket_seconds``: where a run's time went
+    (`gradest.training.TrainResult.timings`)."""
+    timings = getattr(result, "timings", None) or {}
+    names = {"steps": "step_seconds", "evaluation": "eval_seconds", "basket": "basket_seconds"}
+    return {column: float(timings[part]) for part, column in names.items() if part in timings}
 
 
 def tracked(cell) -> list:
@@ -359,6 +380,9 @@ class TrainKind(CellKind):
     table_metrics = {"final_exact_loss": "lower", "final_test_neg_elbo": "lower", "final_test_neg_iw_bound": "lower",
                      "final_train_neg_elbo": "lower", "self_log10_variance": "lower"}
     columns = {"train_seconds": "wall time of the run",
+               "step_seconds": "wall time of the run's training steps",
+               "eval_seconds": "wall time of the run's evaluations (metrics, exact loss)",
+               "basket_seconds": "wall time of the run's gradient basket (variance along training)",
                "final_minibatch_surrogate": "the last step's minibatch surrogate (not a metric)",
                "final_loss": "the last step's minibatch surrogate (the former name of final_minibatch_surrogate)",
                "init_seed": "the seed θ₀ was drawn from (derived from the cell's seed; NaN: the task's "
@@ -399,9 +423,9 @@ class TrainKind(CellKind):
         init_seed = math.nan if result.init_seed is None else int(result.init_seed)
         # what one training step's estimate costs in evaluations of f (tables show it beside S)
         evaluations = evaluations_on(task, estimator, cell.num_samples, cell.backend, cell.device)
-        return {"steps": int(cell.settings["steps"]), "train_seconds": seconds, "init_seed": init_seed,
-                "evaluations": evaluations, **final_values(history), **headline(task, history),
-                **own_variance_summary(history)}, history
+        return {"steps": int(cell.settings["steps"]), "train_seconds": seconds, **time_split(result),
+                "init_seed": init_seed, "evaluations": evaluations, **final_values(history),
+                **headline(task, history), **own_variance_summary(history)}, history
 
     def summary_columns(self, cells):
         finals = training_finals(cells, self.name)
