@@ -105,7 +105,7 @@ class SamplingKernel:
             def estimates(params, state, seed, first, batch):
                 return grads(params, draw(seed, first), state, batch)  # [count, P]
 
-            fn = self._by_count[count] = B.jit(estimates)
+            fn = self._by_count[count] = B.replicate_call(B.jit(estimates))  # under the backend's thread policy
         return fn
 
     def padded(self, count: int) -> int:
@@ -254,20 +254,20 @@ class GradientSampler:
         ``run``'s [R, P] float64 result cannot fit in the available memory."""
         R, P = integer("num_replicates", num_replicates), self.task.num_params
         memory.require(R * P * 8, f"gradient_samples with num_replicates={R} returns a [{R}, {P}] float64 array, which",
-                       f"ask for fewer replicates (at most ~{max(memory.available_bytes() // (8 * P), 0)}), or call "
-                       "gradest.gradient_stats, which streams the estimates in O(P) memory")
+                       lambda available: f"ask for at most ~{available // (8 * P)} replicates, or call "
+                                         "gradest.gradient_stats, which streams the estimates in O(P) memory")
         return R
 
     def _check_chunk(self, chosen: bool) -> None:
         """Refuse a chunk whose estimated size exceeds the available host memory (device cpu)."""
         if self.backend.device != "cpu":  # the chunk lives in the accelerator's memory, not queried here
             return
-        per = replicate_bytes(self.task, self.backend, self.specs, self.num_samples)
-        fits = max(memory.available_bytes() // max(per, 1), 1)
+        per = max(replicate_bytes(self.task, self.backend, self.specs, self.num_samples), 1)
         memory.require(self.chunk_size * per,
                        f"a chunk of {self.chunk_size} replicates ({'chunk_size' if chosen else 'the automatic chunk'}; "
                        f"~{memory.format_bytes(per)} per replicate of task {self.task.name!r})",
-                       f"pass a smaller chunk_size (at most ~{1 << (int(fits).bit_length() - 1)})")
+                       lambda available: "pass a smaller chunk_size "
+                                         f"(at most ~{1 << (max(available // per, 1).bit_length() - 1)})")
 
     @property
     def phi_warmup_steps(self) -> int:

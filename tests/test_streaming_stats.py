@@ -133,19 +133,27 @@ def test_a_sampler_already_built_refuses_before_running(monkeypatch):
     task, est = gradest.get_task("bandit"), gradest.get_estimator("reinforce")
     assert gradest.gradient_samples(task, est, num_replicates=8).shape == (8, 10)  # cached sampler
     monkeypatch.setattr(memory, "available_bytes", lambda: 1000)
+    monkeypatch.setattr(memory, "UNCHECKED_BYTES", 0)
     monkeypatch.setattr(SamplingKernel, "estimates", lambda *a, **k: pytest.fail("estimates computed"))
-    with pytest.raises(memory.InsufficientMemoryError, match=r"num_replicates=100 .*7\.8 KiB.*only 1000 B"):
+    with pytest.raises(memory.InsufficientMemoryError, match=r"num_replicates=100 .*7\.8 KiB.*only 1000 B.*at most ~12 replicates"):
         gradest.gradient_samples(task, est, num_replicates=100)
 
 
 def test_a_chunk_that_cannot_fit_is_refused_with_the_fix(monkeypatch):
     monkeypatch.setattr(memory, "available_bytes", lambda: 10_000)
+    monkeypatch.setattr(memory, "UNCHECKED_BYTES", 0)
     monkeypatch.setattr(SamplingKernel, "prepare", lambda *a, **k: pytest.fail("warm-up started"))
     with pytest.raises(memory.InsufficientMemoryError,
                        match=r"a chunk of 4096 replicates \(chunk_size.*smaller chunk_size \(at most ~\d+\)"):
         GradientSampler("bandit", "reinforce", chunk_size=4096)
     with pytest.raises(memory.InsufficientMemoryError, match="smaller chunk_size"):
         gradest.gradient_stats("bandit", "reinforce", chunk_size=4096, num_replicates=10)
+
+
+def test_small_requests_do_not_ask_the_system(monkeypatch):
+    monkeypatch.setattr(memory, "available_bytes", lambda: pytest.fail("the system was asked"))
+    memory.require(memory.UNCHECKED_BYTES, "a small array", "none needed")
+    assert gradest.gradient_samples("bandit", "reinforce", num_replicates=100).shape == (100, 10)
 
 
 def test_available_memory_is_positive_and_formatted():
