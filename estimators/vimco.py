@@ -26,6 +26,9 @@ check unbiasedness for ∇L_S against enumeration of S-tuples.
 
 f-evaluations: S per estimate (the default ``evaluations``): the baselines reuse the S costs.
 
+The bound L̂ (`multi_sample_bound`) is shared with the pathwise estimators of it,
+``pathwise_iwae`` and ``dreg``; ``gaussian_vae(objective="iwae")`` is a task whose loss is L_S.
+
 Shapes: z [S, *value]; f(z), log q(z), b [S, *b]; L̂ [*b].
 
 [1] Mnih & Rezende, Variational Inference for Monte Carlo Objectives, ICML 2016.
