@@ -15,6 +15,15 @@ the analytic KL to the uniform prior), θ₀ the task's ``init_params()``, Adam 
   mean_{s,b} [f(z) + (f(z) - mean of the other S-1 costs) log q(z|x)] + mean_b KL (the
   baseline-corrected cost a constant), whose reported value is mean f(z) + mean KL.
 
+A second problem (`BERNOULLI_OPTIONS`), the linear Bernoulli VAE of the ``dong2020`` preset:
+``bernoulli_vae`` on ``dataset="mnist5k"`` (28×28 images, D = 784, dynamic binarization),
+``num_latents=200``, ``hidden=()`` (encoder 784-200, decoder 200-784), ``batch_size=50``, the
+learned prior, Adam at 3e-4, with ``disarm`` at S = `BERNOULLI_SAMPLES` = 1 antithetic pair
+(``gradest.get_estimator("disarm")``; by hand: the pair from one ``rand`` [S, Bsz, L], the
+decoder at both, the DisARM signal as the encoder logits' gradient, the analytic KL).
+`STEP_CASES` lists every estimator a benchmark runs: `ESTIMATORS` on the categorical_vae, then
+``disarm`` on the bernoulli_vae (`task_for`).
+
 Contenders, each doing step t: the batch, the noise, the loss and its gradient, one Adam update,
 and the loss at θ_t back on the host as a Python float:
 
@@ -51,18 +60,26 @@ import gradest
 from gradest.training import Trainer
 
 from . import _grid, _references
-from ._references.vae_layout import STEP_ESTIMATORS
+from ._references.vae_layout import BERNOULLI_ESTIMATORS, STEP_ESTIMATORS
 
 #: the task of the comparison
 TASK_OPTIONS = {"dataset": "digits", "num_latents": 20, "num_categories": 10, "hidden": (200, 200),
                 "batch_size": 100}
 #: S, samples per step (both estimators)
 NUM_SAMPLES = 4
+#: the second problem: dong2020's linear Bernoulli VAE (DisARM)
+BERNOULLI_OPTIONS = {"dataset": "mnist5k", "num_latents": 200, "hidden": (), "batch_size": 50,
+                     "binarize": "dynamic"}
+#: antithetic pairs per DisARM step (dong2020's)
+BERNOULLI_SAMPLES = 1
 #: Gumbel-softmax temperature (gradest's default)
 TEMPERATURE = 1.0
 #: the seed of the data order and of the noise
 SEED = _grid.SEED
-ESTIMATORS = list(STEP_ESTIMATORS)
+#: the categorical_vae's estimators
+ESTIMATORS = [e for e in STEP_ESTIMATORS if e not in BERNOULLI_ESTIMATORS]
+#: every estimator the benchmarks run, each on its problem (`task_for`)
+STEP_CASES = ESTIMATORS + list(BERNOULLI_ESTIMATORS)
 CONTENDERS = ["gradest", "handwritten"]
 #: interleaved rounds of the ratio, and consecutive steps of each contender per round
 ROUNDS = 15
@@ -75,46 +92,66 @@ def build_task():
     return gradest.get_task("categorical_vae", **TASK_OPTIONS)
 
 
+@functools.lru_cache(maxsize=None)
+def build_bernoulli_task():
+    """The bernoulli_vae task of `BERNOULLI_OPTIONS` (cached)."""
+    return gradest.get_task("bernoulli_vae", **BERNOULLI_OPTIONS)
+
+
+def task_for(estimator: str):
+    """The problem ``estimator`` is benchmarked on."""
+    return build_bernoulli_task() if estimator in BERNOULLI_ESTIMATORS else build_task()
+
+
+def samples_for(estimator: str) -> int:
+    """S of ``estimator``'s steps."""
+    return BERNOULLI_SAMPLES if estimator in BERNOULLI_ESTIMATORS else NUM_SAMPLES
+
+
 def gradest_estimator(estimator: str):
     if estimator == "gumbel_softmax":
         return gradest.get_estimator("gumbel_softmax")
     if estimator == "reinforce_loo":
         return gradest.get_estimator("reinforce", baseline="loo")
-    raise ValueError(f"unknown estimator {estimator!r}; known: {', '.join(ESTIMATORS)}")
+    if estimator == "disarm":
+        return gradest.get_estimator("disarm")
+    raise ValueError(f"unknown estimator {estimator!r}; known: {', '.join(STEP_CASES)}")
 
 
 class GradestStep:
     """gradest's step on a built backend: ``Trainer(...).step()``."""
 
-    def __init__(self, backend, estimator: str, task, num_samples: int = NUM_SAMPLES, learning_rate=None):
+    def __init__(self, backend, estimator: str, task, num_samples: int | None = None, learning_rate=None):
         self.task = task
         self.trainer = Trainer(task, gradest_estimator(estimator), backend=backend, seed=SEED,
-                               num_samples=num_samples, optimizer="adam", learning_rate=learning_rate)
+                               num_samples=num_samples or samples_for(estimator), optimizer="adam",
+                               learning_rate=learning_rate)
         self.step = self.trainer.step
 
     def params(self):
         return self.trainer.params()
 
 
-def handwritten_step(backend, estimator: str, task, num_samples: int = NUM_SAMPLES, learning_rate=None,
+def handwritten_step(backend, estimator: str, task, num_samples: int | None = None, learning_rate=None,
                      **options):
     """The hand-written step of the built ``backend``'s framework (`benchmarks._references`),
     or NotImplementedError naming why there is none; ``options`` go to the framework's step
     (e.g. torch's ``compile``)."""
     module = _references.for_backend(backend.name)
-    return module.VaeTrainStep(task, estimator, backend, num_samples=num_samples, temperature=TEMPERATURE,
+    return module.VaeTrainStep(task, estimator, backend, num_samples=num_samples or samples_for(estimator),
+                               temperature=TEMPERATURE,
                                learning_rate=learning_rate, seed=SEED, **options)
 
 
 def make_step(contender: str, backend: str, estimator: str, device: str = "cpu", dtype: str = "float32",
               learning_rate=None, task=None):
-    """The contender's step object (``.step() -> float``, ``.params()``) on the task of
-    `TASK_OPTIONS` (or ``task``), or NotImplementedError (skip)."""
+    """The contender's step object (``.step() -> float``, ``.params()``) on ``estimator``'s task
+    (`task_for`; or ``task``), or NotImplementedError (skip)."""
     if contender not in CONTENDERS:
         raise ValueError(f"unknown contender {contender!r}; known: {', '.join(CONTENDERS)}")
     B = _grid.backend_or_skip(backend, device, dtype)
     build = GradestStep if contender == "gradest" else handwritten_step
-    return build(B, estimator, task or build_task(), learning_rate=learning_rate)
+    return build(B, estimator, task or task_for(estimator), learning_rate=learning_rate)
 
 
 def interleaved_seconds(steps: dict, rounds: int = ROUNDS, steps_per_round: int = STEPS_PER_ROUND) -> dict:
@@ -145,9 +182,10 @@ def summarize(seconds: dict) -> dict:
 
 
 class TrainStepReference(_grid.StableTiming):
-    """One training step of categorical_vae (20×10, hidden (200, 200), batch 100, S = 4)."""
+    """One training step of categorical_vae (20×10, hidden (200, 200), batch 100, S = 4), or of
+    the linear bernoulli_vae with DisARM (``estimator="disarm"``)."""
 
-    params = [CONTENDERS, _grid.grid_backends(), ESTIMATORS, _grid.grid_devices()]
+    params = [CONTENDERS, _grid.grid_backends(), STEP_CASES, _grid.grid_devices()]
     param_names = ["contender", "backend", "estimator", "device"]
     version = "1"
     timeout = 300
@@ -163,7 +201,7 @@ class TrainStepReference(_grid.StableTiming):
 class TrainStepRatio:
     """gradest's step time / the hand-written step's, interleaved in one process."""
 
-    params = [_grid.grid_backends(), ESTIMATORS, _grid.grid_devices()]
+    params = [_grid.grid_backends(), STEP_CASES, _grid.grid_devices()]
     param_names = ["backend", "estimator", "device"]
     version = "1"
     timeout = 300

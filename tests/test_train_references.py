@@ -233,6 +233,45 @@ def test_handwritten_step_is_one_adam_step_of_gradest_gradient(backend_name, tas
     np.testing.assert_allclose(theta1 - theta0, -lr * g / (np.abs(g) + 1e-8), rtol=1e-7, atol=1e-12)
 
 
+# ---- DisARM on the bernoulli_vae ----------------------------------------------------------------
+#: a small bernoulli_vae with a tanh hidden layer on each side (the activation reached) and a dynamic batch
+BERNOULLI_TINY = {"dataset": "digits", "num_latents": 6, "hidden": (5,), "batch_size": 4, "binarize": "dynamic"}
+
+
+def test_disarm_loss_equals_gradests_surrogate(backend_name):
+    """The hand-written DisARM loss at θ with uniforms u [S, Bsz, L] fed in: its value and its
+    gradient (every block, the prior's logits too) equal gradest's surrogate at the same θ and
+    noise (`make_loss` of ``disarm``), float64; S = 2 pairs."""
+    hand = _hand(backend_name)
+    task = gradest.get_task("bernoulli_vae", **BERNOULLI_TINY)
+    theta = _theta(task)
+    R = _reference_backend()
+    x = task.train_batch(R, tr.SEED, 2)
+    u = np.random.default_rng(3).random((2, task.batch_size, task.num_latents))  # [S, Bsz, L]
+    loss = make_loss(task, gradest.get_estimator("disarm"), R)
+    noise = {"estimator": {"sample": R.asarray(u)}, "task": {}}
+    (want_value, _), want = R.value_and_grad(lambda p: loss(p, noise, {}, batch=x), has_aux=True)(R.asarray(theta))
+    B = get_backend(backend_name, dtype="float64")  # first: jax's float64 is switched on here
+    w = _weights(backend_name, task, theta)
+    xb = B.asarray(_np(x))
+    if hand.FRAMEWORK == "torch":
+        import torch
+
+        surrogate, value = hand.disarm_loss(task, w, xb, lambda logits: torch.as_tensor(u))
+        grads = dict(zip(w, torch.autograd.grad(surrogate, list(w.values()))))
+    else:
+        import jax
+        import jax.numpy as jnp
+
+        (_, value), grads = jax.jit(jax.value_and_grad(  # one compilation: faster than jax's op-by-op calls
+            lambda p: hand.disarm_loss(task, p, xb, None, lambda key, logits: jnp.asarray(u)), has_aux=True))(w)
+    got = flatten_blocks(task, {k: _np(v) for k, v in grads.items()})
+    assert float(_np(value)) == pytest.approx(float(_np(want_value)), rel=1e-10)
+    np.testing.assert_allclose(got, _np(want), rtol=1e-8, atol=1e-12)
+    for name, block in blocks_numpy(task, _np(want)).items():  # a real gradient, every block reached
+        assert np.abs(block).max() > 1e-8, name
+
+
 # ---- jax's samplers and a real jax step ---------------------------------------------------
 def test_jax_samplers():
     jax = pytest.importorskip("jax")
@@ -298,6 +337,11 @@ def test_ratio_benchmark_runs_from_equal_parameters(monkeypatch, task):
     timed = tr.TrainStepReference()
     timed.setup("handwritten", "torch", "gumbel_softmax", "cpu")
     timed.time_step("handwritten", "torch", "gumbel_softmax", "cpu")
+    # the linear Bernoulli VAE with DisARM: both contenders from the task's θ₀, one step each
+    assert "disarm" in tr.STEP_CASES and tr.task_for("disarm").num_params == 2 * 784 * 200 + 200 + 784 + 200
+    steps = [tr.make_step(c, "torch", "disarm") for c in tr.CONTENDERS]
+    np.testing.assert_allclose(steps[0].params(), steps[1].params(), rtol=1e-6, atol=1e-7)
+    assert all(np.isfinite(step.step()) for step in steps)
     if not _grid.gpu_present():  # cuda is skipped, not failed
         with pytest.raises(NotImplementedError):
             tr.TrainStepReference().setup("gradest", "torch", "gumbel_softmax", "cuda")

@@ -13,7 +13,10 @@ NumPy out as gradest returns):
 categorical_vae training step (`VaeTrainStep`): one ``jax.jit`` step (`train_step`: the key
 split inside, noise from ``jax.random.gumbel`` / ``jax.random.categorical``, the loss,
 ``jax.value_and_grad``, ``optax.adam`` with torch's defaults) taking and returning (weights,
-optimizer state, key); the loss converted with ``float``.
+optimizer state, key); the loss converted with ``float``. DisARM on the bernoulli_vae
+(estimator ``"disarm"``): the same step, the uniforms from ``jax.random.uniform`` (the
+antithetic pair, the DisARM signal as the logits' gradient, the analytic KL to the learned prior,
+as torch's module writes it).
 
 Process set-up: JAX fixes its CPU threads when its client starts, from ``XLA_FLAGS``
 (`thread_environment`), and can cache compiled functions on disk (`use_compilation_cache`).
@@ -24,7 +27,7 @@ import math
 
 import numpy as np
 
-from .vae_layout import blocks_numpy, check_relu, check_step_estimator, flatten_blocks, mlp
+from .vae_layout import BERNOULLI_ESTIMATORS, LEAKY_SLOPE, blocks_numpy, check_step_task, flatten_blocks, mlp
 
 FRAMEWORK = "jax"
 #: estimates per call of the Python loop (affordable; results are normalized per estimate)
@@ -179,10 +182,64 @@ def categorical_draw(key, logits, num_samples: int):
 
 def default_latent(estimator: str, num_samples: int, temperature: float):
     """The step's noise ``latent(key, logits)``: `gumbel_relax` for gumbel_softmax,
-    `categorical_draw` for reinforce_loo."""
+    `categorical_draw` for reinforce_loo, `uniform_draw` for disarm."""
     if estimator == "gumbel_softmax":
         return lambda key, logits: gumbel_relax(key, logits, num_samples, temperature)
+    if estimator == "disarm":
+        return lambda key, logits: uniform_draw(key, logits, num_samples)
     return lambda key, logits: categorical_draw(key, logits, num_samples)
+
+
+# ---- the bernoulli_vae's DisARM step -----------------------------------------------------------
+def activation(task):
+    """The task's hidden activation as a jax function."""
+    import jax
+    import jax.numpy as jnp
+
+    if task.activation == "tanh":
+        return jnp.tanh
+    if task.activation == "relu":
+        return jax.nn.relu
+    return lambda h: jnp.maximum(h, LEAKY_SLOPE * h)
+
+
+def uniform_draw(key, logits, num_samples: int):
+    """S uniforms [S, Bsz, L] from ``jax.random.uniform``."""
+    import jax
+
+    return jax.random.uniform(key, (num_samples, *logits.shape), logits.dtype)
+
+
+def bernoulli_kl(params, logits):
+    """KL(q(b|x) ‖ p(b)) per image between factorized Bernoullis, the prior's logits learned:
+    logits [Bsz, L] -> [Bsz]."""
+    import jax
+
+    eta = params["prior_logits"]
+    q = jax.nn.sigmoid(logits)
+    ls = jax.nn.log_sigmoid
+    return (q * (ls(logits) - ls(eta)) + (1 - q) * (ls(-logits) - ls(-eta))).sum(-1)
+
+
+def disarm_loss(task, params, x, key, latent):
+    """(surrogate, loss value) of DisARM on the bernoulli_vae; ``latent(key, logits) -> u [S, Bsz, L]``."""
+    import jax
+
+    act = activation(task)
+    logits = mlp(task, params, "enc", x, act)  # [Bsz, L]
+    u = latent(key, logits)  # [S, Bsz, L]
+    a = jax.lax.stop_gradient(logits)
+    p = jax.nn.sigmoid(a)
+    b, b_anti = (u < p).astype(logits.dtype), (1 - u < p).astype(logits.dtype)
+
+    def cost(z):  # -log p(x | b) summed over pixels: [S, Bsz]
+        h = mlp(task, params, "dec", z, act)
+        return (jax.nn.softplus(h) - x * h).sum(-1)
+
+    f_b, f_anti = cost(b), cost(b_anti)
+    signal = 0.5 * jax.lax.stop_gradient(f_b - f_anti)[..., None] * (b - b_anti) * jax.nn.sigmoid(abs(a))
+    value = 0.5 * (f_b + f_anti).mean() + bernoulli_kl(params, logits).mean()
+    return value + (signal * logits).sum(-1).mean(), jax.lax.stop_gradient(value)
 
 
 def loss(task, estimator: str, params, x, key, latent):
@@ -190,7 +247,9 @@ def loss(task, estimator: str, params, x, key, latent):
     import jax
     import jax.numpy as jnp
 
-    check_step_estimator(estimator)
+    check_step_task(task, estimator)
+    if estimator in BERNOULLI_ESTIMATORS:
+        return disarm_loss(task, params, x, key, latent)
     logits = encoder(task, params, x)
     kl_mean = kl(task, logits).mean()
     if estimator == "gumbel_softmax":
@@ -235,8 +294,7 @@ class VaeTrainStep:
         import jax.numpy as jnp
         import optax
 
-        check_step_estimator(estimator)
-        check_relu(task)
+        check_step_task(task, estimator)
         self.task, self.backend, self.seed = task, backend, seed
         dev = _device(backend)
         dtype = jnp.dtype(backend.dtype)

@@ -18,6 +18,12 @@ by ``F.gumbel_softmax`` (soft) over the logits expanded to [S, Bsz, L, K]; REINF
 S samples; the analytic KL to the uniform prior; ``backward`` and ``torch.optim.Adam``; with
 ``compile=True`` the loss goes through ``torch.compile(dynamic=False)``. The loss is read
 back with ``.item()``.
+
+bernoulli_vae training step with DisARM (the same `VaeTrainStep`, estimator ``"disarm"``):
+encoder logits a [Bsz, L], S uniforms ``torch.rand`` [S, Bsz, L], the antithetic pair
+b = 1[u < σ(a)], b̃ = 1[1 - u < σ(a)], the decoder at both, the DisARM signal
+½ (f(b) - f(b̃)) (b - b̃) σ(|a|) (detached) as the logits' gradient, the analytic KL to the
+learned prior; the loss value ½ (f(b) + f(b̃)) averaged, plus the KL.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ import math
 
 import numpy as np
 
-from .vae_layout import blocks_numpy, check_relu, check_step_estimator, flatten_blocks, mlp
+from .vae_layout import BERNOULLI_ESTIMATORS, LEAKY_SLOPE, blocks_numpy, check_step_task, flatten_blocks, mlp
 
 FRAMEWORK = "torch"
 #: estimates per call of the Python loop (affordable; results are normalized per estimate)
@@ -154,10 +160,65 @@ def categorical_draw(dist, num_samples: int):
 
 
 def default_latent(estimator: str, num_samples: int, temperature: float):
-    """The step's noise: `gumbel_relax` for gumbel_softmax, `categorical_draw` for reinforce_loo."""
+    """The step's noise: `gumbel_relax` for gumbel_softmax, `categorical_draw` for reinforce_loo,
+    `uniform_draw` for disarm."""
     if estimator == "gumbel_softmax":
         return lambda logits: gumbel_relax(logits, num_samples, temperature)
+    if estimator == "disarm":
+        return lambda logits: uniform_draw(logits, num_samples)
     return lambda dist: categorical_draw(dist, num_samples)
+
+
+# ---- the bernoulli_vae's DisARM step -----------------------------------------------------------
+def activation(task):
+    """The task's hidden activation as a torch function."""
+    import torch
+
+    if task.activation == "tanh":
+        return torch.tanh
+    if task.activation == "relu":
+        return torch.relu
+    return lambda h: torch.maximum(h, LEAKY_SLOPE * h)
+
+
+def uniform_draw(logits, num_samples: int):
+    """S uniforms [S, Bsz, L] from torch's global generator."""
+    import torch
+
+    return torch.rand((num_samples, *logits.shape), dtype=logits.dtype, device=logits.device)
+
+
+def bernoulli_kl(params, logits):
+    """KL(q(b|x) ‖ p(b)) per image between factorized Bernoullis, the prior's logits learned:
+    logits [Bsz, L] -> [Bsz]."""
+    import torch
+    import torch.nn.functional as F
+
+    eta = params["prior_logits"]
+    q = torch.sigmoid(logits)
+    return (q * (F.logsigmoid(logits) - F.logsigmoid(eta))
+            + (1 - q) * (F.logsigmoid(-logits) - F.logsigmoid(-eta))).sum(-1)
+
+
+def disarm_loss(task, params, x, latent):
+    """(surrogate, loss value) of DisARM on the bernoulli_vae; ``latent(logits) -> u [S, Bsz, L]``."""
+    import torch
+    import torch.nn.functional as F
+
+    act = activation(task)
+    logits = mlp(task, params, "enc", x, act)  # [Bsz, L]
+    u = latent(logits)  # [S, Bsz, L]
+    p = torch.sigmoid(logits.detach())
+    b, b_anti = (u < p).to(logits.dtype), (1 - u < p).to(logits.dtype)
+
+    def cost(z):  # -log p(x | b) summed over pixels: [S, Bsz]
+        h = mlp(task, params, "dec", z, act)
+        return (F.softplus(h) - x * h).sum(-1)
+
+    f_b, f_anti = cost(b), cost(b_anti)
+    signal = 0.5 * (f_b - f_anti).detach().unsqueeze(-1) * (b - b_anti) * torch.sigmoid(logits.detach().abs())
+    value = 0.5 * (f_b + f_anti).mean() + bernoulli_kl(params, logits).mean()
+    return value + (signal * logits).sum(-1).mean(), value.detach()
 
 
 def loss(task, estimator: str, params, x, latent):
@@ -167,7 +228,9 @@ def loss(task, estimator: str, params, x, latent):
     import torch
     import torch.nn.functional as F
 
-    check_step_estimator(estimator)
+    check_step_task(task, estimator)
+    if estimator in BERNOULLI_ESTIMATORS:
+        return disarm_loss(task, params, x, latent)
     logits = encoder(task, params, x)
     kl_mean = kl(task, logits).mean()
     if estimator == "gumbel_softmax":
@@ -195,8 +258,7 @@ class VaeTrainStep:
                  learning_rate=None, seed: int = 0, compile: bool = False):
         import torch
 
-        check_step_estimator(estimator)
-        check_relu(task)
+        check_step_task(task, estimator)
         self.task, self.estimator, self.backend, self.seed = task, estimator, backend, seed
         dtype = getattr(torch, backend.dtype)
         self.weights = {name: torch.tensor(block, dtype=dtype, device=backend.device, requires_grad=True)

@@ -1,5 +1,5 @@
-"""The categorical_vae's parameters and networks as the hand-written steps see them, written
-once for every framework (plain ``@`` and ``+``, the framework's ``relu`` passed in).
+"""The VAEs' parameters and networks as the hand-written steps see them, written once for every
+framework (plain ``@`` and ``+``, the framework's activation passed in).
 
 θ is one flat vector of named blocks (``task.param_layout``: ``enc_w1 [D, h1], enc_b1 [h1],
 ..., dec_w{n} [h, D], dec_b{n} [D]``); a hand-written step keeps the blocks as separate arrays,
@@ -10,8 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 #: the estimators the hand-written training steps are written for: Gumbel-softmax (soft) and
-#: REINFORCE with the leave-one-out baseline over the S samples
-STEP_ESTIMATORS = ("gumbel_softmax", "reinforce_loo")
+#: REINFORCE with the leave-one-out baseline over the S samples on the categorical_vae; DisARM
+#: on the bernoulli_vae
+STEP_ESTIMATORS = ("gumbel_softmax", "reinforce_loo", "disarm")
+#: the estimators of the bernoulli_vae's step (the others are the categorical_vae's)
+BERNOULLI_ESTIMATORS = ("disarm",)
+#: the hidden activations the Bernoulli step is written for (the task's ``activation``)
+ACTIVATIONS = ("tanh", "relu", "leaky_relu")
+#: negative slope of ``leaky_relu`` (the task's)
+LEAKY_SLOPE = 0.3
 
 
 def blocks_numpy(task, theta=None) -> dict:
@@ -57,3 +64,17 @@ def check_relu(task) -> None:
 def check_step_estimator(estimator: str) -> None:
     if estimator not in STEP_ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; known: {', '.join(STEP_ESTIMATORS)}")
+
+
+def check_step_task(task, estimator: str) -> None:
+    """The categorical estimators' steps are ReLU MLPs of a categorical_vae; DisARM's is an MLP
+    of a bernoulli_vae (analytic KL to its learned prior) with the task's activation."""
+    check_step_estimator(estimator)
+    if estimator not in BERNOULLI_ESTIMATORS:
+        check_relu(task)
+        return
+    if getattr(task, "name", None) != "bernoulli_vae" or getattr(task, "kl", "analytic") != "analytic":
+        raise ValueError(f"the hand-written {estimator} step is written for a bernoulli_vae with kl='analytic', "
+                         f"got {getattr(task, 'name', task)!r}")
+    if task.activation not in ACTIVATIONS:
+        raise ValueError(f"the hand-written {estimator} step has no activation {task.activation!r}")
