@@ -180,6 +180,8 @@ def test_hand_written_loops_compute_the_streamed_numbers():
     assert two["variance"] == pytest.approx(want["variance"], rel=RTOL)
     assert want["variance_high"] - want["variance"] == pytest.approx(two["variance_half"], rel=1e-9)
     assert want["mse_high"] - want["mse"] == pytest.approx(two["mse_half"], rel=1e-9)
+    no_truth = loops.two_pass(sampler, R, None)  # a task without ground truth: mean and variance only
+    assert no_truth.keys() == {"mean", "variance", "variance_half"} and no_truth["variance"] == two["variance"]
     calls = []
     out = suite.interleaved_ratio(lambda: calls.append("a"), lambda: calls.append("b"), repeats=3)
     assert calls == ["a", "b"] * 4 and out["repeats"] == 3 and out["ratio"] > 0

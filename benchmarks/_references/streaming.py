@@ -14,7 +14,8 @@ count)`` chunk by chunk, accumulating in float64 NumPy by hand; neither goes thr
 * `two_pass(sampler, R, exact [P])`: `one_pass`, then every chunk computed again for
   ‖g_r - m‖² and the variance's interval: by hand, what `gradest.streaming` computes.
 
-Each returns a dict of the statistics it computed (names as `gradest.statistics.summarize`).
+Each returns a dict of the statistics it computed (names as `gradest.statistics.summarize`);
+``exact`` None (no ground truth, e.g. bernoulli_vae on mnist5k): the mean and variance only.
 No framework is imported: the sampler's backend does the work. This module declares no
 ``FRAMEWORK``: it is not a framework's reference (`benchmarks._references.for_backend`).
 """
@@ -36,28 +37,32 @@ def _half(values: np.ndarray) -> float:
     return Z95 * float(values.std(ddof=1)) / math.sqrt(len(values))
 
 
-def one_pass(sampler, num_replicates: int, exact: np.ndarray) -> dict:
+def one_pass(sampler, num_replicates: int, exact: np.ndarray | None) -> dict:
     """The statistics one pass gives (module docstring)."""
     R, P, chunk = int(num_replicates), sampler.task.num_params, sampler.chunk_size
-    exact = np.asarray(exact, dtype=np.float64)
     total, total_sq = np.zeros(P), np.zeros(P)  # [P] Σ g, Σ g²
     err, cos = np.empty(R), np.empty(R)  # [R]
-    exact_norm = float(np.linalg.norm(exact))
+    if exact is not None:
+        exact = np.asarray(exact, dtype=np.float64)
+        exact_norm = float(np.linalg.norm(exact))
     for first in range(0, R, chunk):
         g = _chunk(sampler, first, min(chunk, R - first))  # [n, P]
         total += g.sum(axis=0)
         total_sq += np.einsum("rp,rp->p", g, g)
-        rows = slice(first, first + len(g))
-        err[rows] = ((g - exact) ** 2).sum(axis=1)
-        norms = np.linalg.norm(g, axis=1) * exact_norm
-        cos[rows] = np.divide(g @ exact, norms, out=np.zeros(len(g)), where=norms > 0)
+        if exact is not None:
+            rows = slice(first, first + len(g))
+            err[rows] = ((g - exact) ** 2).sum(axis=1)
+            norms = np.linalg.norm(g, axis=1) * exact_norm
+            cos[rows] = np.divide(g @ exact, norms, out=np.zeros(len(g)), where=norms > 0)
     mean = total / R
-    variance = float((total_sq - total * mean).sum() / (R - 1))
-    return {"variance": variance, "bias_norm": float(np.linalg.norm(mean - exact)), "mse": float(err.mean()),
-            "mse_half": _half(err), "cosine_to_exact": float(cos.mean()), "cosine_half": _half(cos), "mean": mean}
+    out = {"variance": float((total_sq - total * mean).sum() / (R - 1)), "mean": mean}
+    if exact is not None:
+        out.update(bias_norm=float(np.linalg.norm(mean - exact)), mse=float(err.mean()), mse_half=_half(err),
+                   cosine_to_exact=float(cos.mean()), cosine_half=_half(cos))
+    return out
 
 
-def two_pass(sampler, num_replicates: int, exact: np.ndarray) -> dict:
+def two_pass(sampler, num_replicates: int, exact: np.ndarray | None) -> dict:
     """`one_pass`, then a second pass for the variance's interval (module docstring)."""
     R, chunk = int(num_replicates), sampler.chunk_size
     out = one_pass(sampler, R, exact)
