@@ -63,7 +63,8 @@ W = 0.
 Options (None means the dataset's default): ``dataset`` ("digits", "mnist5k", "mnist"),
 ``data_dir`` (mnist), ``num_latents`` L, ``hidden``, ``decoder_hidden``, ``decoder``,
 ``activation`` ("tanh", "relu", "leaky_relu"), ``batch_size``, ``binarize``, ``init_seed``,
-``kl`` ("analytic"; "sampled" for objective="iwae"), ``objective`` ("elbo", "iwae"), ``iw_samples`` (k of the test IW bound, 100), ``eval_points`` (None: the metrics measure
+``kl`` (None: "analytic", or "sampled" with objective="iwae"), ``objective`` ("elbo", "iwae"),
+``iw_samples`` (k of the test IW bound, 100), ``eval_points`` (None: the metrics measure
 the whole training and test sets; n: the first n images of each), ``eval_samples`` (4),
 ``eval_batch`` (500 images per evaluation batch). Digits defaults, small enough for CPU: 4
 latents, hidden (32,), batch 50, static binarization, ``default_learning_rate`` 3e-3 (Adam).
