@@ -7,7 +7,10 @@ REINFORCE, ∇ = f(a) ∇ log softmax(θ)_a with a ~ Categorical(softmax(θ)), b
 
 * ``gradest``: `gradest.GradientSampler("bandit", "reinforce").run(R)`, the public path (noise
   from the seed, one vectorized call, NumPy out).
-* ``handwritten``: vectorized by hand in the backend's framework;
+* ``handwritten``: vectorized by hand in the backend's framework (jax: ``jax.jit(jax.vmap(
+  jax.grad(surrogate)))`` over keys it derives itself, one ``jax.random.split(key, R)`` inside
+  the same jitted call: the floor that gradest's noise, drawn from (seed, stream, replicate),
+  is held to);
 * ``python_loop``: a Python loop of single estimates by hand, R_loop of them;
 * ``NumpyReinforceBandit``: vectorized NumPy with the analytic score (no autodiff): the floor.
 
@@ -25,12 +28,18 @@ across implementations), and in ``ReinforceBanditRatios`` the ratios
 measured back to back in one process: ``track_speedup_over_python_loop`` (loop time per
 estimate / gradest's; the requirement: >= 200), ``track_handwritten_speedup_over_python_loop``
 (the same for the hand-written vectorized call: the ceiling the loop's per-call overhead
-allows) and ``track_ratio_to_handwritten`` (gradest's time / the hand-written vectorized one;
-the requirement on jax: <= 1.2). All timed calls synchronize (NumPy out, or
-`Backend.block`); seeds are fixed.
+allows), ``track_speedup_over_python_loop_default_threads`` (the first ratio with both
+contenders under the framework's default intra-op threads, not the benchmark process's one
+thread: torch's is one per CPU, where gradest's own thread policy, `Backend.replicate_call`,
+has to keep the vectorized call from collapsing when the cores are busy; the requirement:
+>= 200, on a loaded machine too) and ``track_ratio_to_handwritten`` (gradest's time / the
+hand-written vectorized one; the requirement on jax: <= 1.1). All timed calls synchronize
+(NumPy out, or `Backend.block`); seeds are fixed. Each ratio's rounds are kept in
+``last_ratios`` (their spread).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -144,6 +153,18 @@ class ReinforceBanditRatios:
         return 1.0 / self._ratio("gradest", "python_loop", rounds=5)
 
     track_speedup_over_python_loop.unit = "x"
+
+    def track_speedup_over_python_loop_default_threads(self, backend, device):
+        """`track_speedup_over_python_loop` with the framework's default intra-op threads (the
+        reference module's ``default_threads``: torch's one per CPU; jax's threads are fixed
+        when its client starts, so there this is the process's setting)."""
+        hook = getattr(_references.for_backend(backend), "default_threads", None)
+        with hook() if hook is not None else contextlib.nullcontext():
+            for impl in ("gradest", "python_loop"):
+                self.calls[impl][0]()  # a call at this thread count before the timed ones
+            return 1.0 / self._ratio("gradest", "python_loop", rounds=5)
+
+    track_speedup_over_python_loop_default_threads.unit = "x"
 
     def track_handwritten_speedup_over_python_loop(self, backend, device):
         """The same ratio for the hand-written vectorized call: what the loop's per-call

@@ -130,3 +130,52 @@ def test_split_cuts_axis_0_and_its_gradient_is_the_pieces(backend):
     assert [B.to_numpy(p).tolist() for p in (a, b, c)] == [[0.0], [1.0, 2.0, 3.0], [4.0, 5.0]]
     g = B.grad(lambda v: B.sum(B.split(v, [2, 4])[1] * 3.0) + B.sum(B.split(v, [2, 4])[0]))(x)
     assert B.to_numpy(g).tolist() == [1.0, 1.0, 3.0, 3.0, 3.0, 3.0]
+
+
+# ---- the thread policy of vectorized replicate calls (`Backend.replicate_call`) ---------------
+def test_torch_replicate_calls_run_on_one_thread_and_restore_torchs_setting():
+    """A replicate call runs with the backend's count (default 1) whatever torch's process
+    setting is, restores that setting, and yields to an enclosing `threads(count)`;
+    `thread_count` says which count a replicate call uses."""
+    torch = pytest.importorskip("torch")
+    from gradest.backends import get_backend
+
+    B = get_backend("torch")
+    seen = B.replicate_call(lambda: torch.get_num_threads())
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert (seen(), torch.get_num_threads(), B.thread_count()) == (1, 3, 1)
+        with B.threads(2):  # timed calls: their own count holds, and is the one recorded
+            assert (seen(), B.thread_count()) == (2, 2)
+        assert B.thread_count() == 1
+        assert get_backend("torch", threads=None).replicate_call(lambda: torch.get_num_threads())() == 3
+        assert get_backend("torch", threads=2).replicate_call(lambda: torch.get_num_threads())() == 2
+        assert get_backend("torch", threads=None).thread_count() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, "many", True])
+def test_torch_threads_option_is_checked(threads):
+    pytest.importorskip("torch")
+    from gradest.backends import get_backend
+
+    with pytest.raises(ValueError, match=r"threads=.*is 'auto' .*None .*or an integer >= 1"):
+        get_backend("torch", threads=threads)
+
+
+def test_timed_calls_record_the_policys_count():
+    """`time_per_estimate(threads=None)` times the replicate call as `run` makes it (torch: on
+    the policy's one thread) and records that count; an explicit count is recorded as given."""
+    torch = pytest.importorskip("torch")
+    from gradest.sampler import GradientSampler
+
+    sampler = GradientSampler("bandit", "reinforce", backend="torch", chunk_size=64)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert sampler.time_per_estimate(repeats=1, threads=None).threads == 1
+        assert sampler.time_per_estimate(repeats=1, threads=2).threads == 2
+    finally:
+        torch.set_num_threads(before)

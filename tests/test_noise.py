@@ -12,6 +12,8 @@ import pytest
 import gradest
 from gradest import noise
 from gradest.estimator import GradientEstimator, NoiseSpec
+from gradest.backends import get_backend
+from gradest.binding import noise_specs
 from gradest.measure import GradientSampler, draw_noise, make_loss
 
 R = 3000
@@ -25,11 +27,17 @@ def _noisy_bandit():
 
 @pytest.mark.parametrize("kind", ["uniform", "normal", "gumbel"])
 def test_a_replicate_is_the_same_in_every_window(backend, kind):
-    """Any window [first, first + count) holds the rows of the one long draw."""
-    B = backend
-    full = B.to_numpy(noise.draw(B, 5, "estimator/sample", kind, (2, 3), 0, R))
-    for first, count in [(0, 1), (0, 100), (7, 7), (1023, 2), (1500, 1500), (2999, 1)]:
-        part = B.to_numpy(noise.draw(B, 5, "estimator/sample", kind, (2, 3), first, count))
+    """Any window [first, first + count) holds the rows of the one long draw, windows that
+    start and end inside noise blocks included (torch: blocks of m = `noise_block_replicates`
+    (shape) replicates, a function of the shape; jax, counter-based: m = 1)."""
+    B, shape = backend, (2, 3)
+    m = B.noise_block_replicates(shape)
+    assert m == (1 if B.name == "jax" else 1024)  # torch: 6 numbers per replicate
+    full = B.to_numpy(noise.draw(B, 5, "estimator/sample", kind, shape, 0, R))
+    # windows of two sizes (one compiled drawer each on jax): the first rows, across the block
+    # boundaries at 1024 and 2048, the last rows, and one from inside block 0 to inside block 2
+    for first, count in [(0, 7), (1020, 7), (2044, 7), (R - 7, 7), (3, 1500), (1021, 1500)]:
+        part = B.to_numpy(noise.draw(B, 5, "estimator/sample", kind, shape, first, count))
         np.testing.assert_array_equal(part, full[first:first + count])
     # and it differs from replicate to replicate
     assert len(np.unique(full.reshape(R, -1), axis=0)) == R
@@ -45,17 +53,18 @@ def test_streams_and_seeds_are_independent_names(backend):
 
 
 def test_chunk_size_changes_memory_not_numbers(backend_name):
-    """Measured case: a 6-armed bandit with reward noise, R = 3,000, chunk 7 vs the default."""
+    """Measured case: a 6-armed bandit with reward noise, R = 3,000, chunk 97 (a prime: its
+    boundaries fall inside torch's noise blocks of 1,024) vs the default."""
     task = _noisy_bandit()
     est = gradest.get_estimator("reinforce", baseline="loo")
     default = gradest.gradient_samples(task, est, backend=backend_name, num_replicates=R, num_samples=2, seed=3)
-    sevens = gradest.gradient_samples(task, est, backend=backend_name, num_replicates=R, num_samples=2, seed=3,
-                                      chunk_size=7)
-    np.testing.assert_allclose(sevens, default, rtol=1e-6, atol=1e-7)
+    chunked = gradest.gradient_samples(task, est, backend=backend_name, num_replicates=R, num_samples=2, seed=3,
+                                       chunk_size=97)
+    np.testing.assert_allclose(chunked, default, rtol=1e-6, atol=1e-7)
     # the noise itself, for the sample stream and the task's stream, is bit for bit the same
-    sampler = GradientSampler(task, est, backend=backend_name, num_samples=2, seed=3, chunk_size=7)
+    sampler = GradientSampler(task, est, backend=backend_name, num_samples=2, seed=3, chunk_size=97)
     whole = draw_noise(sampler.backend, sampler.specs, 3, 0, R)
-    for first in (0, 7, 2996):
+    for first in (0, 97, 1022, 2996):
         window = draw_noise(sampler.backend, sampler.specs, 3, first, 4)
         for group in ("estimator", "task"):
             for name, arr in window[group].items():
@@ -98,13 +107,14 @@ def test_estimators_share_samples_beyond_any_chunk(backend_name):
     """On categorical_vae reinforce, rebar and relax draw different extra streams and chunk
     differently; their sample stream is the same for every replicate."""
     task = gradest.get_task("categorical_vae")
-    samplers = [GradientSampler(task, name, backend=backend_name, seed=4) for name in ("reinforce", "rebar", "relax")]
-    first = samplers[0]
-    ref = draw_noise(first.backend, first.specs, 4, 0, 300)["estimator"]["sample"]
-    for s in samplers[1:]:
-        assert set(s.specs["estimator"]) - {"sample"}, "rebar/relax draw more than the sample"
-        got = draw_noise(s.backend, s.specs, 4, 0, 300)["estimator"]["sample"]
-        np.testing.assert_array_equal(s.backend.to_numpy(got), first.backend.to_numpy(ref))
+    B = get_backend(backend_name)
+    theta0 = B.asarray(task.init_params())
+    specs = [noise_specs(task, gradest.get_estimator(name), B, theta0, 2) for name in ("reinforce", "rebar", "relax")]
+    ref = B.to_numpy(draw_noise(B, specs[0], 4, 0, 300)["estimator"]["sample"])
+    for spec in specs[1:]:
+        assert set(spec["estimator"]) - {"sample"}, "rebar/relax draw more than the sample"
+        got = draw_noise(B, spec, 4, 0, 300)["estimator"]["sample"]
+        np.testing.assert_array_equal(B.to_numpy(got), ref)
 
 
 def test_compiled_estimates_equal_estimates_on_drawn_noise(backend_name):
@@ -162,3 +172,77 @@ def test_seed_range_is_checked():
         gradest.gradient_samples("bandit", "reinforce", seed=2**31)
     with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         gradest.gradient_samples("bandit", "reinforce", seed=-1)
+
+
+# ---- scheme 3: jax counter-based (Threefry of (replicate, element)), torch in blocks -----------
+def _jax_stream_key(seed, stream, law):
+    import jax
+
+    return jax.random.fold_in(jax.random.key(seed, impl="threefry2x32"), noise.stream_id(stream, law))
+
+
+def test_jax_replicate_0_is_jax_randoms_own_draw():
+    """Exact truth: under the counter layout (replicate, element), replicate 0 of each law is
+    ``jax.random.<law>(stream key, shape)``, whose counters are (0, element)."""
+    jax = pytest.importorskip("jax")
+    B, shape = get_backend("jax"), (2, 3)
+    tiny = np.finfo(np.float32).tiny
+    for law, truth in [("uniform", lambda key: jax.random.uniform(key, shape, minval=tiny)),
+                       ("normal", lambda key: jax.random.normal(key, shape)),
+                       ("gumbel", lambda key: jax.random.gumbel(key, shape))]:
+        drawn = B.to_numpy(noise.draw(B, 11, "estimator/sample", law, shape, 0, 7))
+        np.testing.assert_array_equal(drawn[0], np.asarray(truth(_jax_stream_key(11, "estimator/sample", law))))
+
+
+def test_jax_number_j_of_replicate_i_hashes_the_counter_i_j():
+    """Exact truth past replicate 0: uniform number j of replicate i is the top 23 bits of
+    threefry2x32(stream key, (i, j)) (the two words xor-ed) as a fraction of 2^23 (at least the
+    smallest normal float), here for replicate indices near 2^32."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+    from jax.extend.random import threefry_2x32
+
+    B, first, count, shape = get_backend("jax"), 4_000_000_000, 1500, (2, 3)
+    drawn = B.to_numpy(noise.draw(B, 2, "task/reward", "uniform", shape, first, count)).reshape(-1)  # [count·6]
+    i = np.repeat(first + np.arange(count, dtype=np.uint32), 6)  # [count·6]
+    j = np.tile(np.arange(6, dtype=np.uint32), count)
+    key = jax.random.key_data(_jax_stream_key(2, "task/reward", "uniform"))
+    words = np.asarray(threefry_2x32(key, jnp.concatenate([jnp.asarray(i), jnp.asarray(j)])))  # (h1..., h2...)
+    bits = words[:i.size] ^ words[i.size:]
+    fraction = (bits >> 9).astype(np.float64) / 2**23
+    np.testing.assert_array_equal(drawn, np.maximum(fraction, np.finfo(np.float32).tiny).astype(np.float32))
+
+
+def test_jax_float64_noise_is_jax_randoms_64_bit_draw(backend64):
+    """float64 numbers use both hashed words (h1 << 32 | h2), as jax.random's 64-bit bits."""
+    if backend64.name != "jax":
+        pytest.skip("the counter layout is jax's")
+    import jax
+
+    B = backend64
+    drawn = B.to_numpy(noise.draw(B, 5, "estimator/sample", "normal", (2, 3), 0, 7))
+    assert drawn.dtype == np.float64
+    truth = jax.random.normal(_jax_stream_key(5, "estimator/sample", "normal"), (2, 3), dtype="float64")
+    np.testing.assert_array_equal(drawn[0], np.asarray(truth))
+
+
+def test_neighbouring_replicates_and_elements_are_uncorrelated(backend):
+    """Counters (i, j), (i + 1, j) and (i, j + 1) give independent numbers: lag-1 correlations
+    along replicates and along elements within 5 standard errors (1 / sqrt(n)) of 0."""
+    B = backend
+    u = B.to_numpy(noise.draw(B, 1, "estimator/sample", "normal", (2, 3), 0, R)).reshape(R, 6)
+    along_replicates = np.corrcoef(u[:-1].ravel(), u[1:].ravel())[0, 1]
+    along_elements = np.corrcoef(u[:, :-1].ravel(), u[:, 1:].ravel())[0, 1]
+    assert abs(along_replicates) < 5 / np.sqrt(u[:-1].size)
+    assert abs(along_elements) < 5 / np.sqrt(u[:, :-1].size)
+
+
+def test_compiled_draws_with_traced_seed_and_first_equal_eager_draws(backend):
+    """The sampler draws inside its compiled call (jax traces seed and first): those numbers
+    are the eager ones, for windows that start inside a noise block."""
+    B = backend
+    compiled = B.jit(noise.drawer(B, {"estimator": {"sample": NoiseSpec((2, 3), "gumbel")}}, 7))
+    for seed, first in [(0, 0), (3, 1021), (3, 5)]:
+        got = B.to_numpy(compiled(seed, first)["estimator"]["sample"])
+        want = B.to_numpy(noise.draw(B, seed, "estimator/sample", "gumbel", (2, 3), first, 7))
+        np.testing.assert_array_equal(got, want)

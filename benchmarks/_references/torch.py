@@ -27,7 +27,9 @@ learned prior; the loss value ½ (f(b) + f(b̃)) averaged, plus the KL.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 
 import numpy as np
 
@@ -44,6 +46,20 @@ def set_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def default_threads():
+    """The block run with the intra-op threads torch picks in a process left alone (one per
+    CPU: ``os.cpu_count()``), whatever the benchmark process set; the setting restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # ---- the bandit ------------------------------------------------------------------------------

@@ -244,12 +244,21 @@ class Backend(abc.ABC):
 
     # ---- threads -----------------------------------------------------------------------
     def thread_count(self) -> int:
-        """Intra-op threads this backend computes with on the CPU."""
+        """Intra-op threads this backend computes with on the CPU: those of a `replicate_call`
+        made now (inside `threads` (count): that count)."""
         return 1
 
     def threads(self, count: int | None):
-        """A context manager running the block with ``count`` intra-op threads (None: as is)."""
+        """A context manager running the block with ``count`` intra-op threads (None: as is);
+        the count holds for every call in the block, `replicate_call`'s included."""
         return contextlib.nullcontext()
+
+    def replicate_call(self, fn: Callable) -> Callable:
+        """``fn``, a compiled call over many replicates (the sampler's: noise and estimates),
+        run under this backend's thread policy for such calls. The default runs it as is; the
+        torch backend runs it on one intra-op thread on the CPU unless told otherwise (its
+        module docstring says why)."""
+        return fn
 
     # ---- explicit noise ----------------------------------------------------------------
     @abc.abstractmethod
@@ -265,10 +274,11 @@ class Backend(abc.ABC):
     def noise_block_replicates(self, shape: tuple) -> int:
         """How many replicates of a per-replicate ``shape`` one generator call draws together.
 
-        1 (the default) means per replicate: each replicate is drawn on its own (JAX folds the
-        replicate index into the key). A backend without a per-element counter-based generator
-        draws fixed blocks of this many replicates and slices windows out of them; the value
-        must depend on ``shape`` alone, so that the numbers do (`gradest.noise`)."""
+        1 (the default) means per replicate: a counter-based generator hashes each number's
+        own counter (JAX: the Threefry hash of (replicate, element) under the stream's key), so
+        a window of replicates is drawn exactly. A backend without one draws fixed blocks of this
+        many replicates and slices windows out of them (torch); the value must depend on
+        ``shape`` alone, so that the numbers do (`gradest.noise`)."""
         return 1
 
     # ---- memory ------------------------------------------------------------------------

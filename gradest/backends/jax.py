@@ -4,11 +4,23 @@ Transforms are JAX's own (``jax.grad``, ``jax.vmap``, ``jax.jit``). Optimizers a
 training step is one jitted function. Arrays are committed to the backend's device. float64
 turns on ``jax_enable_x64`` (a process-wide JAX setting).
 
-Noise (the promise of `gradest.noise`), per replicate: replicate i of stream s under seed k
-comes from the key ``fold_in(fold_in(PRNGKey(k), s), i)``, vmapped over i inside the compiled
-function (seed and first replicate are traced arguments). JAX's threefry generator is the same
-on every device: CPU and GPU draw the same random bits (the floats made from them, e.g. by an
-inverse error function, can differ in the last bit).
+Noise (the promise of `gradest.noise`, scheme 3), counter-based, one replicate at a time
+(`noise_block_replicates` = 1): element j of replicate i of stream s under seed k is made from
+the Threefry-2x32 hash (Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3") of
+the 64-bit counter (i, j) under the stream's key ``fold_in(key(k), s)``::
+
+    (h1, h2) = threefry2x32(key_s, (i, j))        # two 32-bit words
+    bits     = h1 ^ h2        (float32)           # as jax.random's partitionable bits
+             = h1 << 32 | h2  (float64)
+
+and the floats from those bits by jax.random's own transforms (uniform: the mantissa trick on
+[minval, 1); normal: sqrt(2)·erfinv(u); gumbel: -log(-log u)). No key is derived per replicate:
+one hash per number, as cheap as one ``jax.random`` draw of the whole array, and a window of
+replicates [first, first + count) is the same hash over counters starting at first, so no
+block is drawn and sliced. Seed and first replicate are traced arguments of the compiled
+function. Threefry is the same on every device: CPU and GPU hash the same bits (the floats made
+from them, e.g. by the inverse error function, can differ in the last bit). The key is always a
+threefry key (``impl="threefry2x32"``), whatever ``jax_default_prng_impl`` says.
 """
 from __future__ import annotations
 
@@ -19,6 +31,7 @@ import os
 import numpy as np
 import jax
 import jax.numpy as jnp
+from jax.extend.random import threefry2x32_p
 
 from gradest.backends.base import Backend, TrainStep, check_noise_law, check_optimizer
 
@@ -205,9 +218,10 @@ class JaxBackend(Backend):
         check_noise_law(law)
         if isinstance(seed, jax.core.Tracer) or isinstance(first, jax.core.Tracer):
             return _replicates(seed, first, stream_id, law, tuple(shape), int(count), self._float)
-        # eager: one compiled drawer per (law, shape, count, dtype), seed and first as data
-        out = _eager_drawer(stream_id, law, tuple(shape), int(count), jnp.dtype(self._float).name)(
-            np.uint32(seed), np.uint32(first))
+        # eager: one compiled drawer per (law, shape, count, dtype), shared by every stream:
+        # seed, stream and first replicate are data
+        out = _eager_drawer(law, tuple(shape), int(count), jnp.dtype(self._float).name)(
+            np.uint32(seed), np.uint32(stream_id), np.uint32(first))
         return jax.device_put(out, self._jax_device)
 
     # training
@@ -241,24 +255,44 @@ class JaxBackend(Backend):
 
 
 def _replicates(seed, first, stream_id, law, shape, count, dtype):
-    """[count, *shape]: replicate i's noise from ``fold_in(fold_in(PRNGKey(seed), stream), i)``."""
-    base = jax.random.fold_in(jax.random.PRNGKey(seed), stream_id)
-    index = jnp.asarray(first, jnp.uint32) + jnp.arange(count, dtype=jnp.uint32)
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base, index)
-
-    def one(key):
-        if law == "normal":
-            return jax.random.normal(key, shape, dtype)
+    """[count, *shape]: element j of replicate first + r is made from the Threefry hash of the
+    counter (first + r, j) under the key ``fold_in(key(seed), stream_id)`` (module docstring)."""
+    # stream_id is traced in the eager drawer (one compiled function serves every stream)
+    stream_key = jax.random.fold_in(jax.random.key(seed, impl="threefry2x32"), stream_id)
+    k1, k2 = jax.random.key_data(stream_key)  # uint32 [2]
+    n = math.prod(shape)
+    rows = jnp.asarray(first, jnp.uint32) + jax.lax.iota(jnp.uint32, count)  # [count] replicate indices
+    hi = jax.lax.broadcast_in_dim(rows, (count, n), (0,))  # [count, n]: the replicate
+    lo = jax.lax.broadcasted_iota(jnp.uint32, (count, n), 1)  # [count, n]: the element within it
+    h1, h2 = threefry2x32_p.bind(k1, k2, hi, lo)  # [count, n] each
+    dtype = jnp.dtype(dtype)
+    if law == "normal":  # jax.random.normal: sqrt(2) erfinv(u), u uniform on [nextafter(-1, 0), 1)
+        lo_u = np.nextafter(np.array(-1.0, dtype), np.array(0.0, dtype))
+        out = np.array(np.sqrt(2), dtype) * jax.lax.erf_inv(_uniform(h1, h2, dtype, lo_u))
+    else:  # uniform on [tiny, 1) (never 0, so log u and log(-log u) are finite)
+        out = _uniform(h1, h2, dtype, np.array(jnp.finfo(dtype).tiny, dtype))
         if law == "gumbel":
-            return jax.random.gumbel(key, shape, dtype)
-        return jax.random.uniform(key, shape, dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
+            out = -jnp.log(-jnp.log(out))
+    return out.reshape((count, *shape))
 
-    return jax.vmap(one)(keys)
+
+def _uniform(h1, h2, dtype, minval):
+    """Floats on [minval, 1) from hashed words, as jax.random.uniform makes them: the top
+    mantissa-many bits under the exponent of 1.0 give [1, 2); shifted and scaled."""
+    if dtype == jnp.float64:
+        bits = (h1.astype(jnp.uint64) << np.uint64(32)) | h2.astype(jnp.uint64)
+        shift, one = np.uint64(64 - 52), np.array(1.0, np.float64).view(np.uint64)
+    else:
+        bits = h1 ^ h2  # jax.random's 32-bit partitionable bits
+        shift, one = np.uint32(32 - 23), np.array(1.0, np.float32).view(np.uint32)
+    floats = jax.lax.bitcast_convert_type((bits >> shift) | one, dtype) - np.array(1.0, dtype)  # [0, 1)
+    return jnp.maximum(minval, floats * (np.array(1.0, dtype) - minval) + minval)
 
 
 @functools.lru_cache(maxsize=256)
-def _eager_drawer(stream_id, law, shape, count, dtype):
-    return jax.jit(lambda seed, first: _replicates(seed, first, stream_id, law, shape, count, jnp.dtype(dtype)))
+def _eager_drawer(law, shape, count, dtype):
+    return jax.jit(lambda seed, stream_id, first: _replicates(seed, first, stream_id, law, shape, count,
+                                                              jnp.dtype(dtype)))
 
 
 def _optax_factory(name):
