@@ -1,7 +1,21 @@
 """The grid the asv suites are parameterized over: estimator x task x backend x device.
 
 The grid is generated from gradest's registry when asv imports the suites, so built-ins and
-installed plugins are benchmarked without touching this folder:
+installed plugins are benchmarked without touching this folder. Two grids, chosen by the
+environment variable ``GRADEST_ASV_GRID`` (`grid_name`; read when asv imports the suites):
+
+* ``default`` (unset or empty): every estimator's ``core`` variants (declared at registration,
+  ``register_estimator(..., core=[...])``: the variants a quick sweep runs on every backend) on
+  one representative task per distribution kind (`representative_tasks`: ``DEFAULT_TASKS``,
+  the small task of each kind with an exact gradient, at its benchmark sizes), every backend
+  and device. A quick pass (``asv run --quick``) of the whole suite takes minutes.
+* ``full``: every estimator x task x declared variant, described below (hours for a plain run).
+
+Any other value is refused when the suites are imported (ValueError naming both grids). The
+default grid is a subset of the full one under the same benchmark names and parameter values,
+so asv's history connects them: a point outside the default grid is simply not run.
+
+The full grid:
 
 * estimators: every registered name (`gradest.list_estimators`) once per variant it declares at
   registration (``register_estimator(..., variants=[...])``: REINFORCE with each baseline,
@@ -45,12 +59,16 @@ suite's benchmarks in that folder, and removes it after the run); the others rea
 backend, `backend_or_skip`): one intra-op thread per framework (``GRADEST_BENCH_THREADS``), the
 installed frameworks imported, and under asv the tasks built (data loaded) and compiled
 functions cached on disk (`compilation_cache_dir`). Importing this module changes nothing,
-except under asv (`under_asv`), where it configures the process at once: asv's fork server
-(``launch_method`` in asv.conf.json) imports the suites once and forks a process per
-benchmark and grid point, so the imports and data are paid once per run, not once per grid
-point. Importing a framework starts no threads and initializes no device, so forking
-afterwards is safe. What each framework needs for that is declared by its reference module
-(`benchmarks._references`); this module names none.
+except in asv's fork server (``launch_method`` in asv.conf.json; `asv_command`), which imports
+the suites once and forks a process per benchmark and grid point: there it configures the
+process at once, and imports the modules a first computation imports lazily
+(`preimport_first_call_modules`: learned from a throwaway forked child that computes one
+estimate, training step and statistic per backend and kind; torch's first functorch call alone
+imports ~800 modules, seconds each process), so imports and data are paid once per run, not
+once per grid point. asv's other processes (discovery, ``setup_cache``) only list the grid and
+skip all of that. Importing modules starts no threads and initializes no device, so forking
+afterwards is safe. What each framework needs is declared by its reference module
+(`benchmarks._references`) or learned; this module names none.
 """
 from __future__ import annotations
 
@@ -60,8 +78,11 @@ import importlib
 import itertools
 import json
 import os
+import select
 import shutil
+import signal
 import sys
+import time
 import traceback
 from typing import Any, NamedTuple
 
@@ -69,7 +90,7 @@ import gradest
 from gradest.backends import available_backends, backend_entry, backend_names, get_backend
 from gradest.labels import make_label, parse_label  # noqa: F401 -- parse_label: the grid's inverse
 from gradest.measure import UnsupportedCombinationError, check_compatible
-from gradest.registry import TASKS, estimator_variants, task_variants
+from gradest.registry import TASKS, core_variants, estimator_variants, task_variants
 from gradest.sweep.store import atomic_write_text
 from gradest.task import BenchmarkSizes
 
@@ -83,6 +104,16 @@ NUM_SAMPLES = 4
 #: the seed of every benchmark's noise
 SEED = 0
 PARAM_NAMES = ["estimator", "task", "backend", "device"]
+#: the environment variable that chooses the grid (`grid_name`), and the grids it may name
+GRID_VARIABLE = "GRADEST_ASV_GRID"
+GRIDS = {
+    "default": "each estimator's core variants on one representative task per distribution kind",
+    "full": "every estimator x task x declared variant",
+}
+#: the default grid's task of each distribution kind: the small task of the kind with an exact
+#: gradient (statistics against truth, cheap to trace). A kind not named here (a plugin's), or
+#: whose task is not registered, takes its first task in registry order (`representative_tasks`)
+DEFAULT_TASKS = {"categorical": "bandit", "bernoulli": "binary_toy", "normal": "gaussian_quadratic"}
 
 
 class StableTiming:
@@ -104,6 +135,19 @@ class StableTiming:
 def under_asv() -> bool:
     """Whether asv's benchmark runner imported the suites (not, e.g., pytest)."""
     return os.environ.get("ASV") == "true" or "asv_runner" in sys.modules
+
+
+def asv_command() -> str | None:
+    """The command of asv's runner script this process runs (``python .../asv/benchmark.py
+    COMMAND ...``): ``"run_server"`` (the fork server), ``"discover"``, ``"setup_cache"``,
+    ``"run"`` (a spawned benchmark), ...; None outside asv or where it cannot tell."""
+    if not under_asv() or len(sys.argv) < 2 or os.path.basename(sys.argv[0]) != "benchmark.py":
+        return None
+    return sys.argv[1]
+
+
+#: asv's processes that only list the suites (no benchmark runs in them): no set-up at import
+LISTING_COMMANDS = ("discover", "setup_cache", "check")
 
 
 def compilation_cache_dir() -> str | None:
@@ -153,14 +197,137 @@ def configure_process() -> None:
             set_threads(THREADS)
 
 
+# ---- which grid -----------------------------------------------------------------------------
+def grid_name() -> str:
+    """The grid ``GRADEST_ASV_GRID`` names: ``"default"`` (unset or empty) or ``"full"``;
+    ValueError naming the grids for any other value (raised when asv imports the suites, before
+    any benchmark runs)."""
+    raw = os.environ.get(GRID_VARIABLE, "")
+    name = raw.strip().lower() or "default"
+    if name not in GRIDS:
+        choices = "; ".join(f"{key!r}: {what}" for key, what in GRIDS.items())
+        raise ValueError(f"{GRID_VARIABLE}={raw!r} names no benchmark grid. Set it to one of {choices}, "
+                         f"or unset it for 'default' (docs/benchmarks.md).")
+    return name
+
+
+def _check_grid(grid: str | None) -> str:
+    if grid is None:
+        return grid_name()
+    if grid not in GRIDS:
+        raise ValueError(f"unknown grid {grid!r}; grids: {', '.join(GRIDS)}")
+    return grid
+
+
+# ---- the fork server's imports (see the module docstring) -----------------------------------
+def _warm_up() -> None:
+    """One estimate, one training step and one statistic of the first runnable default-grid
+    point of each backend on cpu, at tiny sizes (what the grid's processes compute first)."""
+    from gradest.measure import GradientSampler, gradient_stats
+    from gradest.training import Trainer
+
+    done = set()
+    for point in all_points("default"):
+        estimator, task, backend, device = point
+        if device != "cpu" or backend in done or skip_reason(point) is not None:
+            continue
+        done.add(backend)
+        try:
+            case = prepare(*point)
+            GradientSampler(case.task, case.estimator, backend=case.backend, num_samples=case.num_samples,
+                            seed=SEED).run(2)
+            Trainer(case.task, case.estimator, backend=case.backend, seed=SEED, num_samples=case.num_samples,
+                    optimizer="adam").step()
+            gradient_stats(case.task, case.estimator, backend=case.backend, num_replicates=2,
+                           num_samples=case.num_samples, seed=SEED)
+        except Exception:  # a broken point fails in its own benchmarks, not here
+            continue
+
+
+def first_call_modules(timeout: float = 300.0) -> list[str]:
+    """The modules the grid's first computations import lazily (e.g. torch's functorch imports
+    torch._dynamo, ~800 modules, on its first call), learned in a forked child that runs
+    `_warm_up` and reports what it imported; this process computes nothing. [] where there is
+    no fork, or when the child fails or takes longer than ``timeout`` seconds."""
+    if not hasattr(os, "fork"):
+        return []
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, report the new modules, exit without cleanup
+        status = 1
+        try:
+            os.close(read_end)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            before = set(sys.modules)
+            _warm_up()
+            names = sorted(name for name in set(sys.modules) - before if sys.modules.get(name) is not None)
+            with os.fdopen(write_end, "wb") as out:
+                out.write("\n".join(names).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    data, deadline = b"", time.monotonic() + timeout
+    with os.fdopen(read_end, "rb", buffering=0) as reader:
+        while (left := deadline - time.monotonic()) > 0 and select.select([reader], [], [], left)[0]:
+            chunk = reader.read(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+        else:  # timed out
+            os.kill(pid, signal.SIGKILL)
+            data = b""
+    _, status = os.waitpid(pid, 0)
+    return data.decode().split() if status == 0 else []
+
+
+def preimport_first_call_modules() -> int:
+    """Import `first_call_modules` here (parents first), so that the processes forked from this
+    one do not each import them; the number imported. A module that fails to import alone is
+    left to be imported (or fail) where it is used."""
+    imported = 0
+    for name in sorted(first_call_modules(), key=lambda n: (n.count("."), n)):
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+            imported += 1
+        except Exception:
+            pass
+    return imported
+
+
 # ---- labels and suites ----------------------------------------------------------------------
 def estimator_labels() -> list[str]:
-    """Grid labels of the estimators: registry order, each estimator's declared variants."""
+    """Grid labels of the estimators (the full grid): registry order, each estimator's declared
+    variants."""
     return [make_label(name, opts) for name in gradest.list_estimators() for opts in estimator_variants(name)]
 
 
+def core_estimator_labels() -> list[str]:
+    """The default grid's estimator labels: registry order, each estimator's ``core`` variants
+    (none for an estimator that declares none)."""
+    return [make_label(name, opts) for name in gradest.list_estimators() for opts in core_variants(name)]
+
+
 def task_labels() -> list[str]:
+    """Grid labels of the tasks (the full grid): registry order, each task's declared variants."""
     return [make_label(name, opts) for name in gradest.list_tasks() for opts in task_variants(name)]
+
+
+def representative_tasks() -> dict[str, str]:
+    """{distribution kind: the default grid's task label}: ``DEFAULT_TASKS[kind]`` where that
+    task is registered and of that kind, else the kind's first task label (registry order)."""
+    out: dict[str, str] = {}
+    for label in task_labels():
+        kind = task_kind(label)
+        if DEFAULT_TASKS.get(kind) == label:
+            out[kind] = label
+        else:
+            out.setdefault(kind, label)
+    return out
 
 
 def grid_backends() -> list[str]:
@@ -196,27 +363,48 @@ def unbuildable() -> dict[str, str]:
     return {label: why for label in estimator_labels() if isinstance(why := _estimator_support(label), str)}
 
 
-def suites() -> dict[str, list[list[str]]]:
-    """{distribution kind: asv ``params`` [estimators, tasks, backends, devices]}: per kind of
-    the registered tasks (registry order), the estimators that support it and its tasks."""
+def _supporting(labels: list[str], kind: str) -> list[str]:
+    return [e for e in labels if not isinstance(s := _estimator_support(e), str) and kind in s]
+
+
+def suites(grid: str | None = None) -> dict[str, list[list[str]]]:
+    """{distribution kind: asv ``params`` [estimators, tasks, backends, devices]} of ``grid``
+    (default: the one ``GRADEST_ASV_GRID`` names, `grid_name`).
+
+    ``"full"``: per kind of the registered tasks (registry order), the estimators that support
+    it and its tasks. ``"default"``: the same kinds, each with its representative task
+    (`representative_tasks`) and the ``core`` estimator labels that support it; a kind that no
+    core variant supports (a plugin's) takes the first declared variant of each estimator that
+    supports it. Every default suite is a subset of the full suite of its kind, in its order."""
+    grid = _check_grid(grid)
     by_kind: dict[str, list[str]] = {}
     for label in task_labels():
         by_kind.setdefault(task_kind(label), []).append(label)
+    full_estimators = estimator_labels()
+    if grid == "default":
+        representative = representative_tasks()
+        by_kind = {kind: [representative[kind]] for kind in by_kind}
+        core = set(core_estimator_labels())
+        first = {make_label(name, estimator_variants(name)[0]) for name in gradest.list_estimators()}
     out = {}
     for kind, tasks in by_kind.items():
-        estimators = [e for e in estimator_labels()
-                      if not isinstance(s := _estimator_support(e), str) and kind in s]
+        estimators = _supporting(full_estimators, kind)
+        if grid == "default":
+            # in the full grid's order, so that a default suite is a sub-grid of the full one
+            estimators = [e for e in estimators if e in core] or [e for e in estimators if e in first]
         if estimators:
             out[kind] = [estimators, tasks, grid_backends(), grid_devices()]
     return out
 
 
-def suite_classes(base: type, namespace: dict, devices: list[str] | None = None) -> list[type]:
-    """One subclass of ``base`` per suite, ``<base name without _>_<kind>``, put in
-    ``namespace`` (the module's globals, where asv finds them); ``devices`` narrows the
-    devices (e.g. ``["cuda"]``: no suite when none is present)."""
+def suite_classes(base: type, namespace: dict, devices: list[str] | None = None,
+                  grid: str | None = None) -> list[type]:
+    """One subclass of ``base`` per suite of ``grid`` (default: `grid_name`'s),
+    ``<base name without _>_<kind>``, put in ``namespace`` (the module's globals, where asv
+    finds them); ``devices`` narrows the devices (e.g. ``["cuda"]``: no suite when none is
+    present)."""
     made = []
-    for kind, params in suites().items():
+    for kind, params in suites(grid).items():
         params = list(params)
         if devices is not None:
             params[3] = [d for d in params[3] if d in devices]
@@ -235,9 +423,9 @@ def grid_points(params: list[list[str]]):
     return list(itertools.product(*params))
 
 
-def all_points() -> list[tuple]:
-    """Every grid point of every suite."""
-    return [p for params in suites().values() for p in grid_points(params)]
+def all_points(grid: str | None = None) -> list[tuple]:
+    """Every grid point of every suite of ``grid`` (default: `grid_name`'s)."""
+    return [p for params in suites(grid).values() for p in grid_points(params)]
 
 
 def settings(task_label: str) -> BenchmarkSizes:
@@ -380,5 +568,8 @@ def point_values(folder: str, name: str, point, compute) -> dict:
     return entry["values"]
 
 
-if under_asv():  # asv's fork server imports the suites once: set the process up before it forks
-    configure_process()
+if under_asv() and asv_command() not in LISTING_COMMANDS:
+    grid_name()  # a bad GRADEST_ASV_GRID is refused before any set-up
+    configure_process()  # asv's fork server imports the suites once: set it up before it forks
+    if asv_command() == "run_server":
+        preimport_first_call_modules()

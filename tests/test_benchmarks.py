@@ -87,6 +87,63 @@ def test_importing_the_suites_changes_nothing_in_the_process():
     assert out.stdout.split() == ["[]", "True"], out.stdout
 
 
+def test_asv_listing_processes_skip_the_set_up():
+    """asv's discovery and ``setup_cache`` processes (``benchmark.py discover|setup_cache``)
+    import the suites only to list them: no framework is imported there (seconds each), and
+    they list the grid ``GRADEST_ASV_GRID`` names (unset: the default one)."""
+    import subprocess
+
+    code = ("import sys; sys.argv = ['/asv/benchmark.py', 'discover', 'benchmarks']; "
+            "import benchmarks.estimates, benchmarks.statistics, benchmarks.training; "
+            "from benchmarks import _grid; "
+            "from gradest.backends import backend_entry, backend_names; "
+            "frameworks = {p for n in backend_names() for p in backend_entry(n).packages}; "
+            "print(_grid.asv_command(), sorted(frameworks & set(sys.modules)), len(_grid.all_points()))")
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "OMP_NUM_THREADS", "GRADEST_ASV_GRID")}
+    env["ASV"] = "true"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["discover", "[]", str(len(_grid.all_points("default")))], out.stdout
+
+
+def test_asv_command_is_read_from_the_runner_script(monkeypatch):
+    monkeypatch.setenv("ASV", "true")
+    monkeypatch.setattr(sys, "argv", ["/env/lib/asv/benchmark.py", "run_server", "benchmarks", "socket"])
+    assert _grid.asv_command() == "run_server"
+    monkeypatch.setattr(sys, "argv", ["/env/bin/pytest", "run_server"])
+    assert _grid.asv_command() is None
+
+
+def test_the_fork_server_imports_what_a_first_call_imports(monkeypatch, tmp_path):
+    """`first_call_modules` learns in a forked child what the warm-up imports (this process
+    computes and imports nothing); `preimport_first_call_modules` imports it here. A child that
+    fails or hangs teaches nothing, and a hanging one is killed at the timeout."""
+    import importlib
+    import time
+    import warnings
+
+    (tmp_path / "zz_lazy_first_call.py").write_text("import zz_lazy_dependency\n")
+    (tmp_path / "zz_lazy_dependency.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names = ["zz_lazy_first_call", "zz_lazy_dependency"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # JAX warns at any fork once it has started
+        monkeypatch.setattr(_grid, "_warm_up", lambda: importlib.import_module("zz_lazy_first_call"))
+        try:
+            assert set(names) <= set(_grid.first_call_modules())
+            assert not set(names) & set(sys.modules)  # learned in the child only
+            assert _grid.preimport_first_call_modules() >= 2 and set(names) <= set(sys.modules)
+        finally:
+            for name in names:
+                sys.modules.pop(name, None)
+        monkeypatch.setattr(_grid, "_warm_up", lambda: 1 / 0)
+        assert _grid.first_call_modules() == []
+        monkeypatch.setattr(_grid, "_warm_up", lambda: time.sleep(60))
+        start = time.monotonic()
+        assert _grid.first_call_modules(timeout=0.5) == []
+        assert time.monotonic() - start < 10
+
+
 def test_helper_modules_hold_no_benchmarks():
     """asv imports every module of benchmarks/ (sub-packages too): a helper module, named with
     a leading ``_`` somewhere in its path, defines nothing asv would take for a benchmark."""
@@ -162,7 +219,7 @@ def test_grid_is_generated_from_the_registry():
     assert {"gumbel_softmax[hard=False]", "gumbel_softmax[hard=True]"} <= set(labels)
     assert set(gradest.list_tasks()) <= set(_grid.task_labels())
     assert "categorical_vae[kl=sampled]" in _grid.task_labels()  # the variant VIMCO runs on
-    suites = _grid.suites()
+    suites = _grid.suites("full")
     assert {"categorical", "bernoulli", "normal"} <= set(suites)
     # every task is in the suite of its kind, every estimator in the suites of the kinds it supports
     assert sorted(t for params in suites.values() for t in params[1]) == sorted(_grid.task_labels())
@@ -170,10 +227,15 @@ def test_grid_is_generated_from_the_registry():
         assert all(_grid.build_task(t).distribution_kind == kind for t in tasks)
         assert ests == [e for e in labels if kind in _grid.build_estimator(e).supports]
         assert backends == ["torch", "jax"] and devices == _grid.grid_devices()
+    # every registered estimator that supports a registered task's kind is in the full grid
+    kinds = set(suites)
+    in_grid = {e for params in suites.values() for e in params[0]}
+    assert in_grid == {e for e in labels if _grid.build_estimator(e).supports & kinds}
     classes = _suite_classes()
+    current = _grid.suites()  # the grid GRADEST_ASV_GRID chose when the modules were imported
     for base in ("estimates.GradientEstimate", "statistics.EstimatorStatistics", "training.TrainStep",
                  "training.TrainLoss"):
-        for kind, params in suites.items():
+        for kind, params in current.items():
             cls = classes[f"benchmarks.{base}_{kind}"]
             assert cls.params == params and cls.param_names == ["estimator", "task", "backend", "device"]
             assert isinstance(cls.version, str)  # explicit: refactors keep the history
@@ -182,14 +244,86 @@ def test_grid_is_generated_from_the_registry():
         assert est.name == _grid.parse_label(label)[0]
 
 
+# ---- the default grid and GRADEST_ASV_GRID --------------------------------------------------
+def test_the_default_grid_is_the_core_variants_on_one_task_per_kind(monkeypatch):
+    """Unset (or empty), ``GRADEST_ASV_GRID`` gives the default grid: per distribution kind,
+    its representative task and the estimators' declared ``core`` variants that support it,
+    in the full grid's order, so each default suite is a sub-grid of the full suite of the
+    same name (asv's history connects the two)."""
+    from gradest.registry import core_variants
+
+    monkeypatch.delenv("GRADEST_ASV_GRID", raising=False)
+    assert _grid.grid_name() == "default"
+    default, full = _grid.suites(), _grid.suites("full")
+    assert default == _grid.suites("default")
+    assert set(default) == set(full)  # the same classes: every kind has a core estimator today
+    core = {_grid.make_label(name, options) for name in gradest.list_estimators() for options in core_variants(name)}
+    assert {"reinforce[baseline=loo]", "gumbel_softmax[hard=False]"} <= core
+    assert "gumbel_softmax[hard=True]" not in core and "vimco" not in core
+    for kind, known in [("categorical", "bandit"), ("bernoulli", "binary_toy"), ("normal", "gaussian_quadratic")]:
+        assert _grid.representative_tasks()[kind] == known
+    for kind, (ests, tasks, backends, devices) in default.items():
+        f_ests, f_tasks, f_backends, f_devices = full[kind]
+        assert tasks == [_grid.representative_tasks()[kind]] and tasks[0] in f_tasks
+        assert ests == [e for e in f_ests if e in core]  # a sub-list, in the same order
+        assert ests and backends == f_backends and devices == f_devices
+    points = _grid.all_points()
+    assert set(points) < set(_grid.all_points("full")) and len(points) <= len(_grid.all_points("full")) / 4
+    assert not [p for p in points if p[1].startswith(("categorical_vae", "bernoulli_vae", "gaussian_vae"))]
+
+
+@pytest.mark.parametrize("value", ["full", " FULL "])
+def test_the_full_grid_is_chosen_by_the_environment(monkeypatch, value):
+    monkeypatch.setenv("GRADEST_ASV_GRID", value)
+    assert _grid.grid_name() == "full"
+    assert _grid.suites() == _grid.suites("full")
+    namespace = {"__name__": "x"}
+    made = _grid.suite_classes(estimates._GradientEstimate, namespace)
+    assert {cls.__name__ for cls in made} == {f"GradientEstimate_{kind}" for kind in _grid.suites("full")}
+    assert all(cls.params == _grid.suites("full")[cls.__name__.split("_", 1)[1]] for cls in made)
+    monkeypatch.setenv("GRADEST_ASV_GRID", "")
+    assert _grid.grid_name() == "default"
+    names = {cls.__name__ for cls in _grid.suite_classes(estimates._GradientEstimate, {"__name__": "x"})}
+    assert names == set(namespace) - {"__name__"}  # the same benchmark names in both grids
+
+
+@pytest.mark.parametrize("value", ["fulll", "all", "core"])
+def test_a_bad_grid_name_is_refused_with_the_choices(monkeypatch, value):
+    monkeypatch.setenv("GRADEST_ASV_GRID", value)
+    message = rf"GRADEST_ASV_GRID='{value}' names no benchmark grid.*'default'.*'full'.*unset it"
+    with pytest.raises(ValueError, match=message):
+        _grid.grid_name()
+    with pytest.raises(ValueError, match=message):  # before any suite is made
+        _grid.suite_classes(estimates._GradientEstimate, {"__name__": "x"})
+    with pytest.raises(ValueError, match="unknown grid 'fulll'"):
+        _grid.suites("fulll")
+
+
+def test_a_kind_without_core_estimators_takes_each_estimators_first_variant(monkeypatch):
+    """A plugin kind that no core variant supports is still benchmarked by default: its first
+    task, and the first declared variant of every estimator that supports it."""
+    monkeypatch.setattr(_grid, "task_labels", lambda: ["bandit", "zz_task"])
+    monkeypatch.setattr(_grid, "task_kind", lambda label: {"bandit": "categorical", "zz_task": "zz_kind"}[label])
+    support = {"reinforce[baseline=none]": {"categorical", "zz_kind"}, "reinforce[baseline=loo]": {"categorical", "zz_kind"},
+               "vimco": {"zz_kind"}, "gumbel_softmax[hard=True]": {"zz_kind"}}
+    monkeypatch.setattr(_grid, "_estimator_support", lambda label: frozenset(support.get(label, ())))
+    default = _grid.suites("default")
+    assert default["zz_kind"][:2] == [["reinforce[baseline=none]", "reinforce[baseline=loo]"], ["zz_task"]]
+    assert default["categorical"][:2] == [["reinforce[baseline=none]", "reinforce[baseline=loo]"], ["bandit"]]
+    monkeypatch.setattr(_grid, "core_estimator_labels", lambda: ["reinforce[baseline=none]"])
+    assert _grid.suites("default")["zz_kind"][0] == ["reinforce[baseline=none]"]
+    monkeypatch.setattr(_grid, "core_estimator_labels", lambda: [])
+    assert _grid.suites("default")["zz_kind"][0] == ["reinforce[baseline=none]", "vimco"]
+
+
 def test_a_cpu_machine_grid_is_mostly_runnable(monkeypatch):
     """On a machine without a GPU there are no cuda rows, no GPU-memory suites, and at least
     75% of the grid points run (the rest: an estimator's extra needs, e.g. exact on a task
     without truth), each skip with its reason."""
     monkeypatch.setattr(_grid, "gpu_present", lambda: False)
-    suites = _grid.suites()
+    suites = _grid.suites("full")
     assert all(params[3] == ["cpu"] for params in suites.values())
-    points = _grid.all_points()
+    points = _grid.all_points("full")
     fraction = _grid.runnable_fraction(points)
     assert fraction >= 0.75, fraction
     skipped = [p for p in points if _grid.skip_reason(p) is not None]
@@ -198,7 +332,7 @@ def test_a_cpu_machine_grid_is_mostly_runnable(monkeypatch):
     made = _grid.suite_classes(estimates._GpuMemory, {"__name__": "x"}, devices=["cuda"])
     assert made == []  # no suite of GPU memory without a GPU
     monkeypatch.setattr(_grid, "gpu_present", lambda: True)
-    assert all(params[3] == ["cpu", "cuda"] for params in _grid.suites().values())
+    assert all(params[3] == ["cpu", "cuda"] for grid in _grid.GRIDS for params in _grid.suites(grid).values())
     made = _grid.suite_classes(estimates._GpuMemory, {"__name__": "x"}, devices=["cuda"])
     assert made and all(cls.params[3] == ["cuda"] for cls in made)
 
@@ -216,13 +350,37 @@ def test_a_newly_registered_estimator_appears_with_default_options():
     try:
         assert name in _grid.estimator_labels()
         assert [name] * 4 == [p[0] for p in _grid.grid_points([[name], ["bandit"], ["torch", "jax"], ["cpu", "cuda"]])]
-        assert name in _grid.suites()["categorical"][0]
+        assert name in _grid.suites("full")["categorical"][0]
+        assert name not in _grid.suites("default")["categorical"][0]  # it declares no core variant
         case = _grid.prepare(name, "bandit", "torch", "cpu") if _has("torch") else None
         if case is not None:
             assert case.estimator.options == {"baseline": "loo"} and case.num_samples == _grid.NUM_SAMPLES
     finally:
         del ESTIMATORS.entries[name]
     assert name not in _grid.estimator_labels()
+    gradest.register_estimator(name, variants=[{"baseline": "none"}, {"baseline": "loo"}],
+                               core=[{"baseline": "loo"}])(plugin)
+    try:  # declared core variants join the default grid, the others only the full one
+        full, default = _grid.suites("full"), _grid.suites("default")
+        assert {f"{name}[baseline=none]", f"{name}[baseline=loo]"} <= set(full["categorical"][0])
+        assert f"{name}[baseline=loo]" in default["categorical"][0]
+        assert f"{name}[baseline=none]" not in default["categorical"][0]
+    finally:
+        del ESTIMATORS.entries[name]
+
+
+def test_an_installed_plugin_estimator_is_in_the_full_grid():
+    """The example plugin (an entry point of the installed package gradest-antithetic) is in
+    every full suite of a kind it supports, and, declaring no core variant, in no default one."""
+    if "antithetic" not in gradest.list_estimators():
+        pytest.skip("the example plugin gradest-antithetic is not installed (make venv installs it)")
+    assert ESTIMATORS.entries["antithetic"].is_plugin
+    supports = _grid.build_estimator("antithetic").supports
+    full, default = _grid.suites("full"), _grid.suites("default")
+    assert supports & set(full)
+    for kind in full:
+        assert ("antithetic" in full[kind][0]) == (kind in supports)
+        assert "antithetic" not in default.get(kind, [[]])[0]
 
 
 # ---- skipping: NotImplementedError in setup, never a failure ---------------------------------
