@@ -1,5 +1,9 @@
 """gradest's asv benchmark suites (``asv run``; see docs/benchmarks.md).
 
+The grid suites below run over the default grid (each estimator's core variants on one task
+per distribution kind: a quick pass in minutes) or, with ``GRADEST_ASV_GRID=full``, over every
+estimator x task x variant (`benchmarks._grid`); the benchmark names are the same in both.
+
 * `benchmarks.estimates`: time and peak memory of one vectorized call of R gradient estimates,
   and GPU memory, over the registry's estimator x task x backend x device grid.
 * `benchmarks.statistics`: variance, squared bias, MSE and work-normalized variance over the

@@ -7,7 +7,8 @@ the host synchronizes). R per task is the task's ``benchmark_sizes.num_replicate
 (`_grid.settings`). The sampler is built and called once in ``setup`` (jit compilation,
 allocator warm-up) so that the timed call is the steady state.
 
-Each class is one suite per distribution kind (`_grid.suite_classes`), e.g.
+Each class is one suite per distribution kind (`_grid.suite_classes`) of the grid
+``GRADEST_ASV_GRID`` chooses (default or full, `_grid.suites`), e.g.
 ``GradientEstimate_categorical``:
 
 * ``GradientEstimate_<kind>.time_estimate``: seconds of one call of R estimates.

@@ -14,7 +14,8 @@
   truth, else the step's surrogate loss. Lower is better. A grid point is trained once per run
   (`_grid.point_values`), when its benchmark runs.
 
-Both are one suite per distribution kind (`_grid.suite_classes`): ``TrainStep_<kind>``,
+Both are one suite per distribution kind (`_grid.suite_classes`) of the grid
+``GRADEST_ASV_GRID`` chooses (default or full, `_grid.suites`): ``TrainStep_<kind>``,
 ``TrainLoss_<kind>``.
 """
 from __future__ import annotations
