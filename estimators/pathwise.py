@@ -2,11 +2,14 @@
 
 For a distribution with ``has_rsample`` (the normal: z = μ + σ ε, ε ~ N(0, 1)), the estimate
 is ∇_θ f(g_θ(ε)) with ε the harness's noise: unbiased, and usually of far lower variance than
-the score function. Requires f to be differentiable in z.
+the score function. Requires f to be differentiable in z. Gamma, Beta and Dirichlet are
+reparameterized implicitly [4]: z = F⁻¹(u; α) from uniform noise, with dz/dα = -(∂F/∂α) / p(z; α)
+(`gradest.distributions.Gamma`).
 
 [1] Kingma & Welling, Auto-Encoding Variational Bayes, ICLR 2014.
 [2] Rezende, Mohamed & Wierstra, Stochastic Backpropagation and Approximate Inference in Deep
     Generative Models, ICML 2014.
+[4] Figurnov, Mohamed & Mnih, Implicit Reparameterization Gradients, NeurIPS 2018.
 """
 from __future__ import annotations
 
@@ -16,13 +19,14 @@ from gradest.registry import register_estimator
 
 @register_estimator("pathwise", core=True)
 def pathwise() -> GradientEstimator:
-    """Reparameterization trick z = μ + σε (normal distributions)."""
+    """Reparameterization trick z = μ + σε (normal); implicit for gamma, beta and dirichlet."""
 
     def surrogate(f, dist, noise, state):
         z = dist.rsample(noise["sample"])  # [S, *value]
         return f(z), state  # [S, *b]
 
-    return GradientEstimator(init=no_state, surrogate=surrogate, supports=frozenset({"normal"}),
+    return GradientEstimator(init=no_state, surrogate=surrogate,
+                             supports=frozenset({"normal", "gamma", "beta", "dirichlet"}),
                              unbiased=True, name="pathwise", options={}, handles_point_mass=True)
 
 

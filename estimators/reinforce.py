@@ -12,7 +12,7 @@ f(z) and whose gradient is the estimate. Baselines (option ``baseline``):
   (needs S >= 2).
 * ``optimal``: the per-coordinate variance-minimizing constant b*_i = E[f (∂_i log p)²] /
   E[(∂_i log p)²] [4], coordinates being the distribution's parameters (the logits; mean and
-  log_std), each b_i estimated leave-one-out from the other S-1 samples so the estimate stays
+  log_std; the log parameters of gamma, beta and dirichlet), each b_i estimated leave-one-out from the other S-1 samples so the estimate stays
   unbiased (needs S >= 2).
 * ``learned_optimal``: the same per-coordinate b*_i, learned instead of estimated: a network
   of the input (the distribution's parameters per batch element, as NVIL's baseline [5]) with
@@ -126,7 +126,7 @@ def reinforce(baseline: str = "none", decay: float = 0.9, hidden: int = 16, init
     return GradientEstimator(
         init=init if baseline in ("moving_average", "learned_optimal") else no_state,
         surrogate=surrogate,
-        supports=frozenset({"categorical", "bernoulli", "normal"}),
+        supports=frozenset({"categorical", "bernoulli", "normal", "gamma", "beta", "dirichlet"}),
         unbiased=True,
         name="reinforce",
         options=options,

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend.random import threefry2x32_p
 
-from gradest.backends.base import Backend, TrainStep, check_noise_law, check_optimizer
+from gradest.backends.base import Backend, TrainStep, check_noise_law, check_optimizer, standard_gamma_log_icdf
 
 _INT = {"int64": jnp.int64, "int32": jnp.int32, "bool": jnp.bool_}
 
@@ -129,6 +129,25 @@ class JaxBackend(Backend):
 
     def astype(self, x, dtype):
         return x.astype(self._dt(dtype))
+
+    # special functions of the Gamma family (implicit reparameterization: `_standard_gamma_icdf`)
+    def lgamma(self, x):
+        return jax.scipy.special.gammaln(x)
+
+    def digamma(self, x):
+        return jax.scipy.special.digamma(x)
+
+    def gammainc(self, a, x):
+        return jax.scipy.special.gammainc(a, x)
+
+    def gammaincc(self, a, x):
+        return jax.scipy.special.gammaincc(a, x)
+
+    def standard_gamma_icdf(self, alpha, u):
+        alpha, u = jnp.broadcast_arrays(alpha, jnp.asarray(u, alpha.dtype))
+        info = jnp.finfo(alpha.dtype)
+        u = jnp.clip(u, info.tiny, 1.0 - info.eps / 2)  # noise cast from float64 can round to 1
+        return _standard_gamma_icdf(self, alpha, u)
 
     # reductions
     @staticmethod
@@ -293,6 +312,43 @@ def _uniform(h1, h2, dtype, minval):
 def _eager_drawer(law, shape, count, dtype):
     return jax.jit(lambda seed, stream_id, first: _replicates(seed, first, stream_id, law, shape, count,
                                                               jnp.dtype(dtype)))
+
+
+# ---- implicit reparameterization of the standard Gamma ----------------------------------------
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _standard_gamma_icdf(backend, alpha, u):
+    """z = F⁻¹(u; α) of the standard Gamma (``alpha`` and ``u`` of one shape and dtype), the
+    value by `standard_gamma_log_icdf` over ``backend``'s ops in the arrays' dtype (float32
+    stays float32: x64 may be off), clamped below at the dtype's tiny; derivatives in
+    `_standard_gamma_icdf_jvp`."""
+    return _standard_gamma_icdf_value(backend, alpha, u)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _standard_gamma_icdf_value(backend, alpha, u):
+    # jitted: an eager call compiles once per shape, not once per elementwise op of the solver
+    tiny = float(jnp.finfo(alpha.dtype).tiny)
+    y = standard_gamma_log_icdf(backend, alpha, u, tiny, repeat=_repeat)
+    return jnp.maximum(jnp.exp(y), tiny)
+
+
+def _repeat(step, count, y):
+    """``step`` applied ``count`` times as one ``fori_loop`` (the incomplete gamma functions in
+    the step compile once, not once per Newton step: seconds of XLA compilation each)."""
+    return jax.lax.fori_loop(0, count, lambda _, value: step(value), y)
+
+
+@_standard_gamma_icdf.defjvp
+def _standard_gamma_icdf_jvp(backend, primals, tangents):
+    """The implicit gradient (Figurnov et al. 2018, eq. 6): dz/dα = ``jax.lax.random_gamma_grad``
+    (what ``jax.random.gamma`` differentiates with), dz/du = 1 / p(z; α) capped at the dtype's
+    largest finite number (so that a zero tangent of u gives 0, not 0 · inf)."""
+    alpha, u = primals
+    d_alpha, d_u = tangents
+    z = _standard_gamma_icdf(backend, alpha, u)
+    log_inverse_density = jax.scipy.special.gammaln(alpha) + z - (alpha - 1.0) * jnp.log(z)
+    dz_du = jnp.exp(jnp.minimum(log_inverse_density, math.log(jnp.finfo(alpha.dtype).max)))
+    return z, jax.lax.random_gamma_grad(alpha, z) * d_alpha + dz_du * d_u
 
 
 def _optax_factory(name):

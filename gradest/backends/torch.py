@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from gradest.backends.base import Backend, TrainStep, check_noise_law, check_optimizer
+from gradest.backends.base import Backend, TrainStep, check_noise_law, check_optimizer, standard_gamma_log_icdf
 
 #: a noise block holds about this many numbers (see `block_replicates`)
 BLOCK_NUMBERS = 2**16
@@ -169,6 +169,25 @@ class TorchBackend(Backend):
 
     def astype(self, x, dtype):
         return x.to(self._dt(dtype))
+
+    # special functions of the Gamma family (implicit reparameterization: `_StandardGammaIcdf`)
+    def lgamma(self, x):
+        return torch.lgamma(x)
+
+    def digamma(self, x):
+        return torch.digamma(x)
+
+    def gammainc(self, a, x):
+        return torch.special.gammainc(a, x)
+
+    def gammaincc(self, a, x):
+        return torch.special.gammaincc(a, x)
+
+    def standard_gamma_icdf(self, alpha, u):
+        alpha, u = torch.broadcast_tensors(alpha, u.to(alpha.dtype))
+        info = torch.finfo(u.dtype)
+        u = u.clamp(min=info.tiny, max=1.0 - info.eps / 2)  # noise cast from float64 can round to 1
+        return _StandardGammaIcdf.apply(alpha, u, self)[0]
 
     # reductions
     @staticmethod
@@ -474,6 +493,58 @@ def _mix(*ints: int) -> int:
         x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
         x ^= x >> 31
     return x & ((1 << 63) - 1)
+
+
+# ---- implicit reparameterization of the standard Gamma ----------------------------------------
+class _StandardGammaIcdf(torch.autograd.Function):
+    """``(α, u, backend) -> (z, dz/dα, dz/du)``, z = F⁻¹(u; α) of the standard Gamma; only z is
+    differentiable, its backward the implicit gradient (Figurnov et al. 2018, eq. 6).
+
+    The value is `standard_gamma_log_icdf` in float64 whatever the dtype (torch's float32
+    ``gammainc`` underflows to 0 in the lower tail of large shapes, e.g. P(199, 121) = 6e-11,
+    and Newton would stall there), cast back. dz/dα is ``torch._standard_gamma_grad(α, z)``,
+    the approximation torch.distributions.Gamma.rsample uses (Taylor series for small z, an
+    asymptotic expansion for large α, a rational approximation between: relative error up to
+    about 1e-3, typically 1e-5). Both derivatives are computed in the forward and returned as
+    non-differentiable outputs, so that the backward is a product: torch.func.vmap batches it,
+    where it has no batching rule for ``_standard_gamma_grad``. The ``vmap`` rule is the
+    elementwise one (batch axes to the front, then the same function)."""
+
+    @staticmethod
+    def forward(alpha, u, backend):
+        info = torch.finfo(alpha.dtype)
+        y = standard_gamma_log_icdf(backend, alpha.double(), u.double(), torch.finfo(torch.float64).tiny)
+        z = torch.exp(y).to(alpha.dtype).clamp(min=info.tiny)
+        dz_dalpha = torch._standard_gamma_grad(alpha, z)
+        # dz/du = 1 / p(z; α), capped where the density underflows (z clamped at tiny, α < 1)
+        log_inverse_density = torch.lgamma(alpha) + z - (alpha - 1.0) * torch.log(z)
+        dz_du = torch.exp(log_inverse_density.clamp(max=math.log(info.max)))
+        return z, dz_dalpha, dz_du
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, dz_dalpha, dz_du = output
+        ctx.mark_non_differentiable(dz_dalpha, dz_du)
+        ctx.save_for_backward(dz_dalpha, dz_du)
+
+    @staticmethod
+    def backward(ctx, grad_z, _grad_dalpha, _grad_du):
+        dz_dalpha, dz_du = ctx.saved_tensors
+        return (grad_z * dz_dalpha if ctx.needs_input_grad[0] else None,
+                grad_z * dz_du if ctx.needs_input_grad[1] else None, None)
+
+    @staticmethod
+    def vmap(info, in_dims, alpha, u, backend):
+        alpha = _batch_first(alpha, in_dims[0], info.batch_size)
+        u = _batch_first(u, in_dims[1], info.batch_size)
+        return _StandardGammaIcdf.apply(alpha, u, backend), (0, 0, 0)
+
+
+def _batch_first(x, dim, size):
+    """``x`` with its vmapped axis ``dim`` first (broadcast to ``size`` where it has none)."""
+    if dim is None:
+        return x.unsqueeze(0).expand(size, *x.shape)
+    return x.movedim(dim, 0)
 
 
 def make_backend(device: str = "cpu", dtype: str = "float32", **options) -> TorchBackend:
