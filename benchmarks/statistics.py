@@ -20,7 +20,8 @@ large task, bernoulli_vae on mnist5k with DisARM (P = 314,784 parameters):
 
 * ``peakmem_gradient_stats``: peak resident memory of the process around
   `gradest.gradient_stats` at R = `STREAM_REPLICATES` (2,000; 4.7 GiB as an [R, P] float64
-  array, which the statistics no longer hold; ~2 minutes a backend on one loaded core);
+  array, which the statistics no longer hold; 2.5-4 minutes a backend on one core of a machine
+  under load 17-20 on 2 cores);
 * ``track_time_ratio_one_pass``: seconds of gradest's streamed statistics over a hand-written
   loop that computes each estimate once (`benchmarks._references.streaming.one_pass`), both
   at R = `RATIO_REPLICATES`, medians of `RATIO_REPEATS` calls interleaved in one process. The
