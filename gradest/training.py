@@ -17,10 +17,13 @@
 Optimizers come from the ecosystem (torch.optim, optax) under one set of names
 (`OPTIMIZERS`), with hyper-parameters set so that both backends run the same algorithm
 (torch.optim's defaults); the step itself is the backend's (`Backend.train_step`: eager
-autograd and torch.optim in torch, one jitted function with the noise drawn inside in JAX).
+autograd and torch.optim in torch, the loss through ``Backend.jit`` (torch.compile for a backend
+made with ``compile=True``) and the noise drawn a block window at a time (`step_noise`); one
+jitted function with the noise drawn inside in JAX, θ carried in the task's blocks).
 Steps are cached (`gradest.cache`) by task, estimator, backend, S, optimizer and batch
 shapes: a second `train` with the same key, at another learning rate, seed or θ₀, compiles
-nothing. `Trainer` is the same loop one step at a time, for benchmarks and custom loops.
+nothing. `Trainer` is the same loop one step at a time, for benchmarks and custom loops
+(``steps(k)``: k steps in one call, a compiled ``lax.scan`` in JAX).
 
 The history has one row per logged step t (every step, or every ``eval_every`` steps, plus
 the steps where the metrics are evaluated or the gradient basket is measured, plus the last
@@ -31,8 +34,12 @@ to report), ``loss`` the same number under its former name, ``exact_loss`` is L(
 task has ground truth (NaN else), then the task's ``metrics(backend, θ_t)`` (the numbers papers
 report, e.g. a VAE's test -ELBO) at the evaluation steps: ``eval_steps`` (an int n: about n
 steps spread evenly over the run, always the first and the last; a list: those steps; None, the
-default: every logged step), NaN on the other rows. ``seconds`` is the wall time of the training
-steps 0..t, without the time spent on evaluation (exact loss, metrics) and on the gradient basket.
+default: every logged step), NaN on the other rows; with ``intermediate_metrics`` the
+evaluation steps before the last evaluate only those (``"declared"``: the task's cheap
+``intermediate_metrics``, e.g. a VAE's -ELBOs without its k-sample bound), the last one all.
+``seconds`` is the wall time of the training steps 0..t, without the time spent on evaluation
+(exact loss, metrics) and on the gradient basket; ``TrainResult.timings`` splits the run's time
+into ``steps``, ``evaluation``, ``basket`` and ``total``.
 `HISTORY_DESCRIPTIONS` says what the columns of the loop itself measure.
 
 Initialization: θ₀ is ``params`` when given, else the task's declared ``init_params()``
@@ -44,13 +51,15 @@ The gradient basket (``track=[...]``, ``every=N``): at every N-th step t, each t
 estimator is measured at θ_t (and the task's default batch) with a `GradientSampler` built
 once, over ``track_replicates`` replicates, against the exact gradient at θ_t: columns
 ``"<label>/variance"``, ``"<label>/bias_norm"``, ``"<label>/cosine_to_exact"`` (NaN on the
-other rows; bias and cosine are NaN where the task has no ground truth). The estimator being
+other rows; bias and cosine are NaN where the task has no ground truth), `summarize`'s
+numbers reduced on the device chunk by chunk (`basket_stats`). The estimator being
 trained, when it is tracked itself, is measured at its state of step t (φ as trained so far,
 moving averages as they stand); other tracked estimators at their initial state (φ as
 ``init`` makes it).
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sys
@@ -203,7 +212,16 @@ def train_step(task, est, B, num_samples: int, optimizer: str, batch):
     def build():
         specs = noise_specs(task, est, B, B.asarray(task.init_params()), num_samples, batch)
         phi = phi_objective(task, est, B) if est.phi_loss is not None else None
-        return B.train_step(make_loss(task, est, B), step_noise(B, specs), optimizer, phi)
+        loss = make_loss(task, est, B)
+        if not B.static_shapes:
+            # an eager backend's step differentiates the loss as given: through `Backend.jit` it is
+            # compiled where the backend compiles (torch made with compile=True: torch.compile,
+            # forward and backward); JAX jits the whole step
+            loss = B.jit(loss)
+        hints = {}
+        if "param_sizes" in inspect.signature(B.train_step).parameters:  # θ's blocks (JAX keeps θ in them)
+            hints["param_sizes"] = [int(np.prod(shape)) for _, shape in task.param_layout]
+        return B.train_step(loss, step_noise(B, specs), optimizer, phi, **hints)
 
     return cache.CACHE.get(key, build)
 
@@ -278,6 +296,28 @@ class Trainer:
     def step(self) -> float:
         """Update t of θ (and φ); the loss value at θ_t."""
         return float(self.step_array())
+
+    def steps(self, count: int) -> np.ndarray:
+        """Updates t .. t+count-1, as ``count`` calls of `step` would make them; their losses
+        (float64 NumPy [count]). A backend whose step runs several in one call (JAX: one compiled
+        `jax.lax.scan`, each step's noise drawn inside, the batches of the steps stacked) does
+        so, compiled once per ``count``; others step one at a time."""
+        count = integer("count", count)
+        B = self.backend
+        batches = [self.task.train_batch(B, self.seed, self.t + i) for i in range(count)]
+        self._ensure(batches[0])
+        many = getattr(self._step, "steps", None)
+        if many is None:
+            values = []
+            for batch in batches:
+                self._carry, value = self._step.step(self._carry, self.seed, self.t, batch)
+                self.t += 1
+                values.append(float(value))
+            return np.asarray(values, dtype=np.float64)
+        stacked = None if batches[0] is None else B.stack(batches)  # [count, *batch]
+        self._carry, values = many(self._carry, self.seed, self.t, stacked, count)
+        self.t += count
+        return np.asarray(B.to_numpy(values), dtype=np.float64)
 
     def step_array(self):
         """As `step`, the loss a backend scalar (no host synchronization)."""

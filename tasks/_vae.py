@@ -64,7 +64,10 @@ batch padded) so that memory stays bounded:
 The metrics' noise is per image: image i of a set uses replicate i of the `gradest.noise` stream
 ``"<task name>/metrics/<train|test>"`` under ``METRIC_SEED``, so the numbers do not depend on
 ``eval_batch`` and curves are smooth across steps. ``image_metrics(B, θ, part)`` gives the
-per-image values (float64 [n]) the means are taken over.
+per-image values (float64 [n]) the means are taken over. ``metrics(B, θ, names=[...])``
+evaluates only the metrics named (compiled apart: the IW bound and the NLL not computed where
+not asked for) with the numbers the whole set gives them; ``intermediate_metrics`` (the -ELBOs
+and the KL) are the cheap ones a training run evaluates before its last evaluation step.
 
 Initialization per run: ``init_params(seed=s)`` draws θ₀ as above from the initialization seed
 ``init_seed_for(s)``, a 31-bit integer derived from (``init_seed``, s), so training runs under

@@ -292,27 +292,21 @@ def test_basket_stats_equal_summarize(backend_name):
     """The basket's on-device reduction (`basket_stats`) gives `summarize`'s variance, bias norm
     and cosine of the same replicates, to float32 rounding (relative 1e-4 on the variance and the
     cosine, 1e-4 of the gradient's scale on the bias norm), with a chunk that does not divide R
-    (R = 50 in chunks of 16); an estimator without variance gives exactly 0."""
+    (R = 50 in chunks of 16). (An estimator without variance gives exactly 0: `test_gradient_basket`.)"""
     from gradest.statistics import summarize
     from gradest.training import basket_stats
 
     task = gradest.get_task("binary_toy")
     exact = gradest.exact_gradient(task, backend=backend_name)
-    for name, options in (("reinforce", {"baseline": "loo"}), ("exact", {})):
-        sampler = GradientSampler(task, gradest.get_estimator(name, **options), backend=backend_name,
-                                  num_samples=2, seed=5, chunk_size=16)
-        want = summarize(sampler.run(50), exact)
-        got = basket_stats(sampler, 50, exact)
-        scale = float(np.linalg.norm(exact))
-        if name == "exact":
-            assert got["variance"] == 0.0 and got["bias_norm"] < 1e-5 * scale
-            assert got["cosine_to_exact"] == pytest.approx(1.0, rel=1e-5)
-            continue
-        assert got["variance"] == pytest.approx(want["variance"], rel=1e-4)
-        assert got["bias_norm"] == pytest.approx(want["bias_norm"], abs=1e-4 * scale)
-        assert got["cosine_to_exact"] == pytest.approx(want["cosine_to_exact"], rel=1e-4)
-        no_truth = basket_stats(sampler, 50, None)
-        assert no_truth["variance"] == got["variance"] and math.isnan(no_truth["bias_norm"])
+    sampler = GradientSampler(task, gradest.get_estimator("reinforce", baseline="loo"), backend=backend_name,
+                              num_samples=2, seed=5, chunk_size=16)
+    want = summarize(sampler.run(50), exact)
+    got = basket_stats(sampler, 50, exact)
+    assert got["variance"] == pytest.approx(want["variance"], rel=1e-4)
+    assert got["bias_norm"] == pytest.approx(want["bias_norm"], abs=1e-4 * float(np.linalg.norm(exact)))
+    assert got["cosine_to_exact"] == pytest.approx(want["cosine_to_exact"], rel=1e-4)
+    no_truth = basket_stats(sampler, 50, None)
+    assert no_truth["variance"] == got["variance"] and math.isnan(no_truth["bias_norm"])
 
 
 def test_intermediate_metrics_and_time_split():
@@ -359,3 +353,33 @@ def test_step_noise_is_replicate_t_in_any_order():
     for seed, t in ((3, 0), (3, 1), (3, 5), (3, 2), (4, 2), (3, 1000), (3, 999)):
         got, want = draw(seed, t), noise.first_replicate(one(seed, t))
         np.testing.assert_array_equal(B.to_numpy(got["estimator"]["sample"]), B.to_numpy(want["estimator"]["sample"]))
+
+
+def test_steps_in_one_call_equal_single_steps(backend_name):
+    """``Trainer.steps(k)`` (JAX: k steps in one compiled scan, θ kept in the task's blocks)
+    makes the updates and losses of k calls of ``step``, to float32 rounding, on a VAE whose θ
+    has several blocks; the step counter moves by k."""
+    from gradest.training import Trainer
+
+    task = gradest.get_task("bernoulli_vae", num_latents=3, batch_size=4)
+    one, many = (Trainer(task, "disarm", backend=backend_name, seed=2, learning_rate=0.05) for _ in range(2))
+    singles = [one.step() for _ in range(5)]
+    values = np.concatenate([many.steps(3), many.steps(2)])
+    assert many.t == one.t == 5
+    np.testing.assert_allclose(values, singles, rtol=1e-5)
+    np.testing.assert_allclose(many.params(), one.params(), rtol=1e-5, atol=1e-6)
+    assert np.abs(one.params() - task.init_params()).max() > 1e-3  # the steps moved θ
+
+
+def test_compiled_torch_backend_compiles_the_training_loss():
+    """A torch backend made with ``compile=True`` differentiates the loss through
+    ``torch.compile`` in its training step too (lazily: nothing is compiled here)."""
+    from gradest.training import Trainer
+
+    B = get_backend("torch", compile=True)
+    trainer = Trainer("bandit", "reinforce", backend=B)
+    trainer._ensure(None)
+    assert getattr(trainer._step.loss, "_torchdynamo_orig_callable", None) is not None
+    eager = Trainer("bandit", "reinforce", backend="torch")
+    eager._ensure(None)
+    assert getattr(eager._step.loss, "_torchdynamo_orig_callable", None) is None

@@ -453,7 +453,9 @@ def test_metric_subsets_are_the_whole_sets_numbers(tiny_bernoulli, backend_name)
     theta = B.asarray(_perturbed(tiny_bernoulli))
     whole = tiny_bernoulli.metrics(B, theta)
     assert set(tiny_bernoulli.intermediate_metrics) < set(whole)
-    for names in (tiny_bernoulli.intermediate_metrics, ["test_nll"]):
+    # jax compiles a function per subset: one subset there (the ELBO's function without the IW bound)
+    subsets = [tiny_bernoulli.intermediate_metrics] + ([["test_nll"]] if backend_name == "torch" else [])
+    for names in subsets:
         part = tiny_bernoulli.metrics(B, theta, names=names)
         assert list(part) == [name for name in whole if name in names]
         for name, value in part.items():
