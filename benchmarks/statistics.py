@@ -15,6 +15,11 @@ under the seed except the work-normalized variance, which carries a timing.
 
 One suite per distribution kind (`_grid.suite_classes`): ``EstimatorStatistics_<kind>``.
 
+A grid point's statistics are computed once per run, by the first of its ``track_`` benchmarks
+(`_grid.point_values`, in the suite's ``setup_cache`` folder), and read by the others: a
+``--bench`` selection pays only for the grid points it runs. A grid point that cannot run is
+skipped; one whose computation failed fails alone, with its traceback.
+
 ``StreamingStatistics`` (per backend, on the CPU) holds the cost of `gradest.streaming` on a
 large task, bernoulli_vae on mnist5k with DisARM (P = 314,784 parameters):
 
@@ -29,10 +34,6 @@ large task, bernoulli_vae on mnist5k with DisARM (P = 314,784 parameters):
   about 2 - chunk/R is expected; a rise above it is overhead of gradest's own;
 * ``track_time_ratio_two_pass``: the same against the hand-written loop that computes the same
   statistics (`two_pass`): about 1.
-A grid point's statistics are computed once per run, by the first of its ``track_`` benchmarks
-(`_grid.point_values`, in the suite's ``setup_cache`` folder), and read by the others: a
-``--bench`` selection pays only for the grid points it runs. A grid point that cannot run is
-skipped; one whose computation failed fails alone, with its traceback.
 
 [1] Glynn & Whitt, The Asymptotic Efficiency of Simulation Estimators, Operations Research 1992.
 """
