@@ -133,14 +133,17 @@ def test_log_prob_score_entropy_and_moments_match_scipy(backend):
          lambda z: np.array([st.dirichlet(alpha).logpdf(row) for row in z]), st.dirichlet(alpha).entropy(),
          st.dirichlet(alpha).mean(), st.dirichlet(alpha).var()),
     ]
-    for make, theta, z, logpdf, entropy, mean, var in cases:
-        def evaluate(theta, z):
+    def evaluate(thetas, zs):  # every distribution in one compiled function
+        out = []
+        for (make, *_), theta, z in zip(cases, thetas, zs):
             dist = make(theta)
-            per_sample = B.vmap(B.grad(lambda p, zs: B.sum(make(p).log_prob(B.expand_dims(zs, 0)))),
+            per_sample = B.vmap(B.grad(lambda p, zz: B.sum(make(p).log_prob(B.expand_dims(zz, 0)))),
                                 in_axes=(None, 0))(theta, z)  # [5, P]: autodiff score
-            return dist.log_prob(z), dist.entropy(), *dist.moments(), dist.score(z), per_sample
+            out.append((dist.log_prob(z), dist.entropy(), *dist.moments(), dist.score(z), per_sample))
+        return out
 
-        log_p, ent, m, v, score, auto = B.jit(evaluate)(B.asarray(theta), B.asarray(z))
+    results = B.jit(evaluate)([B.asarray(c[1]) for c in cases], [B.asarray(c[2]) for c in cases])
+    for (make, theta, z, logpdf, entropy, mean, var), (log_p, ent, m, v, score, auto) in zip(cases, results):
         np.testing.assert_allclose(B.to_numpy(log_p), logpdf(z), rtol=1e-10)
         np.testing.assert_allclose(B.to_numpy(ent), entropy, rtol=1e-10)
         np.testing.assert_allclose(B.to_numpy(m), mean, rtol=1e-12)
@@ -150,13 +153,16 @@ def test_log_prob_score_entropy_and_moments_match_scipy(backend):
         np.testing.assert_allclose(analytic, B.to_numpy(auto), rtol=1e-9, atol=1e-12)
 
 
-#: (task, estimator) pairs and the R of their z-tests
-UNBIASED = [("gamma_toy", "pathwise"), ("gamma_toy", "reinforce"), ("dirichlet_toy", "pathwise"),
-            ("dirichlet_toy", "reinforce")]
+#: (backend, task, estimator) of the z-tests: every pair on torch, pathwise on dirichlet_toy on
+#: jax. Each jax case compiles the solver and the implicit gradient anew (seconds each); jax's
+#: pathwise estimates on gamma_toy equal torch's on the same noise
+#: (`test_torch_and_jax_agree_on_the_same_noise`), and reinforce reads only log p, whose jax
+#: values and gradients the conformance kit's task parity compares with torch's on both toys
+UNBIASED = [(b, t, e) for b in BACKENDS for t in ("gamma_toy", "dirichlet_toy") for e in ("pathwise", "reinforce")
+            if b == "torch" or (t, e) == ("dirichlet_toy", "pathwise")]
 
 
-@pytest.mark.parametrize("task_name,estimator", UNBIASED)
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend,task_name,estimator", UNBIASED)
 def test_estimators_are_unbiased_on_the_toys(backend, task_name, estimator):
     task = gradest.get_task(task_name)
     est = gradest.get_estimator(estimator, **({"baseline": "loo"} if estimator == "reinforce" else {}))
@@ -173,13 +179,16 @@ def test_estimators_are_unbiased_on_the_toys(backend, task_name, estimator):
 def test_torch_and_jax_agree_on_the_same_noise():
     rng = np.random.default_rng(5)
     out = {}
-    # four Gammas each (jax compiles the solver once per shape)
-    tasks = {"gamma_toy": gradest.get_task("gamma_toy", shape=[0.5, 2.0, 5.0, 1.0], rate=[1.0, 2.0, 1.0, 3.0],
-                                           target=[2.0, 0.5, 4.0, 0.0]),
-             "dirichlet_toy": gradest.get_task("dirichlet_toy")}
+    # noise [6, 7], the shape of the float64 grids above: jax reuses their compiled solver and
+    # implicit gradient
+    tasks = {"gamma_toy": gradest.get_task("gamma_toy", shape=[0.5, 2.0, 5.0, 1.0, 0.2, 30.0, 3.0],
+                                           rate=[1.0, 2.0, 1.0, 3.0, 0.5, 10.0, 1.0],
+                                           target=[2.0, 0.5, 4.0, 0.0, 1.0, 3.0, 2.0]),
+             "dirichlet_toy": gradest.get_task("dirichlet_toy", concentration=[0.5, 1.0, 2.0, 4.0, 0.3, 8.0, 1.5],
+                                               target=[0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1])}
     for task_name, task in tasks.items():
         theta = task.init_params()
-        noise = rng.random((6, 4))  # [S, D]
+        noise = rng.random((6, 7))  # [S, D]
         for b in BACKENDS:
             B = get_backend(b, dtype="float64")
             N = B.asarray(noise)
