@@ -41,9 +41,10 @@ def test_describe_rows():
     rows = {r.name: r for r in describe_estimators()}
     assert CORE_ESTIMATORS <= set(rows)
     assert all(isinstance(r, EstimatorRow) for r in rows.values())
-    assert rows["reinforce"] == EstimatorRow("reinforce", "built-in", ("bernoulli", "categorical", "normal"), True,
+    assert rows["reinforce"] == EstimatorRow("reinforce", "built-in", ("bernoulli", "beta", "categorical", "dirichlet",
+                                                                       "gamma", "normal"), True,
                                              rows["reinforce"].description)
-    assert rows["pathwise"].supports == ("normal",) and rows["pathwise"].unbiased is True
+    assert rows["pathwise"].supports == ("beta", "dirichlet", "gamma", "normal") and rows["pathwise"].unbiased is True
     assert rows["gumbel_softmax"].unbiased is False
     assert "REINFORCE" in rows["reinforce"].description
     tasks = {r.name: r for r in describe_tasks()}
@@ -94,7 +95,7 @@ def test_local_decorator_registers_with_a_local_source(cleanup_registry):
     # registering the same factory again (a module imported twice) is not a clash
     register_estimator("local_pathwise_copy")(_pathwise_copy)
     row = next(r for r in describe_estimators() if r.name == "local_pathwise_copy")
-    assert row.source == f"local {__name__}" and row.supports == ("normal",)
+    assert row.source == f"local {__name__}" and row.supports == ("beta", "dirichlet", "gamma", "normal")
 
 
 def test_local_clash_with_a_builtin_raises_naming_both(cleanup_registry):
