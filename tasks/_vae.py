@@ -275,6 +275,7 @@ class VAETask(Task):
         """The parameter layout: the encoder's blocks, the decoder's, then ``extra_layout``."""
         self.enc_sizes, self.dec_sizes = tuple(enc_sizes), tuple(dec_sizes)
         self.param_layout = mlp_layout("enc", self.enc_sizes) + mlp_layout("dec", self.dec_sizes) + list(extra_layout)
+        self.__dict__.pop("_param_count", None)  # `_blocks` counts P of this layout
 
     def _common_options(self, kl, init_seed, iw_samples, eval_samples) -> None:
         self.kl = choice(self.name, "kl", kl, KL_MODES)
@@ -354,7 +355,11 @@ class VAETask(Task):
         return self.data.train.mean(axis=0)  # E[Bernoulli(intensity)] = intensity
 
     def _blocks(self, B, params) -> dict:
-        if tuple(params.shape) != (self.num_params,):
+        # P counted once: `num_params` sums the layout with NumPy at every call (every step)
+        count = self.__dict__.get("_param_count")
+        if count is None:
+            count = self.__dict__["_param_count"] = self.num_params
+        if tuple(params.shape) != (count,):
             raise ValueError(f"params of {self.name} must be a flat vector of {self.num_params} entries "
                              f"(layout {', '.join(n for n, _ in self.param_layout)}), got shape "
                              f"{tuple(params.shape)}")
