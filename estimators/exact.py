@@ -39,5 +39,5 @@ def exact(max_support: int = MAX_SUPPORT) -> GradientEstimator:
 
     return GradientEstimator(
         init=no_state, surrogate=surrogate, noise_spec=sample_noise_spec,
-        supports=frozenset({"categorical", "bernoulli", "normal"}), unbiased=True,
+        supports=frozenset({"categorical", "bernoulli", "normal", "gamma", "beta", "dirichlet"}), unbiased=True,
         name="exact", options={}, requires_exact=True, handles_point_mass=True, evaluations=exact_evaluations)
