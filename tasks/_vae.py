@@ -88,7 +88,7 @@ import math
 import numpy as np
 
 from gradest import cache, noise
-from gradest.task import Objective, Problem, Task, flatten_numpy, unflatten
+from gradest.task import Objective, Problem, Task, flatten_numpy
 from gradest.tasks import _data
 from gradest.validation import integer
 
@@ -275,7 +275,7 @@ class VAETask(Task):
         """The parameter layout: the encoder's blocks, the decoder's, then ``extra_layout``."""
         self.enc_sizes, self.dec_sizes = tuple(enc_sizes), tuple(dec_sizes)
         self.param_layout = mlp_layout("enc", self.enc_sizes) + mlp_layout("dec", self.dec_sizes) + list(extra_layout)
-        self.__dict__.pop("_param_count", None)  # `_blocks` counts P of this layout
+        self.__dict__.pop("_block_sizes", None)  # `_blocks` counts the blocks of this layout
 
     def _common_options(self, kl, init_seed, iw_samples, eval_samples) -> None:
         self.kl = choice(self.name, "kl", kl, KL_MODES)
@@ -309,7 +309,7 @@ class VAETask(Task):
 
     @property
     def latent_width(self) -> int:
-        return int(np.prod(self.latent_shape))
+        return math.prod(self.latent_shape)  # plain Python: torch.compile traces np.prod as a graph break
 
     def activation_elements(self, num_samples: int) -> int:
         hidden = sum(self.enc_sizes[1:-1]) + sum(self.dec_sizes[1:-1])
@@ -355,15 +355,18 @@ class VAETask(Task):
         return self.data.train.mean(axis=0)  # E[Bernoulli(intensity)] = intensity
 
     def _blocks(self, B, params) -> dict:
-        # P counted once: `num_params` sums the layout with NumPy at every call (every step)
-        count = self.__dict__.get("_param_count")
-        if count is None:
-            count = self.__dict__["_param_count"] = self.num_params
-        if tuple(params.shape) != (count,):
+        """θ [P] as its named blocks: `gradest.task.unflatten`'s one split, with the block sizes
+        counted once in plain Python (unflatten counts them with NumPy at every call: a cost
+        at every step, and a graph break for torch.compile)."""
+        sizes = self.__dict__.get("_block_sizes")
+        if sizes is None:
+            sizes = self.__dict__["_block_sizes"] = [math.prod(shape) for _, shape in self.param_layout]
+        if tuple(params.shape) != (sum(sizes),):
             raise ValueError(f"params of {self.name} must be a flat vector of {self.num_params} entries "
                              f"(layout {', '.join(n for n, _ in self.param_layout)}), got shape "
                              f"{tuple(params.shape)}")
-        return unflatten(B, params, self.param_layout)
+        pieces = B.split(params, sizes) if len(sizes) > 1 else [params]
+        return {name: B.reshape(piece, shape) for (name, shape), piece in zip(self.param_layout, pieces)}
 
     # ---- networks: subclasses --------------------------------------------------------------
     def posterior(self, B, blocks, x):
