@@ -104,7 +104,7 @@ def test_report_command(tmp_path, capsys):
     (["run", "--tasks", "bandits:num_arms=3"], "unknown task 'bandits'; known tasks: bandit, "),
     (["run", "--tasks", "bandit", "--estimators", "pathwise", "--backends", "torch", "--quick"],
      "every cell is inapplicable: estimator 'pathwise' does not support task 'bandit': the task samples from a "
-     "categorical distribution, and 'pathwise' supports normal"),
+     "categorical distribution, and 'pathwise' supports beta, dirichlet, gamma, normal"),
     (["run", "--no-report", "--report", "rep"], "--no-report writes no report: drop --report rep or --no-report"),
     (["run", "--quick", "--budget", "full"], "--quick is --budget quick: drop one of --quick and --budget full"),
     (["run", "--budget", "huge"], "argument --budget: invalid choice: 'huge'"),

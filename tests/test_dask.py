@@ -65,7 +65,8 @@ def _sleepy_cells(**settings):
 
 
 TIMING = {"seconds_per_estimate", "seconds_low", "seconds_high", "work_normalized_variance", "elapsed_s", "cpu_s",
-          "train_seconds", "final_seconds", "finished_at", "run", "worker", "seconds"}
+          "train_seconds", "final_seconds", "finished_at", "run", "worker", "seconds", "step_seconds",
+          "eval_seconds", "basket_seconds"}
 
 
 def test_distributed_numbers_equal_serial_ones(cluster, tmp_path):

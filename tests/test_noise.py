@@ -187,9 +187,10 @@ def test_jax_replicate_0_is_jax_randoms_own_draw():
     jax = pytest.importorskip("jax")
     B, shape = get_backend("jax"), (2, 3)
     tiny = np.finfo(np.float32).tiny
-    for law, truth in [("uniform", lambda key: jax.random.uniform(key, shape, minval=tiny)),
-                       ("normal", lambda key: jax.random.normal(key, shape)),
-                       ("gumbel", lambda key: jax.random.gumbel(key, shape))]:
+    f32 = jax.numpy.float32  # explicit: another test may have turned on jax_enable_x64 in this process
+    for law, truth in [("uniform", lambda key: jax.random.uniform(key, shape, dtype=f32, minval=tiny)),
+                       ("normal", lambda key: jax.random.normal(key, shape, dtype=f32)),
+                       ("gumbel", lambda key: jax.random.gumbel(key, shape, dtype=f32))]:
         drawn = B.to_numpy(noise.draw(B, 11, "estimator/sample", law, shape, 0, 7))
         np.testing.assert_array_equal(drawn[0], np.asarray(truth(_jax_stream_key(11, "estimator/sample", law))))
 

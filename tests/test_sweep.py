@@ -193,7 +193,9 @@ def test_lasso_gap_is_zero_at_the_reference_and_exact_at_zero():
 
 
 def test_lasso_delta_cell_trains_exact_and_measures_the_gap():
-    cells = sweep.plan(["lasso_huber"], None, ["torch"], budget=TINY, kinds=["lasso_delta"])
+    planned = sweep.plan(["lasso_huber"], None, ["torch"], budget=TINY, kinds=["lasso_delta"])
+    # the cells trained through gradest on the default data (the others: NumPy solvers, diabetes)
+    cells = [c for c in planned if c.settings["solver"] == "adam" and "dataset" not in c.task_options]
     assert [c.settings["delta"] for c in cells] == list(sweep.get_cell_kind("lasso_delta").grid["quick"]["deltas"])
     assert {c.task_options["delta"] for c in cells} == {c.settings["delta"] for c in cells}
     out = CellRunner()(dataclasses.replace(cells[0], settings={**cells[0].settings, "steps": 30}))

@@ -81,7 +81,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                      help="measure each estimator variant's gradient statistics at the largest S whose "
                           "estimate costs at most K evaluations of f (equal-cost comparisons; instead of "
                           "--sample-sizes)")
-    run.add_argument("--kinds", nargs="+", metavar="KIND", help="cell kinds to run (default: all registered; "
+    run.add_argument("--kinds", nargs="+", metavar="KIND", help="cell kinds to run (default: every registered "
+                                                                "kind but the opt-in ones, e.g. relaxation; "
                                                                 "`gradest list` shows them)")
     run.add_argument("--preset", default=None, metavar="NAME",
                      help="run the configuration of a published table (jang2017, dong2020, tucker2017; `gradest "
@@ -164,8 +165,13 @@ class SweepSelection:
     def _with_options(self, cells, options: dict, backends, device) -> list:
         from gradest.sweep.cells import PlanContext
 
+        from gradest.sweep.kinds import get_cell_kind
+
         out = []
         for cell in cells:
+            if get_cell_kind(cell.kind).standalone:  # measures no task: the task's options do not apply
+                out.append(cell)
+                continue
             base = PlanContext([cell.task], [], backends, device, self.budget).task_options(cell.task)
             own = {k: v for k, v in cell.task_options.items() if k not in base or base[k] != v}
             out.append(dataclasses.replace(cell, task_options={**base, **options, **own}))

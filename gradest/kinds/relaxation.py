@@ -44,8 +44,9 @@ the max and ReLU/|x| relaxations; softmax's error falls exponentially, so its fi
 keeps growing with s).
 
 The kind is standalone: its cells build no registered task or estimator (``task`` names the
-exact operation, ``estimator`` the relaxation). One cell per relaxation and backend (the first
-backend only in the quick budget). Figure: `relaxation_errors`.
+exact operation, ``estimator`` the relaxation). It is opt-in (``gradest run --kinds
+relaxation``): a sweep that chooses no kinds does not plan it. One cell per relaxation and
+backend (the first backend only in the quick budget). Figure: `relaxation_errors`.
 """
 from __future__ import annotations
 
@@ -358,6 +359,7 @@ def relaxation_errors(cells: pd.DataFrame, history: pd.DataFrame, palette, out, 
 class RelaxationKind(CellKind):
     order = 50
     standalone = True
+    default = False  # opt-in: gradest run --kinds relaxation
     subjects = ("relaxation", "exact operation")
     columns = {"bound_violations": "inputs whose error is outside the theoretical bound (all sharpness values)",
                "abs_error_at_sharpest": "largest |relaxed − exact| at the sharpest s",

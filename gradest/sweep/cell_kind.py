@@ -15,6 +15,8 @@ plan to the figures:
   the relaxations themselves): the runner builds none and passes ``None`` for both, and its
   cells' ``task`` / ``estimator`` columns name what it measures, which ``subjects`` calls by
   name (default ``("estimator", "task")``) where the report describes the run;
+* ``default``: False for an opt-in kind, planned only when a selection names it (``gradest
+  run --kinds NAME``); True (the default) plans it in every sweep that does not choose kinds;
 * ``columns``: ``{column: description}`` of the numbers its rows carry (its record schema,
   beside the identification columns every row has: `gradest.sweep.store.ID_COLUMNS`);
 * ``order``: where its cells come in a plan and its figures on the report's page (lower
@@ -72,6 +74,8 @@ class CellKind:
     table_metrics: dict[str, str] = {}
     #: its cells build no registered task or estimator (see the module docstring)
     standalone: bool = False
+    #: planned when a sweep chooses no kinds (False: only when named)
+    default: bool = True
     #: what its cells' ``estimator`` and ``task`` columns name, for the report's sentences
     subjects: tuple[str, str] = ("estimator", "task")
 

@@ -68,7 +68,7 @@ def plan(tasks: Sequence[str] | None = None, estimators: Sequence[str] | None = 
     budget = resolve_budget(budget, quick=quick, num_replicates=num_replicates, train_steps=train_steps,
                             seeds=seeds, sample_sizes=sample_sizes, equal_evaluations=equal_evaluations)
     known_kinds = kind_names()
-    chosen_kinds = list(kinds) if kinds else known_kinds
+    chosen_kinds = list(kinds) if kinds else [k for k in known_kinds if get_cell_kind(k).default]
     check_names("kind", chosen_kinds, known_kinds)
     known_tasks = TASKS.names()
     task_names = list(tasks) if tasks else known_tasks
