@@ -24,12 +24,12 @@ skipped; one whose computation failed fails alone, with its traceback.
 large task, bernoulli_vae on mnist5k with DisARM (P = 314,784 parameters):
 
 * ``peakmem_gradient_stats``: peak resident memory of the process around
-  `gradest.gradient_stats` at R = `STREAM_REPLICATES` (2,000; 4.7 GiB as an [R, P] float64
-  array, which the statistics no longer hold; 2.5-4 minutes a backend on one core of a machine
-  under load 17-20 on 2 cores);
+  `gradest.gradient_stats` at R = `STREAM_REPLICATES` (1,000 in the default grid, 2.4 GiB as an
+  [R, P] float64 array; 2,000 in the full grid, 4.7 GiB: arrays the statistics no longer hold);
 * ``track_time_ratio_one_pass``: seconds of gradest's streamed statistics over a hand-written
   loop that computes each estimate once (`benchmarks._references.streaming.one_pass`), both
-  at R = `RATIO_REPLICATES`, medians of `RATIO_REPEATS` calls interleaved in one process. The
+  at R = `RATIO_REPLICATES` (128 default, 256 full), medians of `RATIO_REPEATS` (3, 5) calls
+  interleaved in one process. The
   streamed path computes the chunks twice (the variance interval needs the final mean), so
   about 2 - chunk/R is expected; a rise above it is overhead of gradest's own;
 * ``track_time_ratio_two_pass``: the same against the hand-written loop that computes the same
@@ -112,11 +112,12 @@ _grid.suite_classes(_EstimatorStatistics, globals())
 # ---- streaming statistics on a large task ---------------------------------------------------
 STREAM_TASK = "bernoulli_vae[dataset=mnist5k]"
 STREAM_ESTIMATOR = "disarm"
-#: R of ``peakmem_gradient_stats``
-STREAM_REPLICATES = 2000
+#: R of ``peakmem_gradient_stats``, per grid (`_grid.grid_name`): the default grid's 1,000 would
+#: already be 2.4 GiB as an [R, P] array, at half the full grid's cost
+STREAM_REPLICATES = {"default": 1000, "full": 2000}[_grid.grid_name()]
 #: R and interleaved repeats of the time ratios (the ratio is per estimate: a smaller R suffices)
-RATIO_REPLICATES = 256
-RATIO_REPEATS = 5
+RATIO_REPLICATES = {"default": 128, "full": 256}[_grid.grid_name()]
+RATIO_REPEATS = {"default": 3, "full": 5}[_grid.grid_name()]
 
 
 def interleaved_ratio(contender, reference, repeats: int = RATIO_REPEATS) -> dict:
