@@ -44,7 +44,7 @@ class DirichletToy(Task):
         bad = np.flatnonzero(concentration <= 0)
         if bad.size:
             raise ValueError(f"option 'concentration' of {NAME} must be positive (a Dirichlet's α), got "
-                             f"{concentration[bad[0]]!r} at index {int(bad[0])}; give numbers > 0")
+                             f"{float(concentration[bad[0]]):g} at index {int(bad[0])}; give numbers > 0")
         target = vector("target", target, length=k, owner=NAME)
         self.concentration0, self.target = concentration, target
         self.name = NAME

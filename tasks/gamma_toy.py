@@ -41,7 +41,7 @@ def _vectors(options: dict, positive: tuple) -> dict:
         bad = np.flatnonzero(arrays[name] <= 0)
         if bad.size:
             raise ValueError(f"option {name!r} of {NAME} must be positive (a Gamma's {name}), got "
-                             f"{arrays[name][bad[0]]!r} at index {int(bad[0])}; give numbers > 0")
+                             f"{float(arrays[name][bad[0]]):g} at index {int(bad[0])}; give numbers > 0")
     return arrays
 
 
