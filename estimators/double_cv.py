@@ -71,6 +71,19 @@ def samples_and_gradients(f, dist, noise):
     return b, b - p, fb, B.stop_gradient(grad)
 
 
+def signal_surrogate(signal_at):
+    """The surrogate of an estimator whose per-sample score signal comes from ``signal_at(f,
+    dist, noise, phi) -> (f(b) [K, *b], signal [K, *value])`` at the state's φ: the mean f as
+    its value, the signal times ∇logits as its gradient (double_cv's and rodeo's)."""
+
+    def surrogate(f, dist, noise, state):
+        fb, signal = signal_at(f, dist, noise, state["phi"])
+        return linear_surrogate(dist.backend, fb, dist.params, {"logits": signal},
+                                batch_ndim=len(dist.batch_shape)), state
+
+    return surrogate
+
+
 def double_cv_signal(B, dist, a, s, fb, grad):
     """ĝ_k [K, *value] (its mean over k is the estimate) at scale a (a scalar array)."""
     cost = B.stop_gradient(fb)  # [K, *b]
@@ -94,11 +107,5 @@ def double_cv() -> GradientEstimator:
         _, s, fb, grad = samples_and_gradients(f, dist, noise)
         return fb, double_cv_signal(B, dist, phi[0], s, fb, grad)
 
-    def surrogate(f, dist, noise, state):
-        B = dist.backend
-        fb, signal = signal_at(f, dist, noise, state["phi"])
-        return linear_surrogate(B, fb, dist.params, {"logits": signal},
-                                batch_ndim=len(dist.batch_shape)), state
-
-    return GradientEstimator(init=init, surrogate=surrogate, supports=frozenset({"bernoulli"}), unbiased=True,
-                             name="double_cv", options={}, min_samples=2, phi_loss=variance_phi_loss(signal_at))
+    return GradientEstimator(init=init, surrogate=signal_surrogate(signal_at), supports=frozenset({"bernoulli"}),
+                             unbiased=True, name="double_cv", options={}, min_samples=2, phi_loss=variance_phi_loss(signal_at))

@@ -52,11 +52,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradest.estimator import GradientEstimator, linear_surrogate
+from gradest.estimator import GradientEstimator
 from gradest.estimators._conditional import variance_phi_loss
 from gradest.estimators._mlp import mlp_apply, mlp_init
 from gradest.estimators.arm import expand_to
-from gradest.estimators.double_cv import event_dot, samples_and_gradients
+from gradest.estimators.double_cv import event_dot, samples_and_gradients, signal_surrogate
 from gradest.estimators.reinforce import leave_one_out_mean
 from gradest.registry import register_estimator
 
@@ -116,12 +116,6 @@ def rodeo(hidden: int = 16, init_seed: int = 0) -> GradientEstimator:
         b, s, fb, grad = samples_and_gradients(f, dist, noise)
         return fb, rodeo_signal(B, dist, phi, b, s, fb, grad, hidden)
 
-    def surrogate(f, dist, noise, state):
-        B = dist.backend
-        fb, signal = signal_at(f, dist, noise, state["phi"])
-        return linear_surrogate(B, fb, dist.params, {"logits": signal},
-                                batch_ndim=len(dist.batch_shape)), state
-
-    return GradientEstimator(init=init, surrogate=surrogate, supports=frozenset({"bernoulli"}), unbiased=True,
+    return GradientEstimator(init=init, surrogate=signal_surrogate(signal_at), supports=frozenset({"bernoulli"}), unbiased=True,
                              name="rodeo", options={"hidden": hidden, "init_seed": init_seed}, min_samples=2,
                              phi_loss=variance_phi_loss(signal_at))
