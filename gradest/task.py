@@ -70,6 +70,22 @@ class Objective:
         return self.fn(z)
 
 
+def squared_distance(backend: Backend, target) -> Objective:
+    """f(z) = Σ (z - t)² over the last axis ([S, D] -> [S]), with its closed form
+    E f = Σ Var z + (E z - t)² from the distribution's ``moments()`` (mean, variance [D])."""
+    B = backend
+    t = B.asarray(target)  # [D]
+
+    def f(z):  # [S, D] -> [S]
+        return B.sum((z - t) ** 2, axis=-1)
+
+    def expectation(q):  # []
+        mean, variance = q.moments()  # [D], [D]
+        return B.sum(variance + (mean - t) ** 2, axis=-1)
+
+    return Objective(f, expectation)
+
+
 class Problem(NamedTuple):
     dist: Distribution
     f: Objective

@@ -33,6 +33,18 @@ def finite(name: str, arr, owner: str = "") -> np.ndarray:
     return arr
 
 
+def positive_entries(name: str, arr: np.ndarray, owner: str = "", meaning: str = "") -> np.ndarray:
+    """``arr`` (a 1-D float array) when every entry is > 0; else a ValueError naming the first
+    entry that is not, its index, and what the option is (``meaning``, e.g. "a Gamma's shape")."""
+    bad = np.flatnonzero(~(arr > 0))
+    if bad.size:
+        where = f" of {owner}" if owner else ""
+        what = f" ({meaning})" if meaning else ""
+        raise ValueError(f"option {name!r}{where} must be positive{what}, got {float(arr[bad[0]]):g} at index "
+                         f"{int(bad[0])}; give numbers > 0")
+    return arr
+
+
 def positive(name: str, value, owner: str = "") -> float:
     where = f" of {owner}" if owner else ""
     try:

@@ -18,8 +18,8 @@ import numpy as np
 
 from gradest.distributions import Dirichlet
 from gradest.registry import register_task
-from gradest.task import FULL_SIZES, QUICK_SIZES, BenchmarkSizes, Objective, Problem, Task
-from gradest.validation import vector
+from gradest.task import FULL_SIZES, QUICK_SIZES, BenchmarkSizes, Problem, Task, squared_distance
+from gradest.validation import positive_entries, vector
 
 NAME = "dirichlet_toy"
 
@@ -41,10 +41,7 @@ class DirichletToy(Task):
         if k < 2:
             raise ValueError(f"option 'concentration' of {NAME} must have at least 2 entries (one per category "
                              f"of the simplex), got {k}")
-        bad = np.flatnonzero(concentration <= 0)
-        if bad.size:
-            raise ValueError(f"option 'concentration' of {NAME} must be positive (a Dirichlet's α), got "
-                             f"{float(concentration[bad[0]]):g} at index {int(bad[0])}; give numbers > 0")
+        positive_entries("concentration", concentration, owner=NAME, meaning="a Dirichlet's α")
         target = vector("target", target, length=k, owner=NAME)
         self.concentration0, self.target = concentration, target
         self.name = NAME
@@ -55,18 +52,7 @@ class DirichletToy(Task):
         return np.log(self.concentration0)
 
     def problem(self, backend, params, noise=None, batch=None):
-        B = backend
-        target = B.asarray(self.target)  # [K]
-        dist = Dirichlet(B, params)
-
-        def f(z):  # [S, K] -> [S]
-            return B.sum((z - target) ** 2, axis=-1)
-
-        def expectation(q):  # [] : Σ Var z + (E z - t)²
-            mean, variance = q.moments()  # [K], [K]
-            return B.sum(variance + (mean - target) ** 2, axis=-1)
-
-        return Problem(dist, Objective(f, expectation), 0.0)
+        return Problem(Dirichlet(backend, params), squared_distance(backend, self.target), 0.0)
 
     def metrics(self, backend, params):
         alpha = np.exp(np.asarray(backend.to_numpy(params), dtype=np.float64))

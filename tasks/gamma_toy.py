@@ -21,8 +21,8 @@ import numpy as np
 
 from gradest.distributions import Gamma
 from gradest.registry import register_task
-from gradest.task import FULL_SIZES, QUICK_SIZES, BenchmarkSizes, Objective, Problem, Task
-from gradest.validation import vector
+from gradest.task import FULL_SIZES, QUICK_SIZES, BenchmarkSizes, Problem, Task, squared_distance
+from gradest.validation import positive_entries, vector
 
 NAME = "gamma_toy"
 
@@ -38,10 +38,7 @@ def _vectors(options: dict, positive: tuple) -> dict:
                              f"number per coordinate ({d}) or a single number for all")
         arrays[name] = np.full(d, a[0]) if a.shape[0] == 1 else a
     for name in positive:
-        bad = np.flatnonzero(arrays[name] <= 0)
-        if bad.size:
-            raise ValueError(f"option {name!r} of {NAME} must be positive (a Gamma's {name}), got "
-                             f"{float(arrays[name][bad[0]]):g} at index {int(bad[0])}; give numbers > 0")
+        positive_entries(name, arrays[name], owner=NAME, meaning=f"a Gamma's {name}")
     return arrays
 
 
@@ -70,17 +67,8 @@ class GammaToy(Task):
     def problem(self, backend, params, noise=None, batch=None):
         B = backend
         d = self.shape0.shape[0]
-        target = B.asarray(self.target)  # [D]
         dist = Gamma(B, params[:d], params[d:], event_ndims=1)
-
-        def f(z):  # [S, D] -> [S]
-            return B.sum((z - target) ** 2, axis=-1)
-
-        def expectation(q):  # [] : Σ Var z + (E z - t)²
-            mean, variance = q.moments()  # [D], [D]
-            return B.sum(variance + (mean - target) ** 2, axis=-1)
-
-        return Problem(dist, Objective(f, expectation), 0.0)
+        return Problem(dist, squared_distance(B, self.target), 0.0)
 
     def metrics(self, backend, params):
         d = self.shape0.shape[0]
