@@ -69,11 +69,16 @@ class Distribution:
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
-        raise NotImplementedError
+        """The leading axes of `value_shape` before the ``event_ndims`` event axes (a distribution
+        whose event has axes of its own, as a categorical's classes, overrides this)."""
+        shape = self.value_shape
+        return shape[: len(shape) - self.event_ndims]
 
     @property
     def event_shape(self) -> tuple[int, ...]:
-        raise NotImplementedError
+        """The ``event_ndims`` trailing axes of `value_shape`."""
+        shape = self.value_shape
+        return shape[len(shape) - self.event_ndims:]
 
     @property
     def noise_shape(self) -> tuple[int, ...]:
@@ -208,14 +213,6 @@ class Bernoulli(Distribution):
     def value_shape(self):
         return tuple(self.logits.shape)
 
-    @property
-    def batch_shape(self):
-        return tuple(self.logits.shape[: self.logits.ndim - self.event_ndims])
-
-    @property
-    def event_shape(self):
-        return tuple(self.logits.shape[self.logits.ndim - self.event_ndims:])
-
     def probs(self):
         return self.backend.sigmoid(self.logits)
 
@@ -276,14 +273,6 @@ class Normal(Distribution):
     @property
     def value_shape(self):
         return tuple(self.mean.shape)
-
-    @property
-    def batch_shape(self):
-        return tuple(self.mean.shape[: self.mean.ndim - self.event_ndims])
-
-    @property
-    def event_shape(self):
-        return tuple(self.mean.shape[self.mean.ndim - self.event_ndims:])
 
     def rsample(self, noise):
         self._check_noise(noise)
@@ -355,14 +344,6 @@ class Gamma(Distribution):
     def value_shape(self):
         return tuple(self.log_shape.shape)
 
-    @property
-    def batch_shape(self):
-        return tuple(self.log_shape.shape[: self.log_shape.ndim - self.event_ndims])
-
-    @property
-    def event_shape(self):
-        return tuple(self.log_shape.shape[self.log_shape.ndim - self.event_ndims:])
-
     def rsample(self, noise):
         self._check_noise(noise)
         B = self.backend
@@ -425,16 +406,6 @@ class Beta(Distribution):
     @property
     def value_shape(self):
         return tuple(self.params["log_alpha"].shape)
-
-    @property
-    def batch_shape(self):
-        shape = self.value_shape
-        return shape[: len(shape) - self.event_ndims]
-
-    @property
-    def event_shape(self):
-        shape = self.value_shape
-        return shape[len(shape) - self.event_ndims:]
 
     @property
     def noise_shape(self):
